@@ -9,7 +9,7 @@ set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
-TOOLS="$ROOT/.tools"
+TOOLS="${ICHAIN_TOOLS_DIR:-$ROOT/.tools}"
 SOLC_VERSION="$(sed -n 's/^ *version: *\([0-9.]*\).*/\1/p' "$ROOT/ape-config.yaml" | head -n1)"
 SOLCX_DIR="${SOLCX_BINARY_PATH:-$HOME/.solcx}"
 APT_UPDATED=0
@@ -21,17 +21,27 @@ stamp_ok() { [ -f "$TOOLS/stamps/$1" ] && [ "$(cat "$TOOLS/stamps/$1")" = "$2" ]
 stamp_set() { mkdir -p "$TOOLS/stamps"; printf '%s' "$2" > "$TOOLS/stamps/$1"; }
 hash_files() { cat "$@" | sha256sum | cut -c1-16; }
 
+need_root() {  # need_root WHAT: fail early, on the terminal, when neither root nor sudo is available
+  [ "$(id -u)" = 0 ] && return 0
+  have sudo && sudo -n true 2>/dev/null && return 0
+  fail "$STEP" "needs root to $1 — run make as root or give this user passwordless sudo"
+}
+
 as_root() {
-  if [ "$(id -u)" = 0 ]; then "$@"
-  elif have sudo && sudo -n true 2>/dev/null; then sudo "$@"
-  else fail "$STEP" "needs root to run '$*' — run make as root or give this user passwordless sudo"; fi
+  if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+dpkg_installed() {  # ICHAIN_DPKG_ADMINDIR lets the tests pretend a package is missing
+  dpkg-query ${ICHAIN_DPKG_ADMINDIR:+--admindir="$ICHAIN_DPKG_ADMINDIR"} -W -f='${Status}' "$1" 2>/dev/null \
+    | grep -q "ok installed"
 }
 
 apt_install() {  # apt_install PACKAGE... (installs only what is missing)
   local missing=()
-  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  for p in "$@"; do dpkg_installed "$p" || missing+=("$p"); done
   [ ${#missing[@]} -eq 0 ] && return 0
-  have apt-get || fail "$STEP" "apt-get not found; install ${missing[*]} with your system's package manager"
+  have apt-get || fail "$STEP" "apt-get not found — install ${missing[*]} with your system's package manager"
+  need_root "install ${missing[*]} with apt-get"
   say "$STEP: installing ${missing[*]} (apt)"
   if [ "$APT_UPDATED" = 0 ]; then
     as_root apt-get update -qq >"$TOOLS/apt.log" 2>&1 || fail "$STEP" "apt-get update failed (see .tools/apt.log) — check the machine's apt sources"
@@ -112,11 +122,8 @@ step_docker() {  # the engine: installed from apt if missing, dockerd started if
   have docker || apt_install docker.io
   have dockerd || fail docker "dockerd not found after installing docker.io — install a Docker engine"
   say "docker: starting dockerd in the background (log: .tools/dockerd.log)"
-  if [ "$(id -u)" = 0 ]; then
-    nohup dockerd >"$TOOLS/dockerd.log" 2>&1 &
-  else
-    as_root sh -c "nohup dockerd >'$TOOLS/dockerd.log' 2>&1 &"
-  fi
+  need_root "start dockerd"
+  as_root sh -c "nohup dockerd >'$TOOLS/dockerd.log' 2>&1 &"
   for _ in $(seq 1 60); do docker_up && return 0; sleep 0.5; done
   fail docker "dockerd did not answer within 30 s (see .tools/dockerd.log) — start a Docker engine by hand"
 }
@@ -137,7 +144,11 @@ step_chromium() {  # Debian's Chromium for the browser tests (Playwright never d
 step_image() {  # the sandbox runtime image, built locally (no registry is reachable)
   STEP=image
   have mmdebstrap || apt_install mmdebstrap
-  "$VENV/bin/ape" ichain sandbox build --quiet || fail image "building the sandbox image failed — run 'ape ichain sandbox build' to see why"
+  if ! "$VENV/bin/ape" ichain sandbox build --quiet >"$TOOLS/image.log" 2>&1; then
+    fail image "$(grep -v '^\s*$' "$TOOLS/image.log" | tail -n1) (log: .tools/image.log)"
+  fi
+  # A successful build says what it did; an up-to-date image says nothing.
+  cat "$TOOLS/image.log"
 }
 
 main() {
