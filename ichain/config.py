@@ -1,0 +1,114 @@
+"""iChain settings: the ``ichain:`` section of ape-config.yaml, overridden by CLI options.
+
+Example ``ape-config.yaml``::
+
+    ichain:
+      transport: direct        # direct | tor
+      host: 127.0.0.1          # where the chunk host listens (direct transport)
+      port: 0                  # 0 = pick a free port once, then keep it (locators on chain name it)
+      state_dir: .ichain       # daemon/requester state (SQLite, keys, files), one sub-folder per account
+      concurrency: 2           # tasks a provider daemon works on at once
+      poll_interval: 0.1       # seconds between head checks when the node has no websocket
+      reorg_depth: 12          # blocks rescanned after a reorg is seen
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ichain.errors import IChainError
+
+TRANSPORTS = ("direct", "tor")
+
+
+class ConfigError(IChainError):
+    """A setting in ape-config.yaml or on the command line is invalid."""
+
+
+@dataclass(frozen=True)
+class IChainConfig:
+    """Settings shared by the provider daemon, the requester and the CLI.
+
+    Attributes:
+        transport: ``direct`` (HTTP on host:port) or ``tor`` (onion services).
+        host: Interface the chunk host binds (direct transport).
+        port: Port of the chunk host; 0 picks a free one the first time and keeps it.
+        state_dir: Folder for state (SQLite, X25519 keys, task and result files).
+        concurrency: How many tasks a provider daemon works on at once.
+        poll_interval: Seconds between head checks when polling.
+        reorg_depth: Blocks rescanned when a reorg is detected.
+        tor: Extra options handed to the Tor transport factory.
+    """
+
+    transport: str = "direct"
+    host: str = "127.0.0.1"
+    port: int = 0
+    state_dir: Path = Path(".ichain")
+    concurrency: int = 2
+    poll_interval: float = 0.1
+    reorg_depth: int = 12
+    tor: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.transport not in TRANSPORTS:
+            raise ConfigError(f"transport must be one of {', '.join(TRANSPORTS)}, not {self.transport!r}")
+        if not (0 <= int(self.port) <= 65535):
+            raise ConfigError(f"port must be between 0 and 65535, not {self.port}")
+        if int(self.concurrency) < 1:
+            raise ConfigError(f"concurrency must be at least 1, not {self.concurrency}")
+        if float(self.poll_interval) <= 0:
+            raise ConfigError(f"poll_interval must be positive, not {self.poll_interval}")
+        if int(self.reorg_depth) < 0:
+            raise ConfigError(f"reorg_depth must be >= 0, not {self.reorg_depth}")
+        object.__setattr__(self, "state_dir", Path(self.state_dir).expanduser())
+        object.__setattr__(self, "port", int(self.port))
+        object.__setattr__(self, "concurrency", int(self.concurrency))
+
+    def account_dir(self, address: str) -> Path:
+        """Return (and create) the state folder of one account."""
+        path = self.state_dir / str(address).lower()
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def replace(self, **overrides: Any) -> "IChainConfig":
+        """Return a copy with the given (non-None) settings overridden."""
+        clean = {k: v for k, v in overrides.items() if v is not None}
+        return dataclasses.replace(self, **clean)
+
+
+def _from_ape() -> dict:
+    """Read the ``ichain:`` section of the project's ape-config.yaml (empty when absent)."""
+    try:
+        from ape import config as ape_config
+
+        section = ape_config.get_config("ichain").model_dump(by_alias=True)
+    except Exception:  # no project / ape not importable: embedded defaults
+        return {}
+    return {k: v for k, v in section.items() if v is not None}
+
+
+def load_config(**overrides: Any) -> IChainConfig:
+    """Build the settings: embedded defaults < ape-config.yaml ``ichain:`` < CLI overrides.
+
+    Args:
+        **overrides: Settings from the command line; ``None`` values are ignored.
+
+    Returns:
+        The merged, validated settings.
+
+    Raises:
+        ConfigError: A setting is unknown or invalid.
+    """
+    known = {f.name for f in dataclasses.fields(IChainConfig)}
+    data = _from_ape()
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"unknown setting(s) in ape-config.yaml ichain: section: {', '.join(unknown)}")
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return IChainConfig(**data)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"invalid ichain setting: {err}") from None
