@@ -4,7 +4,7 @@
 # Each step checks first and does nothing when already done (a second run is quiet and fast).
 # A failing step prints one line `setup: <step>: <what is wrong> — <what to do>` and exits non-zero.
 #
-# Steps can be run alone for diagnosis: tools/setup.sh venv tools solc docker tor chromium image
+# Steps can be run alone for diagnosis: tools/setup.sh venv tools solc audit docker tor chromium image
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -151,12 +151,24 @@ step_image() {  # the sandbox runtime image, built locally (no registry is reach
   cat "$TOOLS/image.log"
 }
 
+step_audit() {  # slither in its own venv (.venv-audit): its solc-select 'solc' shim must not shadow ours
+  STEP=audit
+  local venv="$ROOT/.venv-audit" want; want="$(hash_files "$ROOT/tools/audit-requirements.lock")"
+  if [ -x "$venv/bin/slither" ] && stamp_ok audit "$want"; then return 0; fi
+  say "audit: installing slither (pinned) into .venv-audit"
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv" || fail audit "python3 -m venv .venv-audit failed — install python3-venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r "$ROOT/tools/audit-requirements.lock" >"$TOOLS/pip-audit.log" 2>&1 \
+    || fail audit "pip install of slither failed (see .tools/pip-audit.log) — check access to the Python package index"
+  "$venv/bin/slither" --version >/dev/null 2>&1 || fail audit "slither does not run (see .tools/pip-audit.log)"
+  stamp_set audit "$want"
+}
+
 main() {
   mkdir -p "$TOOLS"
   local steps=("$@")
-  [ ${#steps[@]} -eq 0 ] && steps=(python venv tools solc docker tor chromium image)
+  [ ${#steps[@]} -eq 0 ] && steps=(python venv tools solc audit docker tor chromium image)
   for s in "${steps[@]}"; do
-    declare -F "step_$s" >/dev/null || fail "$s" "unknown step (known: python venv tools solc docker tor chromium image)"
+    declare -F "step_$s" >/dev/null || fail "$s" "unknown step (known: python venv tools solc audit docker tor chromium image)"
     "step_$s"
   done
 }
