@@ -1,0 +1,175 @@
+"""The Tor transport: chunk hosts behind onion services, fetches on isolated SOCKS circuits.
+
+One long-lived onion service per chunk host (i.e. per daemon), not one per transfer:
+
+* publication is the slow, failure-prone step (seconds on a private network, tens of seconds and
+  occasional stuck uploads on the real one; the paper's main pain). A per-daemon service pays it
+  once at start; a per-transfer service would pay it, and risk it, on every task and result.
+* it protects nothing more: transfers are already separated by random transfer ids that only appear
+  inside locators sealed to their recipient, and every byte is end-to-end encrypted to that recipient.
+* with a persisted key (``key_file``) a restarted host comes back at the *same* address, so locators
+  already sent on chain stay valid and the recipient's fetch simply resumes.
+
+When only one recipient should even be able to connect (``authorized_client``), the service is
+published with v3 client authorization for that recipient's key: that is inherently per recipient, so
+use one TorTransport (hence one service) per recipient host in that mode.
+
+Fetching: each parallel stream gets its own SOCKS username (tor's ``IsolateSOCKSAuth``, on by default),
+hence its own circuit; a stalled stream is retried by the fetcher with a new isolation key, i.e. on a
+fresh circuit that avoids whatever relay stalled.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Sequence
+
+import aiohttp
+import stem
+import yarl
+from aiohttp_socks import ProxyConnector, ProxyType
+from stem.control import EventType
+
+from ichain.tor.errors import TorConfigError
+from ichain.tor.onion import ClientAuthKey, OnionService, add_client_auth, publish_onion
+from ichain.tor.process import TorProcess
+from ichain.transfer.transport import Transport
+
+
+class TorTransport(Transport):
+    """Publish chunk hosts as onion services and fetch through tor's SOCKS port.
+
+    Args:
+        tor: the tor to use (launched and owned, or attached to a system tor).
+        own_tor: stop ``tor`` in :meth:`close` (True when the transport launched it).
+        publish_timeout: seconds per publication attempt (descriptor upload + proof fetch).
+        publish_attempts: publication attempts before :class:`~ichain.tor.errors.PublicationTimeout`.
+        publish_backoff: seconds before the second attempt, doubled each time.
+        attempt_timeouts: explicit per-attempt timeouts (tests force a first attempt to time out).
+        key_file: keep the onion key there so a restarted host keeps its address.
+        authorized_client: base32 x25519 public key; only its holder can connect (client auth).
+        client_auth: :class:`ClientAuthKey` (or base64 private key) this side uses to fetch from
+            services that require client authorization (given to tor on first contact per address).
+        stall_timeout: seconds without a byte before the fetcher retries a stream on a new circuit.
+        connect_timeout: seconds to build the circuits to an onion service and connect.
+    """
+
+    name = "tor"
+
+    def __init__(self, tor: TorProcess, *, own_tor: bool = False, publish_timeout: float = 30.0,
+                 publish_attempts: int = 4, publish_backoff: float = 1.0,
+                 attempt_timeouts: Sequence[float] | None = None, key_file: Path | str | None = None,
+                 authorized_client: str | None = None, client_auth: ClientAuthKey | str | None = None,
+                 stall_timeout: float = 30.0, connect_timeout: float = 60.0):
+        self.tor = tor
+        self.own_tor = own_tor
+        self.publish_timeout = float(publish_timeout)
+        self.publish_attempts = int(publish_attempts)
+        self.publish_backoff = float(publish_backoff)
+        self.attempt_timeouts = list(attempt_timeouts) if attempt_timeouts else None
+        self.key_file = key_file
+        self.authorized_client = authorized_client
+        self.client_auth = client_auth
+        self.stall_timeout = float(stall_timeout)
+        self.connect_timeout = float(connect_timeout)
+        self.services: list[OnionService] = []
+        self._socks_port: int | None = None
+        self._authorized: set[str] = set()
+        self._lock = threading.Lock()
+        # Which circuits carried streams to which onion service (for tests, the bench and progress).
+        self._circuits: dict[str, set[str]] = {}
+        self._stream_listener = None
+
+    # -- hosting ------------------------------------------------------------------------------
+
+    def publish(self, host: str, port: int) -> str:
+        """Publish an onion service forwarding port 80 to ``host:port``; return ``http://<id>.onion``.
+
+        Raises:
+            PublicationTimeout: not published and proven reachable after every attempt.
+        """
+        service = publish_onion(self.tor, port, host, timeout=self.publish_timeout,
+                                attempts=self.publish_attempts, backoff=self.publish_backoff,
+                                attempt_timeouts=self.attempt_timeouts, key_file=self.key_file,
+                                authorized_client=self.authorized_client)
+        with self._lock:
+            self.services.append(service)
+        return service.url
+
+    def unpublish(self) -> None:
+        """Remove the most recently published onion service (publish/unpublish pair up per host)."""
+        with self._lock:
+            service = self.services.pop() if self.services else None
+        if service is not None and self.tor.alive():
+            try:
+                self.tor.controller.remove_ephemeral_hidden_service(service.service_id)
+            except stem.ControllerError:
+                pass  # tor already forgot it (restarted): nothing left to withdraw
+
+    # -- fetching -----------------------------------------------------------------------------
+
+    def handles(self, address: str) -> bool:
+        """True for ``.onion`` addresses (and registers client authorization for them if configured)."""
+        try:
+            host = yarl.URL(address).host or ""
+        except (TypeError, ValueError):
+            return False
+        if not host.endswith(".onion"):
+            return False
+        self.authorize(host)
+        return True
+
+    def authorize(self, onion_host: str) -> None:
+        """Give tor this side's client-authorization key for ``onion_host`` (once; no-op without a key)."""
+        if self.client_auth is None or onion_host in self._authorized:
+            return
+        add_client_auth(self.tor, onion_host, self.client_auth)
+        self._authorized.add(onion_host)
+
+    def connector(self, isolation_key: str) -> aiohttp.BaseConnector:
+        """A SOCKS5 connector whose username is ``isolation_key``: one circuit per distinct key."""
+        if self._socks_port is None:
+            self._socks_port = self.tor.socks_port
+            self._watch_streams()
+        return ProxyConnector(host="127.0.0.1", port=self._socks_port, proxy_type=ProxyType.SOCKS5,
+                              username=f"ichain-{isolation_key}", password="x", rdns=True, limit=2)
+
+    def circuits_used(self, address: str | None = None) -> int:
+        """Distinct tor circuits that carried successful streams (to ``address`` if given) so far."""
+        with self._lock:
+            if address is None:
+                return len(set().union(*self._circuits.values())) if self._circuits else 0
+            host = yarl.URL(address).host if "://" in address else address
+            return len(self._circuits.get(host, set()))
+
+    def reset_circuit_count(self) -> None:
+        """Forget the circuits counted so far."""
+        with self._lock:
+            self._circuits.clear()
+
+    def _watch_streams(self) -> None:
+        def on_stream(event) -> None:
+            if event.status == stem.StreamStatus.SUCCEEDED and event.target_address and event.circ_id:
+                with self._lock:
+                    self._circuits.setdefault(event.target_address, set()).add(event.circ_id)
+
+        self._stream_listener = on_stream
+        self.tor.controller.add_event_listener(on_stream, EventType.STREAM)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Withdraw every service and stop tor if this transport owns it."""
+        while self.services:
+            self.unpublish()
+        if self._stream_listener is not None and self.tor.alive():
+            try:
+                self.tor.controller.remove_event_listener(self._stream_listener)
+            except stem.ControllerError:
+                pass
+        if self.own_tor:
+            self.tor.stop()
+
+    def __repr__(self) -> str:
+        return f"TorTransport(tor={self.tor!r}, services={[s.hostname for s in self.services]})"
