@@ -23,6 +23,7 @@ import time
 from collections import defaultdict
 from typing import Any, Callable, Iterable
 
+from ichain.daemon import faults
 from ichain.daemon.state import DaemonState
 
 log = logging.getLogger("ichain.daemon")
@@ -189,8 +190,10 @@ class Runner:
             stop_hash = self._block_hash(stop)
             # Handlers' writes and the checkpoint commit together: all of a range or none of it.
             with self.state.transaction():
-                self.dispatch(events)
+                handled = self.dispatch(events)
                 self.state.advance(stop, stop_hash, keep=max(64, self.reorg_depth * 2))
+            if handled:
+                faults.point("ingest-after-commit")
             processed += stop - checkpoint
             checkpoint = stop
         return processed
