@@ -9,6 +9,7 @@ Public API (see docs/ARCHITECTURE.md, "ichain.transfer")::
     host.stop()
 """
 
+from ichain.transfer.crypto import KeyPair, OpenedLocator, TransferContext, open_locator
 from ichain.transfer.errors import (
     ChunkAfterFinal,
     ContextInvalid,
@@ -18,6 +19,7 @@ from ichain.transfer.errors import (
     KeyFileError,
     LocatorInvalid,
     ManifestInvalid,
+    PublicKeyInvalid,
     Stalled,
     TamperedChunk,
     TransferError,
@@ -27,9 +29,31 @@ from ichain.transfer.errors import (
     TransportError,
     WrongKey,
 )
+from ichain.transfer.fetch import default_concurrency, fetch, fetch_async
+from ichain.transfer.host import ChunkHost, SealedLocator
+from ichain.transfer.manifest import Manifest
+from ichain.transfer.progress import FetchProgress, progress_bar
+from ichain.transfer.receive import FetchResult, Receiver
+from ichain.transfer.send import DEFAULT_CHUNK_SIZE
 from ichain.transfer.transport import DirectTransport, Transport, default_transport
 
 __all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "ChunkHost",
+    "FetchProgress",
+    "FetchResult",
+    "KeyPair",
+    "Manifest",
+    "OpenedLocator",
+    "PublicKeyInvalid",
+    "Receiver",
+    "SealedLocator",
+    "TransferContext",
+    "default_concurrency",
+    "fetch",
+    "fetch_async",
+    "open_locator",
+    "progress_bar",
     "ChunkAfterFinal",
     "ContextInvalid",
     "DestinationError",

@@ -11,6 +11,10 @@ class KeyFileError(TransferError):
     """A key file is unreadable, malformed or too permissive."""
 
 
+class PublicKeyInvalid(TransferError):
+    """A public key is not 32 bytes or is a degenerate X25519 point."""
+
+
 class ContextInvalid(TransferError):
     """A transfer context field (chain id, market, task id, role) is malformed."""
 
