@@ -1,0 +1,66 @@
+"""Formatting helpers for the web page (amounts, addresses, ratings), also used as Jinja filters."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+WEI_PER_ETH = Decimal(10) ** 18
+
+
+def eth(wei: int | None) -> str:
+    """Format an amount in wei as ether, without trailing zeros.
+
+    Args:
+        wei: The amount in wei (``None`` shows as a dash).
+
+    Returns:
+        A string such as ``"1.25 ETH"``.
+    """
+    if wei is None:
+        return "–"
+    value = (Decimal(int(wei)) / WEI_PER_ETH).quantize(Decimal("0.000001"))
+    text = format(value.normalize(), "f")
+    return f"{text} ETH"
+
+
+def parse_eth(text: str | None, field: str) -> int:
+    """Parse an ether amount typed in a form into wei.
+
+    Args:
+        text: What the user typed, e.g. ``"0.01"``.
+        field: The field's name, for the error message.
+
+    Returns:
+        The amount in wei.
+
+    Raises:
+        WebInputError: When the text is not a non-negative number.
+    """
+    from ichain.web.errors import WebInputError
+
+    try:
+        value = Decimal((text or "").strip())
+    except Exception:
+        raise WebInputError(f"{field}: {text!r} is not a number of ether (e.g. 0.01)") from None
+    if not value.is_finite() or value < 0:
+        raise WebInputError(f"{field}: must be a positive amount of ether")
+    wei = value * WEI_PER_ETH
+    if wei != wei.to_integral_value():
+        raise WebInputError(f"{field}: more than 18 decimals")
+    return int(wei)
+
+
+def short(address: str | None) -> str:
+    """Shorten an address for narrow places (``0x1234…abcd``)."""
+    if not address:
+        return "–"
+    address = str(address)
+    return address if len(address) <= 14 else f"{address[:6]}…{address[-4:]}"
+
+
+def stars(average: float | None) -> str:
+    """Show an average rating (1..5) as stars plus its number."""
+    if not average:
+        return "no rating yet"
+    full = int(round(average))
+    return "★" * full + "☆" * (5 - full)

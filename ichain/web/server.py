@@ -1,0 +1,58 @@
+"""Run the web app with uvicorn in a background thread (tests, demos, embedding)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import uvicorn
+from fastapi import FastAPI
+
+from ichain.web.errors import WebError
+
+
+class BackgroundServer:
+    """uvicorn serving one app on 127.0.0.1 (a free port unless given), in a daemon thread.
+
+    Use as a context manager; ``url`` is ready once ``start()`` returns.
+
+    Args:
+        app: The FastAPI app (see :func:`ichain.web.create_app`).
+        port: Port on 127.0.0.1; 0 lets the OS choose a free one.
+    """
+
+    def __init__(self, app: FastAPI, port: int = 0) -> None:
+        self.app = app
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port))
+        self.sock.listen(128)
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1, lifespan="off")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
+                                       name="ichain-web", daemon=True)
+
+    def start(self, timeout: float = 10.0) -> "BackgroundServer":
+        """Start serving; returns once the server accepts requests."""
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise WebError(f"the web server did not start on {self.url}")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving (open live streams are cut after a short grace period)."""
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.sock.close()
+
+    def __enter__(self) -> "BackgroundServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,502 @@
+"""What the web page reads and does, on the same SDK and state as the CLI.
+
+:class:`WebService` holds the selected account, the market SDK (:mod:`ichain.market`), the requester
+sessions (:mod:`ichain.requester`) and the provider daemons' state files (:mod:`ichain.daemon`). It
+implements no rule of its own: every action is an SDK or requester-session call, whose typed
+pre-checks raise an ``IChainError`` before a doomed transaction is sent; the page shows that line.
+Reads are turned into plain dicts for the templates and the JSON endpoints.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tarfile
+import tempfile
+import threading
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Callable
+
+from ichain.errors import IChainError
+from ichain.web.errors import NoAccount, NotReady, UnknownTask, WebInputError
+from ichain.web.format import parse_eth
+
+#: Largest upload accepted (the task archive), and its unpacked size.
+MAX_UPLOAD = 256 * 1024 * 1024
+MAX_UNPACKED = 1024 * 1024 * 1024
+
+#: The lifecycle shown as a stepper, and the states that end it early.
+LIFECYCLE = ["Pending", "Executing", "Validating", "Accepted", "Completed"]
+ENDINGS = {"Rejected", "Cancelled", "Refunded", "Expired"}
+STATUS_LABELS = {
+    "Pending": "waiting for a provider",
+    "Executing": "running at the provider",
+    "AwaitingValidator": "result in, choose a validator",
+    "Validating": "being validated",
+    "Accepted": "accepted: rate and pay",
+    "Completed": "completed",
+    "Rejected": "rejected: refunded",
+    "Cancelled": "stopped: refunded",
+    "Refunded": "refunded",
+    "Expired": "expired",
+}
+
+
+@dataclass
+class Staged:
+    """An uploaded task archive unpacked into a private folder."""
+
+    name: str
+    folder: Path
+
+
+def _status_name(value: Any) -> str:
+    """The name of a task status, whether the SDK gives an enum, a string or an int."""
+    name = getattr(value, "name", None) or str(value)
+    name = name.split(".")[-1]
+    return {"None_": "None"}.get(name, name[:1].upper() + name[1:])
+
+
+def _addr(value: Any) -> str | None:
+    """A checksummed address string, or None for the zero address / nothing."""
+    if value is None:
+        return None
+    text = str(getattr(value, "address", value))
+    if not text or int(text, 16) == 0:
+        return None
+    return text
+
+
+class WebService:
+    """The page's model: reads as dicts, actions through the SDK and the requester sessions.
+
+    Args:
+        account: The Ape account that signs (``None``: read-only page, actions explain why not).
+        market_factory: Returns the connected :class:`ichain.market.Market`; called lazily so that a
+            network without a deployment shows its error on the page instead of stopping the server.
+        config: iChain settings (state dir, transport...), from :func:`ichain.config.load_config`.
+        tasks_root: Folder whose sub-folders are offered as task folders (default ``./examples``).
+        daemon_states: Extra SQLite files of provider daemons to show, by address (lower case);
+            otherwise ``<state_dir>/<address>/`` is searched.
+        cache_seconds: How long a rendered read is reused across live clients.
+    """
+
+    def __init__(
+        self,
+        *,
+        account: Any = None,
+        market_factory: Callable[[], Any] | None = None,
+        config: Any = None,
+        tasks_root: str | Path | None = None,
+        daemon_states: dict[str, Path] | None = None,
+        cache_seconds: float = 0.3,
+    ) -> None:
+        if config is None:
+            from ichain.config import load_config
+
+            config = load_config()
+        self.account = account
+        self.config = config
+        self.tasks_root = Path(tasks_root) if tasks_root else Path.cwd() / "examples"
+        self.daemon_states = {k.lower(): Path(v) for k, v in (daemon_states or {}).items()}
+        self._market_factory = market_factory
+        self._market = None
+        self._market_error: str | None = None
+        self._lock = threading.RLock()
+        self._act_lock = threading.Lock()  # one signed action at a time (nonces)
+        self._cache: dict[Any, tuple[float, Any]] = {}
+        self._cache_seconds = cache_seconds
+        self.uploads_dir = Path(config.state_dir) / "web-uploads"
+        from ichain.web.sessions import Sessions
+
+        self.sessions = Sessions(self)
+
+    # ---- connection --------------------------------------------------------------------------
+    def market(self) -> Any:
+        """The market SDK for the connected network.
+
+        Raises:
+            IChainError: No deployment on this network (the wrong network), node unreachable.
+        """
+        with self._lock:
+            if self._market is None:
+                try:
+                    if self._market_factory is not None:
+                        self._market = self._market_factory()
+                    else:
+                        from ichain.market import Market
+
+                        self._market = Market.from_deployment()
+                except IChainError as err:
+                    self._market_error = str(err)
+                    raise
+                self._market_error = None
+            return self._market
+
+    def network(self) -> dict:
+        """Name and chain id of the connected network, and the market address or the error."""
+        info: dict[str, Any] = {"name": "not connected", "chain_id": None, "market": None, "error": None}
+        try:
+            from ape import chain, networks
+
+            provider = networks.active_provider
+            if provider is not None:
+                info["name"] = provider.network.name if provider.network.name != "custom" else provider.uri
+                info["name"] = f"{provider.network.ecosystem.name}:{info['name']}"
+                info["chain_id"] = chain.chain_id
+        except Exception as err:  # the node went away: say so, keep serving
+            info["error"] = f"Cannot reach the Ethereum node: {type(err).__name__}"
+            return info
+        try:
+            info["market"] = str(self.market().address)
+        except IChainError as err:
+            info["error"] = str(err)
+        return info
+
+    def require_account(self) -> Any:
+        """The signing account, or a clear error when the page was started without one."""
+        if self.account is None:
+            raise NoAccount()
+        return self.account
+
+    def _cached(self, key: Any, compute: Callable[[], Any]) -> Any:
+        now = time.monotonic()
+        hit = self._cache.get(key)
+        if hit and now - hit[0] < self._cache_seconds:
+            return hit[1]
+        value = compute()
+        self._cache[key] = (now, value)
+        return value
+
+    def invalidate(self) -> None:
+        """Forget cached reads (after an action, so the page shows its effect at once)."""
+        self._cache.clear()
+
+    # ---- reads -------------------------------------------------------------------------------
+    def overview(self) -> dict:
+        """Network, account address, balance and withdrawable credit."""
+        net = self.network()
+        account = None
+        if self.account is not None:
+            account = {"address": str(self.account.address), "balance": int(self.account.balance), "credit": 0}
+            if not net["error"]:
+                account["credit"] = int(self.market().credit(self.account.address))
+        return {"net": net, "account": account}
+
+    def providers(self) -> list[dict]:
+        """Available workers ranked by average rating then price (the SDK's ranking)."""
+        try:
+            market = self.market()
+        except IChainError:
+            return []
+        return [self._worker_row(w) for w in market.providers()]
+
+    @staticmethod
+    def _worker_row(worker: Any) -> dict:
+        count = int(getattr(worker, "rating_count", getattr(worker, "ratings", 0)) or 0)
+        average = getattr(worker, "rating", None)
+        if average is None:
+            total = int(getattr(worker, "rating_sum", 0) or 0)
+            average = total / count if count else 0.0
+        return {
+            "address": str(worker.address),
+            "price": int(worker.price),
+            "rating": float(average or 0.0),
+            "ratings": count,
+            "available": bool(getattr(worker, "available", True)),
+        }
+
+    def pools(self) -> dict:
+        """The four pools as lists of display items (``key``, ``label``, ``detail``, ``mine``)."""
+        empty = {"pending": [], "available": [], "executing": [], "validating": []}
+        try:
+            market = self.market()
+        except IChainError:
+            return empty
+        pools = market.pools()
+        me = str(self.account.address).lower() if self.account is not None else ""
+        workers = {w["address"].lower(): w for w in self.providers()}
+
+        def task_item(task_or_id: Any, who: str) -> dict:
+            task = market.task(task_or_id) if isinstance(task_or_id, int) else task_or_id
+            tid = int(getattr(task, "id", getattr(task, "task_id", task_or_id)))
+            requester = _addr(getattr(task, "requester", None)) or ""
+            party = _addr(getattr(task, who, None)) if who else None
+            detail = f"by {requester[:6]}…{requester[-4:]}" if requester else ""
+            if party:
+                detail += f" · {who} {party[:6]}…{party[-4:]}"
+            return {"key": f"task-{tid}", "label": f"Task #{tid}", "detail": detail,
+                    "mine": requester.lower() == me}
+
+        def worker_item(w: Any) -> dict:
+            address = str(getattr(w, "address", w))
+            row = workers.get(address.lower()) or self._worker_row(market.worker(address))
+            rating = f"{row['rating']:.1f}★ ({row['ratings']})" if row["ratings"] else "no rating yet"
+            from ichain.web.format import eth
+
+            return {"key": f"worker-{address}", "label": f"{address[:6]}…{address[-4:]}",
+                    "detail": f"{eth(row['price'])} · {rating}", "mine": address.lower() == me}
+
+        return {
+            "pending": [task_item(t, "") for t in getattr(pools, "pending", [])],
+            "available": [worker_item(w) for w in getattr(pools, "available", [])],
+            "executing": [task_item(t, "provider") for t in getattr(pools, "executing", [])],
+            "validating": [task_item(t, "validator") for t in getattr(pools, "validating", [])],
+        }
+
+    def task_folders(self) -> list[dict]:
+        """Task folders offered on the server (sub-folders of ``tasks_root``)."""
+        root = self.tasks_root
+        if not root.is_dir():
+            return []
+        return [{"name": p.name, "path": str(p)} for p in sorted(root.iterdir())
+                if p.is_dir() and not p.name.startswith((".", "_"))]
+
+    def tasks(self) -> list[dict]:
+        """Tasks submitted from this page (newest first), with their status."""
+        return self.sessions.list()
+
+    def task(self, task_id: int) -> dict:
+        """One task's snapshot: status, lifecycle steps, parties, per-chunk transfer progress, actions."""
+        return self.sessions.snapshot(task_id)
+
+    def provider_view(self, address: str | None) -> dict | None:
+        """A provider's dashboard: market record, rating, earnings, daemon state and history."""
+        if not address:
+            return None
+        address = address.strip()
+        try:
+            from eth_utils import is_address, to_checksum_address
+        except ImportError:  # pragma: no cover - eth-utils comes with ape
+            raise
+        if not is_address(address):
+            raise WebInputError(f"Provider address: {address!r} is not an Ethereum address")
+        address = to_checksum_address(address)
+        from ichain.web.providers import provider_view
+
+        return provider_view(self, address)
+
+    def context(self, *, view: str, task_id: int | None = None, provider: str | None = None) -> dict:
+        """Everything the templates of one view need (cached briefly across live clients)."""
+        return self._cached((view, task_id, provider), lambda: self._context(view, task_id, provider))
+
+    def _context(self, view: str, task_id: int | None, provider: str | None) -> dict:
+        ov = self.overview()
+        ctx: dict[str, Any] = {
+            **ov, "alert": None, "pools": {"pending": [], "available": [], "executing": [], "validating": []},
+            "tasks": [], "task": None, "providers": [], "folders": self.task_folders(),
+            "tasks_root": str(self.tasks_root), "provider_view": None,
+            "default_price": "0.01", "default_fee": "0.001",
+        }
+        if ov["net"]["error"]:  # wrong network / node gone: the banner says it, nothing else to read
+            return ctx
+        try:
+            if view in ("requester", "pools"):
+                ctx["pools"] = self.pools()
+            if view == "requester":
+                ctx["tasks"] = self.tasks()
+                if task_id is None and ctx["tasks"]:
+                    task_id = ctx["tasks"][0]["id"]
+                ctx["providers"] = self.providers()
+                if ctx["providers"]:
+                    best = min(p["price"] for p in ctx["providers"])
+                    ctx["default_price"] = _ether_text(max(best, 1))
+                    ctx["default_fee"] = _ether_text(max(best // 10, 1))
+                ctx["task"] = self.task(task_id) if task_id is not None else None
+            if view == "provider":
+                if provider is None and self.account is not None:
+                    provider = str(self.account.address)
+                ctx["provider_view"] = self.provider_view(provider)
+        except IChainError as err:
+            ctx["alert"] = str(err)
+        return ctx
+
+    # ---- uploads -----------------------------------------------------------------------------
+    def stage_upload(self, filename: str, stream: IO[bytes]) -> Staged:
+        """Save an uploaded .zip/.tar(.gz) and unpack it safely into a private folder.
+
+        Raises:
+            WebInputError: Not an archive, too big, or an entry escaping the folder.
+        """
+        name = Path(filename).name
+        lower = name.lower()
+        if not lower.endswith((".zip", ".tar", ".tar.gz", ".tgz")):
+            raise WebInputError(f"Upload {name!r}: send the task folder as a .zip, .tar or .tar.gz")
+        self.uploads_dir.mkdir(parents=True, exist_ok=True)
+        workdir = Path(tempfile.mkdtemp(prefix="task-", dir=self.uploads_dir))
+        archive = workdir / "upload.part"
+        size = 0
+        with open(archive, "wb") as out:
+            while chunk := stream.read(1 << 20):
+                size += len(chunk)
+                if size > MAX_UPLOAD:
+                    shutil.rmtree(workdir, ignore_errors=True)
+                    raise WebInputError(f"Upload {name!r} is larger than {MAX_UPLOAD >> 20} MiB")
+                out.write(chunk)
+        stem = name
+        for suffix in (".tar.gz", ".tgz", ".zip", ".tar"):
+            if lower.endswith(suffix):
+                stem = name[: -len(suffix)] or "task"
+                break
+        dest = workdir / "task.part"
+        try:
+            _safe_extract(archive, dest, zip_=lower.endswith(".zip"))
+        except WebInputError:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+        archive.unlink()
+        # A single top-level folder in the archive is the task folder itself.
+        entries = [p for p in dest.iterdir() if not p.name.startswith("__MACOSX")]
+        root = entries[0] if len(entries) == 1 and entries[0].is_dir() else dest
+        final = workdir / "task"
+        os.replace(root, final)
+        return Staged(name=stem, folder=final)
+
+    # ---- actions -----------------------------------------------------------------------------
+    def submit(self, *, folder: str = "", staged: Staged | None = None, price: str = "",
+               validator_fee: str = "", provider: str = "", validator: str = "") -> int:
+        """Post a task from a server folder or an upload (see :meth:`Sessions.submit`)."""
+        account = self.require_account()
+        if staged is None and not folder:
+            raise WebInputError("Task: choose a task folder or upload an archive")
+        if staged is not None and folder:
+            raise WebInputError("Task: choose a folder OR upload an archive, not both")
+        if staged is None:
+            path = Path(folder)
+            allowed = {f["path"] for f in self.task_folders()}
+            if str(path) not in allowed:
+                raise WebInputError(f"Task folder {folder!r} is not one of the folders offered")
+            name = path.name
+        else:
+            path, name = staged.folder, staged.name
+        price_wei = parse_eth(price, "Price")
+        fee_wei = parse_eth(validator_fee, "Validator fee")
+        try:
+            with self._act_lock:
+                task_id = self.sessions.submit(
+                    account, path, name=name, price=price_wei, validator_fee=fee_wei,
+                    provider=provider.strip() or None, validator=validator.strip() or None)
+        finally:
+            if staged is not None:  # the session keeps its own packed copy
+                shutil.rmtree(staged.folder.parent, ignore_errors=True)
+        self.invalidate()
+        return task_id
+
+    def choose_provider(self, task_id: int, provider: str) -> None:
+        """Name the provider of a pending task (the task is then sealed to its key and hosted)."""
+        account = self.require_account()
+        if not provider.strip():
+            raise WebInputError("Provider: choose one in the list")
+        with self._act_lock:
+            self.sessions.get(task_id).assign_provider(provider.strip(), account=account)
+        self.invalidate()
+
+    def choose_validator(self, task_id: int, validator: str) -> None:
+        """Name the validator of a task."""
+        account = self.require_account()
+        if not validator.strip():
+            raise WebInputError("Validator: choose one in the list")
+        with self._act_lock:
+            self.sessions.get(task_id).assign_validator(validator.strip(), account=account)
+        self.invalidate()
+
+    def stop(self, task_id: int) -> str:
+        """Stop a task: cancel while pending, or expire it after its deadline (refund)."""
+        account = self.require_account()
+        with self._act_lock:
+            message = self.sessions.get(task_id).stop(account=account)
+        self.invalidate()
+        return message
+
+    def finalize(self, task_id: int, rating: str) -> None:
+        """Finalize an accepted task with a rating from 1 to 5 (pays the provider)."""
+        account = self.require_account()
+        try:
+            value = int(rating)
+        except (TypeError, ValueError):
+            raise WebInputError("Rating: choose 1 to 5 stars") from None
+        if not 1 <= value <= 5:
+            raise WebInputError("Rating: choose 1 to 5 stars")
+        with self._act_lock:
+            self.sessions.get(task_id).finalize(value, account=account)
+        self.invalidate()
+
+    def result_file(self, task_id: int) -> Path:
+        """The verified result archive of a task, for download."""
+        path = self.sessions.get(task_id).result_path()
+        if path is None or not Path(path).is_file():
+            raise NotReady(f"Task {task_id} has no result yet")
+        return Path(path)
+
+    def withdraw(self) -> int:
+        """Withdraw the account's credit; returns the amount paid out (wei)."""
+        account = self.require_account()
+        with self._act_lock:
+            amount = int(self.market().withdraw(sender=account))
+        self.invalidate()
+        return amount
+
+    def close(self) -> None:
+        """Stop the requester sessions' hosts and followers."""
+        self.sessions.close()
+
+
+def _ether_text(wei: int) -> str:
+    """An amount in wei as plain ether digits for a form field (``"0.01"``)."""
+    from decimal import Decimal
+
+    return format((Decimal(wei) / Decimal(10**18)).normalize(), "f")
+
+
+def _safe_extract(archive: Path, dest: Path, *, zip_: bool) -> None:
+    """Unpack an uploaded archive with no path escaping ``dest``, no links, no devices, size-capped."""
+    dest.mkdir(parents=True)
+    total = 0
+
+    def target(name: str) -> Path:
+        rel = Path(name)
+        if rel.is_absolute() or ".." in rel.parts or name.startswith(("/", "\\")):
+            raise WebInputError(f"Upload: unsafe path {name!r} in the archive")
+        return dest / rel
+
+    try:
+        if zip_:
+            with zipfile.ZipFile(archive) as zf:
+                for info in zf.infolist():
+                    out = target(info.filename)
+                    mode = (info.external_attr >> 16) & 0o170000
+                    if mode and mode not in (0o100000, 0o040000):  # links, devices
+                        raise WebInputError(f"Upload: {info.filename!r} is not a plain file")
+                    if info.is_dir():
+                        out.mkdir(parents=True, exist_ok=True)
+                        continue
+                    total += info.file_size
+                    if total > MAX_UNPACKED:
+                        raise WebInputError("Upload: the archive unpacks to more than 1 GiB")
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    with zf.open(info) as src, open(out, "wb") as dst:
+                        shutil.copyfileobj(src, dst)
+        else:
+            with tarfile.open(archive) as tf:
+                for member in tf:
+                    out = target(member.name)
+                    if member.isdir():
+                        out.mkdir(parents=True, exist_ok=True)
+                        continue
+                    if not member.isfile():
+                        raise WebInputError(f"Upload: {member.name!r} is not a plain file")
+                    total += member.size
+                    if total > MAX_UNPACKED:
+                        raise WebInputError("Upload: the archive unpacks to more than 1 GiB")
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    src = tf.extractfile(member)
+                    with src, open(out, "wb") as dst:
+                        shutil.copyfileobj(src, dst)
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as err:
+        raise WebInputError(f"Upload: not a readable archive ({type(err).__name__})") from None
+
+
+__all__ = ["WebService", "Staged", "LIFECYCLE", "STATUS_LABELS", "ENDINGS"]

@@ -1,0 +1,322 @@
+"""The requester sessions the page drives, and the view of one task it shows.
+
+The requester flow itself (package + encrypt + post, host the task, fetch + verify the result,
+finalize) is :mod:`ichain.requester`, the same one the CLI uses. This module only keeps the
+sessions started from the page, moves each one forward in a background thread (so a result is
+fetched even while nobody looks at the page), and turns the chain's view of a task plus the
+session's transfer progress into what the templates show.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from ichain.errors import IChainError
+from ichain.web.errors import UnknownTask
+
+log = logging.getLogger("ichain.web")
+
+#: Seconds between two steps of a session's follower thread.
+FOLLOW_INTERVAL = 0.25
+
+STEPS = [("Pending", "Pending"), ("Executing", "Executing"), ("AwaitingValidator", "Result in"),
+         ("Validating", "Validating"), ("Accepted", "Accepted"), ("Completed", "Completed")]
+ENDINGS = {"Rejected": "Rejected", "Closed": "Rejected, rated", "Cancelled": "Stopped, refunded",
+           "Expired": "Expired, settled"}
+LABELS = {
+    "Pending": "waiting for a provider",
+    "Executing": "running at the provider",
+    "AwaitingValidator": "result in: choose a validator",
+    "Validating": "being validated",
+    "Accepted": "accepted: rate to pay",
+    "Completed": "completed",
+    "Rejected": "rejected: refunded, rate it",
+    "Closed": "rejected and rated",
+    "Cancelled": "stopped: refunded",
+    "Expired": "expired: settled",
+}
+TERMINAL = {"Completed", "Closed", "Cancelled", "Expired"}
+
+
+def status_name(value: Any) -> str:
+    """The name of a task status from the SDK (enum, name or number)."""
+    value = getattr(value, "status", value)
+    names = ["None", "Pending", "Executing", "AwaitingValidator", "Validating", "Accepted", "Rejected",
+             "Completed", "Closed", "Cancelled", "Expired"]
+    if isinstance(value, int) and not hasattr(value, "name"):
+        return names[value] if 0 <= value < len(names) else str(value)
+    name = getattr(value, "name", None) or str(value)
+    return name.split(".")[-1]
+
+
+def _address(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(getattr(value, "address", value))
+    try:
+        return None if int(text, 16) == 0 else text
+    except ValueError:
+        return text
+
+
+def steps_for(status: str) -> list[dict]:
+    """The lifecycle stepper: which steps are done, current, or where the task ended."""
+    order = [s for s, _ in STEPS]
+    out: list[dict] = []
+    if status in order:
+        at = order.index(status)
+        for i, (key, label) in enumerate(STEPS):
+            cls = "done" if i < at else ("current" if i == at else "")
+            if status == "Completed" and key == "Completed":
+                cls = "done"
+            out.append({"label": label, "cls": cls})
+        return out
+    # An ending: everything before where it stopped is done, then the ending is marked.
+    reached = {"Rejected": 4, "Closed": 4, "Cancelled": 1, "Expired": 2}.get(status, 0)
+    out = [{"label": label, "cls": "done"} for _, label in STEPS[:reached]]
+    out.append({"label": ENDINGS.get(status, status), "cls": "failed"})
+    return out
+
+
+#: Per-chunk states of a fetch (ichain.transfer.progress map letters) as percent done.
+_FETCH_PCT = {"p": 0, "f": 50, "r": 25, "v": 100, "u": 100, "x": 0}
+
+
+def transfers_view(snap: dict) -> list[dict]:
+    """Per-chunk progress bars from a requester snapshot (``progress.uploads`` / ``progress.download``)."""
+    out = []
+    progress = snap.get("progress") or {}
+    for tid, up in sorted((progress.get("uploads") or {}).items()):
+        if not isinstance(up, dict):
+            continue
+        pcts = [100 if n else 0 for n in up.get("served") or []]
+        out.append(_bar("upload", f"Task served to a worker · transfer {str(tid)[:8]}", pcts))
+    down = progress.get("download")
+    if isinstance(down, dict):
+        pcts = [_FETCH_PCT.get(c, 0) for c in down.get("map", "")]
+        if down.get("finished"):
+            pcts = [100] * len(pcts)
+        out.append(_bar("download", "Result downloaded and verified", pcts))
+    return out
+
+
+def _bar(role: str, label: str, pcts: list[int]) -> dict:
+    total = len(pcts)
+    return {"role": role, "label": label, "chunks": pcts, "total": total,
+            "done": sum(1 for p in pcts if p >= 100), "percent": int(sum(pcts) / total) if total else 0}
+
+
+class Session:
+    """One posted task of the requester: its :class:`~ichain.requester.RequesterSession`, kept hosting,
+    plus a follower thread that fetches and verifies the result as soon as it is committed."""
+
+    def __init__(self, owner: "Sessions", req: Any) -> None:
+        self.owner = owner
+        self.req = req
+        self.task_id = int(req.task_id)
+        self.name = str(req.data.get("task_name") or req.data.get("id"))
+        self.error: str | None = None
+        self.lock = threading.RLock()  # the requester session is not meant for concurrent calls
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._follow, name=f"ichain-web-task-{self.task_id}", daemon=True)
+
+    def start(self) -> "Session":
+        """Serve the task's files again (after a restart) and follow the task."""
+        status = self.req.data.get("chain_status")
+        if status not in TERMINAL:
+            try:
+                with self.lock:
+                    self.req.start_host()
+            except (IChainError, OSError) as err:  # e.g. the CLI still hosts it on that port
+                self.error = f"cannot host the task's files here: {' '.join(str(err).split())[:200]}"
+        self._thread.start()
+        return self
+
+    def _follow(self) -> None:
+        while not self._stop.wait(FOLLOW_INTERVAL):
+            try:
+                with self.lock:
+                    task = self.req.refresh()
+                    status = status_name(getattr(task, "status", None))
+                    if self.req.data.get("result_locator") and not self.req.data.get("result_dir"):
+                        self.req.fetch_result()  # download, check hash + meta, unpack
+                self.error = None
+                if status in TERMINAL:
+                    return
+            except IChainError as err:
+                self.error = str(err)
+            except Exception as err:  # a node hiccup must not kill the follower
+                log.exception("requester session %s", self.task_id)
+                self.error = f"{type(err).__name__}: {' '.join(str(err).split())[:200]}"
+
+    def assign_provider(self, provider: str, *, account: Any) -> None:
+        """Name the provider: the task is sealed to its key, hosted, and the provider assigned on chain."""
+        with self.lock:
+            self.req.assign_provider(provider)
+
+    def assign_validator(self, validator: str, *, account: Any) -> None:
+        """Name the validator: task and verified result are re-hosted for it."""
+        with self.lock:
+            self.req.choose_validator(validator)
+
+    def stop(self, *, account: Any) -> str:
+        """Cancel while pending, else expire after the deadline (the SDK says when it is too early)."""
+        with self.lock:
+            how = self.req.refund()
+        return f"Task {self.task_id} {how}: the deposit is back in your credit (Withdraw to get it)"
+
+    def finalize(self, rating: int, *, account: Any) -> None:
+        """Rate the provider and release the payment (or just rate after a reject)."""
+        with self.lock:
+            self.req.finalize(rating)
+
+    def result_path(self) -> Path | None:
+        """The verified result archive, once fetched."""
+        if not self.req.data.get("result_ok"):
+            return None
+        path = self.req.root / "result.tar"
+        return path if path.is_file() else None
+
+    def close(self) -> None:
+        """Stop following and stop hosting (files stay: a restart serves them again)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        with self.lock:
+            self.req.close()
+
+
+class Sessions:
+    """The requester's sessions on this chain and market (those of the CLI too: same state folder)."""
+
+    def __init__(self, service: Any) -> None:
+        self.service = service
+        self._by_id: dict[int, Session] = {}
+        self._lock = threading.RLock()
+        self._closed = False
+
+    def _scan(self) -> None:
+        """Pick up every posted session of the account on this market (new ones from the CLI too)."""
+        from ichain.requester import RequesterSession
+
+        account = self.service.account
+        if account is None or self._closed:
+            return
+        market = self.service.market()
+        from ape import chain
+
+        chain_id = int(chain.chain_id)
+        address = str(market.address).lower()
+        for data in RequesterSession.list(config=self.service.config, address=str(account.address)):
+            tid = data.get("task_id")
+            if tid is None or int(tid) in self._by_id:
+                continue
+            if int(data.get("chain_id", -1)) != chain_id or str(data.get("market", "")).lower() != address:
+                continue
+            req = RequesterSession.load(data["id"], market=market, account=account, config=self.service.config)
+            self._by_id[int(tid)] = Session(self, req).start()
+
+    def submit(self, account: Any, folder: Path, *, name: str, price: int, validator_fee: int,
+               provider: str | None, validator: str | None) -> int:
+        """Check and package the folder, host the task, post it with its deposit; returns the task id.
+
+        The task is posted pending (no provider) unless one is given: the page then offers the
+        ranked list to choose from. A failed post (a pre-check refused it) leaves nothing behind.
+        """
+        from ichain.requester import RequesterSession
+
+        market = self.service.market()
+        req = RequesterSession.prepare(folder, market=market, account=account, config=self.service.config)
+        req.data["task_name"] = name
+        try:
+            task_id = req.post(provider=provider, validator=validator, price=price, validator_fee=validator_fee)
+        except IChainError:
+            req.close()
+            if req.task_id is None:  # refused before sending: drop the packaged copy
+                shutil.rmtree(req.root, ignore_errors=True)
+            raise
+        with self._lock:
+            self._by_id[int(task_id)] = Session(self, req).start()
+        return int(task_id)
+
+    def get(self, task_id: int) -> Session:
+        """The session of one of the requester's tasks."""
+        with self._lock:
+            if int(task_id) not in self._by_id:
+                self._scan()
+            try:
+                return self._by_id[int(task_id)]
+            except KeyError:
+                raise UnknownTask(task_id) from None
+
+    def list(self) -> list[dict]:
+        """The requester's tasks, newest first, with their on-chain status."""
+        with self._lock:
+            self._scan()
+            sessions = sorted(self._by_id.values(), key=lambda s: -s.task_id)
+        market = self.service.market()
+        out = []
+        for s in sessions:
+            status = status_name(market.task(s.task_id).status)
+            out.append({"id": s.task_id, "name": s.name, "status": status, "status_label": LABELS.get(status, status)})
+        return out
+
+    def snapshot(self, task_id: int) -> dict:
+        """Everything the task panel shows: chain state (status, parties, deadline) and the session's."""
+        session = self.get(task_id)
+        market = self.service.market()
+        task = market.task(task_id)
+        status = status_name(task.status)
+        snap = session.req.status()
+        deadline = int(getattr(task, "deadline", 0) or 0)
+        from ape import chain
+
+        past = bool(deadline) and chain.pending_timestamp > deadline
+        result = session.result_path()
+        metrics = snap.get("metrics") or {}
+        view = {
+            "id": task_id,
+            "name": session.name,
+            "status": status,
+            "status_label": LABELS.get(status, status),
+            "steps": steps_for(status),
+            "provider": _address(getattr(task, "provider", None)),
+            "validator": _address(getattr(task, "validator", None)),
+            "price": int(getattr(task, "price", 0) or 0),
+            "validator_fee": int(getattr(task, "validator_fee", getattr(task, "validatorFee", 0)) or 0),
+            "deadline": (time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(deadline)) + (" (passed)" if past else ""))
+            if deadline and status not in TERMINAL else None,
+            "result_hash": ("0x" + snap["result_hash"]) if snap.get("result_hash") else None,
+            "accepted": snap.get("accepted"),
+            "rating": snap.get("rating"),
+            "transfers": transfers_view(snap),
+            "note": (snap.get("history") or [{}])[-1].get("message"),
+            "error": session.error,
+            "metrics": metrics,
+        }
+        view["can"] = {
+            "choose_provider": status == "Pending",
+            "choose_validator": status == "AwaitingValidator" or (status == "Validating" and past),
+            "stop": status in ("Pending", "Executing", "Validating", "AwaitingValidator"),
+            "finalize": status in ("Accepted", "Rejected"),
+            "download": result is not None,
+        }
+        if status == "Pending":
+            view["stop_label"], view["stop_hint"] = "Stop and refund", "Nobody works on it yet: full refund."
+        else:
+            view["stop_label"] = "Claim refund"
+            view["stop_hint"] = ("The deadline passed: settle the escrow." if past else
+                                 f"Allowed once the deadline passes ({view['deadline']}).")
+        return view
+
+    def close(self) -> None:
+        """Stop every session's follower and host."""
+        with self._lock:
+            self._closed = True
+            for s in self._by_id.values():
+                s.close()

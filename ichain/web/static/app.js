@@ -1,0 +1,93 @@
+// iChain web page: live fragments over Server-Sent Events (short polling as a fallback) and forms
+// posted with fetch; every error the server sends is one line, shown in the form's alert region.
+"use strict";
+(function () {
+  const body = document.body;
+  const view = body.dataset.view || "requester";
+  const params = new URLSearchParams(location.search);
+  const query = new URLSearchParams({ view });
+  if (params.get("task")) query.set("task", params.get("task"));
+  if (params.get("address")) query.set("provider", params.get("address"));
+  const dot = document.getElementById("live-dot");
+  const pending = {};  // fragments held back while the user is inside them
+
+  function setAlert(el, text, ok) {
+    if (!el) return;
+    el.textContent = text || "";
+    el.classList.toggle("ok", !!ok);
+  }
+
+  // Replace a live part unless the keyboard focus is inside it (re-rendering would steal it).
+  function apply(name, html) {
+    if (name === "alert") { setAlert(document.getElementById("page-alert"), html); return; }
+    const el = document.querySelector('[data-live-part="' + name + '"]');
+    if (!el) return;
+    if (el.hasAttribute("data-keep-focus") && el.contains(document.activeElement) && document.activeElement !== document.body) {
+      pending[name] = html;
+      return;
+    }
+    delete pending[name];
+    if (el.innerHTML !== html) el.innerHTML = html;
+  }
+  document.addEventListener("focusout", function () {
+    setTimeout(function () { for (const n of Object.keys(pending)) apply(n, pending[n]); }, 0);
+  });
+
+  function live(on) { if (dot) dot.classList.toggle("on", on); body.dataset.live = on ? "on" : "off"; }
+
+  let polling = null;
+  function poll() {
+    fetch("/api/fragments?" + query).then(function (r) { return r.json(); }).then(function (parts) {
+      live(true);
+      for (const n of Object.keys(parts)) apply(n, parts[n]);
+    }).catch(function () { live(false); });
+  }
+  if (window.EventSource) {
+    const es = new EventSource("/api/live?" + query);
+    es.onopen = function () { live(true); };
+    es.onmessage = function (ev) { const m = JSON.parse(ev.data); apply(m.name, m.html); };
+    es.onerror = function () { live(false); };
+  } else {
+    polling = setInterval(poll, 1500);
+  }
+
+  // Forms: POST with fetch, show the one-line error or the message, never a trace.
+  async function send(url, form, button) {
+    const alertEl = (form && (form.querySelector("[data-form-alert]") ||
+      (form.closest("[data-live-part]") || document).querySelector("[data-form-alert]"))) ||
+      document.getElementById("page-alert");
+    if (form && form.dataset.confirm && !window.confirm(form.dataset.confirm)) return;
+    setAlert(alertEl, "");
+    if (button) button.disabled = true;
+    body.setAttribute("aria-busy", "true");
+    try {
+      const r = await fetch(url, { method: "POST", body: form ? new FormData(form) : null });
+      let data;
+      try { data = await r.json(); } catch (e) { data = { error: "The server answered " + r.status + " " + r.statusText }; }
+      if (!r.ok || data.error) { setAlert(alertEl, data.error || ("Error " + r.status), false); return; }
+      setAlert(document.getElementById("page-alert"), data.message || "Done", true);
+      if (data.task_id !== undefined && String(data.task_id) !== params.get("task")) {
+        location.href = "/?task=" + encodeURIComponent(data.task_id);
+        return;
+      }
+      poll();
+    } catch (e) {
+      setAlert(alertEl, "Cannot reach the iChain server: is `ape ichain web` still running?", false);
+    } finally {
+      if (button) button.disabled = false;
+      body.removeAttribute("aria-busy");
+    }
+  }
+
+  document.addEventListener("submit", function (ev) {
+    const form = ev.target;
+    const action = form.dataset.action;
+    if (!action) return;  // plain GET forms (provider lookup) navigate normally
+    ev.preventDefault();
+    send(action === "submit" ? form.getAttribute("action") : action, form, form.querySelector("button[type=submit]"));
+  });
+  document.addEventListener("click", function (ev) {
+    const b = ev.target.closest("button[data-post]");
+    if (b) { ev.preventDefault(); send(b.dataset.post, null, b); }
+  });
+})();
