@@ -15,6 +15,7 @@ Example ``ape-config.yaml``::
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,9 @@ def load_config(**overrides: Any) -> IChainConfig:
     if unknown:
         raise ConfigError(f"unknown setting(s) in ape-config.yaml ichain: section: {', '.join(unknown)}")
     data.update({k: v for k, v in overrides.items() if v is not None})
+    # A private Tor network file (tests, `make demo TRANSPORT=tor`) reaches subprocess daemons this way.
+    if net := os.environ.get("ICHAIN_TOR_NETWORK"):
+        data["tor"] = {"tor_network": net, **dict(data.get("tor") or {})}
     try:
         return IChainConfig(**data)
     except (TypeError, ValueError) as err:

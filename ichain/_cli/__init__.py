@@ -5,6 +5,11 @@ Each command group lives in its own module; shared options are in ``_cli/options
 
 import click
 
+from ichain._cli.account import account
+from ichain._cli.demo import demo
+from ichain._cli.market import pools, providers, withdraw
+from ichain._cli.provide import provide
+from ichain._cli.request import finalize, refund, status, submit
 from ichain._cli.sandbox import sandbox
 
 
@@ -13,4 +18,13 @@ def cli():
     """iChain: a peer-to-peer marketplace for machine-learning compute."""
 
 
-cli.add_command(sandbox)
+for command in (sandbox, provide, submit, status, pools, providers, finalize, refund, withdraw, account, demo):
+    cli.add_command(command)
+
+try:  # the web page (its own module, from the web work)
+    from ichain._cli.web import web
+except ModuleNotFoundError as err:  # only a missing web.py is tolerated; its own import errors surface
+    if err.name != "ichain._cli.web":
+        raise
+else:
+    cli.add_command(web)

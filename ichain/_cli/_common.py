@@ -1,0 +1,45 @@
+"""Helpers shared by the marketplace command groups (market lookup, tables, amounts)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from ichain.config import IChainConfig, load_config
+
+
+def get_market(address: str | None = None) -> Any:
+    """The SDK market on the connected network: at ``address`` or from the deployment registry."""
+    from ichain.market import Market
+
+    if address:
+        return Market.at(address) if hasattr(Market, "at") else Market(address)
+    return Market.from_deployment()
+
+
+def get_config(**overrides: Any) -> IChainConfig:
+    """Settings from ape-config.yaml merged with the command line."""
+    return load_config(**overrides)
+
+
+def eth(wei: int | None) -> str:
+    """Wei as a short ether string."""
+    if wei is None:
+        return "-"
+    return f"{int(wei) / 10**18:.6g} ETH"
+
+
+def echo_table(rows: list[list[str]], headers: list[str]) -> None:
+    """Print a plain aligned table."""
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)] if rows else [len(h) for h in headers]
+    line = "  ".join(f"{{:<{w}}}" for w in widths)
+    click.echo(line.format(*headers))
+    for row in rows:
+        click.echo(line.format(*[str(x) for x in row]))
+
+
+def market_option() -> Any:
+    """``--market ADDR``: use this TaskMarket instead of the recorded deployment."""
+    return click.option("--market", "market_address", default=None, envvar="ICHAIN_MARKET",
+                        help="TaskMarket address (default: the deployment recorded for this network).")

@@ -1,0 +1,38 @@
+"""``ape ichain account new``: create an Ape keystore account (the paper's built-in address creation)."""
+
+from __future__ import annotations
+
+import click
+
+from ichain.errors import IChainError
+
+
+class AccountError(IChainError):
+    """The account can't be created (alias taken, weak passphrase...)."""
+
+
+@click.group()
+def account():
+    """Accounts for iChain (Ape keystore accounts)."""
+
+
+@account.command("new")
+@click.argument("alias")
+@click.option("--passphrase", prompt=True, hide_input=True, confirmation_prompt=True,
+              envvar="ICHAIN_PASSPHRASE", help="Passphrase encrypting the keystore file.")
+@click.option("--show-mnemonic", is_flag=True, help="Print the recovery phrase (write it down!).")
+def new(alias, passphrase, show_mnemonic):
+    """Create a keystore account ALIAS usable with --account ALIAS."""
+    from ape import accounts
+    from ape_accounts import generate_account
+
+    if alias in accounts.aliases:
+        raise click.ClickException(f"an account named {alias!r} already exists")
+    try:
+        acct, mnemonic = generate_account(alias, passphrase)
+    except Exception as err:  # ape's alias/passphrase validation
+        raise click.ClickException(" ".join(str(err).split())) from None
+    click.echo(f"created account {alias}: {acct.address}")
+    if show_mnemonic:
+        click.echo(f"recovery phrase: {mnemonic}")
+    click.echo(f"use it with --account {alias} (set APE_ACCOUNTS_{alias}_PASSPHRASE for unattended daemons)")

@@ -1,0 +1,186 @@
+"""``ape ichain demo``: a whole marketplace round on this machine (what ``make demo`` runs).
+
+On the embedded defaults: the local network (ape-foundry starts anvil on a free port), the direct
+transport, the Docker sandbox. It deploys the contracts with short windows, starts two provider
+daemons as subprocesses (one will execute, the other validate), submits ``examples/digits`` as a
+requester, and prints the result, the accuracy, the verdict, the payment and the new rating.
+Everything it starts is stopped on exit, Ctrl-C or error (daemons, tor, anvil, temp files).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import click
+
+from ichain._cli._common import eth
+from ichain._cli.options import IChainCommand, transport_option
+from ichain.daemon.provider import field_of
+from ichain.errors import IChainError
+
+
+class DemoError(IChainError):
+    """The demo could not run (a daemon died, the sandbox image is missing...)."""
+
+
+def deploy_market(sender, *, review_window: int = 30, validation_window: int = 60, min_timeout: int = 30,
+                  max_timeout: int = 3600):
+    """Deploy TaskMarket (which deploys Ratings) with the given windows; returns the SDK market."""
+    from ichain._cli._common import get_market
+
+    try:
+        from ichain import deployments
+
+        if hasattr(deployments, "deploy"):
+            deployed = deployments.deploy(sender, review_window=review_window, validation_window=validation_window,
+                                          min_timeout=min_timeout, max_timeout=max_timeout)
+            return get_market(str(field_of(deployed, "address", default=None) or deployed.market))
+    except ImportError:
+        pass
+    from ape import project
+
+    contract = project.TaskMarket.deploy(review_window, validation_window, min_timeout, max_timeout, sender=sender)
+    return get_market(str(contract.address))
+
+
+class DaemonProcess:
+    """A provider daemon in a subprocess (``ape ichain provide``), its log in a file."""
+
+    def __init__(self, name: str, argv: list[str], log_path: Path, env: dict | None = None):
+        self.name = name
+        self.log_path = log_path
+        self._log = open(log_path, "ab")
+        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     env={**os.environ, **(env or {})}, start_new_session=True)
+
+    def alive(self) -> bool:
+        """Whether the process still runs."""
+        return self.proc.poll() is None
+
+    def tail(self, lines: int = 15) -> str:
+        """The end of its log."""
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """SIGTERM (graceful), then SIGKILL after ``timeout``; always reaps the process."""
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+
+def provide_argv(uri: str, account: str, market: str, state_dir: Path, *, price: str, transport: str = "direct",
+                 extra: tuple[str, ...] = ()) -> list[str]:
+    """The command line of a provider daemon joining the node at ``uri``."""
+    ape = str(Path(sys.executable).with_name("ape"))
+    return [ape, "ichain", "provide", "--network", uri, "--account", account, "--market", market,
+            "--state-dir", str(state_dir), "--transport", transport, "--price", price, *extra]
+
+
+def wait_registered(market, daemons: dict[str, DaemonProcess], timeout: float = 120.0) -> None:
+    """Wait until every daemon's account is a registered worker (or fail with its log)."""
+    end = time.time() + timeout
+    pending = dict(daemons)
+    while pending:
+        for addr, proc in list(pending.items()):
+            if not proc.alive():
+                raise DemoError(f"daemon {proc.name} exited ({proc.proc.returncode}): {proc.tail(3)}")
+            if field_of(market.worker(addr), "registered", default=False):
+                del pending[addr]
+        if time.time() > end:
+            raise DemoError(f"daemons not registered after {timeout:.0f}s: {', '.join(p.name for p in pending.values())}")
+        time.sleep(0.3)
+
+
+@click.command(cls=IChainCommand)
+@transport_option()
+@click.option("--task", "task_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("examples/digits"), show_default=True, help="Task folder to submit.")
+@click.option("--keep", is_flag=True, help="Keep the demo's state folder (logs, files) for inspection.")
+def demo(transport, task_dir, keep):
+    """Deploy, start two provider daemons, submit a task, print the outcome; leave nothing running."""
+    from ape import accounts, chain
+
+    from ichain._cli.request import run_submission
+    from ichain.config import load_config
+    from ichain.requester import RequesterSession
+
+    transport = transport or "direct"
+    uri = getattr(chain.provider, "http_uri", None) or getattr(chain.provider, "uri", None)
+    if not uri:
+        raise DemoError("the demo needs a local node with an HTTP endpoint (the default local network)")
+    work = Path(tempfile.mkdtemp(prefix="ichain-demo-"))
+    daemons: dict[str, DaemonProcess] = {}
+    tor_net = None
+    session = None
+    try:
+        requester, prov_a, prov_b = accounts.test_accounts[0], accounts.test_accounts[1], accounts.test_accounts[2]
+        click.echo(f"chain {chain.chain_id} at {uri}; deploying the market...")
+        market = deploy_market(requester)
+        market_address = str(field_of(market, "address", default="") or market.contract.address)
+        click.echo(f"TaskMarket at {market_address}")
+        env = {}
+        tor_opts = {}
+        if transport == "tor":
+            from ichain.tor.testnet import PrivateTorNetwork
+
+            click.echo("starting a private Tor network (about 20-40 s)...")
+            tor_net = PrivateTorNetwork(work / "tor")
+            tor_net.start()
+            net_file = work / "tor-network.json"
+            tor_net.save(net_file)
+            env["ICHAIN_TOR_NETWORK"] = str(net_file)
+            tor_opts = {"tor_network": str(net_file)}
+        for name, acct, idx, price in (("provider-a", prov_a, 1, "0.01 ether"), ("provider-b", prov_b, 2, "0.02 ether")):
+            argv = provide_argv(uri, f"TEST::{idx}", market_address, work / "state", price=price, transport=transport)
+            daemons[str(acct.address)] = DaemonProcess(name, argv, work / f"{name}.log", env)
+        click.echo("starting two provider daemons...")
+        wait_registered(market, daemons)
+        config = load_config(transport=transport, state_dir=work / "state", tor=tor_opts or None)
+        session = RequesterSession.prepare(task_dir, market=market, account=requester, config=config)
+        click.echo(f"submitting {task_dir} as requester {requester.address}")
+        summary = run_submission(session, market, provider="best", validator="auto", wait_timeout=600)
+        click.echo("")
+        click.echo("== demo outcome")
+        click.echo(f"result folder : {summary.get('result_dir')}")
+        metrics = summary.get("metrics", {})
+        acc = next((v for k, v in metrics.items() if "acc" in k.lower()), None)
+        click.echo(f"accuracy      : {acc if acc is not None else metrics}")
+        click.echo(f"verdict       : {summary.get('verdict')}")
+        click.echo(f"payment       : {eth(summary.get('paid', 0))} to {session.data.get('provider')}")
+        click.echo(f"new rating    : {summary.get('provider_rating')}")
+        for addr, proc in daemons.items():
+            if not proc.alive():
+                raise DemoError(f"daemon {proc.name} died during the demo: {proc.tail(3)}")
+    finally:
+        if session is not None:
+            session.close()
+        for proc in daemons.values():
+            proc.stop()
+        if tor_net is not None:
+            tor_net.stop()
+        if keep:
+            click.echo(f"demo files kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)

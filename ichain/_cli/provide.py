@@ -1,0 +1,42 @@
+"""``ape ichain provide``: run the provider daemon for one worker account."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from ichain._cli._common import get_config, get_market, market_option
+from ichain._cli.options import IChainCommand, ether_amount, host_options, ichain_options
+
+
+@click.command(cls=IChainCommand)
+@ichain_options
+@host_options
+@market_option()
+@click.option("--price", default=None, help="Asking price (e.g. '0.01 ether'; default: keep the registered one, else 0).")
+@click.option("--concurrency", type=int, default=None, help="Tasks worked on at once (default 2).")
+@click.option("--unavailable", is_flag=True, help="Register but take no new work.")
+@click.option("--poll-interval", type=float, default=None, help="Seconds between head checks when polling.")
+@click.option("-v", "--verbose", is_flag=True, help="Log every step.")
+def provide(account, transport, state_dir, host, port, market_address, price, concurrency, unavailable,
+            poll_interval, verbose):
+    """Register (or update) this worker and serve tasks until SIGTERM/Ctrl-C.
+
+    The daemon runs tasks it is named provider for, validates those it is named validator for,
+    claims payment after the review window and withdraws. Killed at any point, it resumes where
+    it was from its SQLite state (the chain is the truth).
+    """
+    from ichain.daemon.provider import ProviderDaemon
+
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("ape", "web3", "urllib3", "aiohttp", "docker", "websockets"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    config = get_config(transport=transport, state_dir=state_dir, host=host, port=port,
+                        concurrency=concurrency, poll_interval=poll_interval)
+    market = get_market(market_address)
+    daemon = ProviderDaemon(market, account, config, price=ether_amount(price), available=not unavailable)
+    daemon.start()
+    click.echo(f"provider {account.address} ready (state {daemon.state.path}); Ctrl-C to stop", err=True)
+    daemon.run()
