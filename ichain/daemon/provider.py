@@ -91,7 +91,7 @@ def make_transport(config: IChainConfig, port: int) -> Any:
     if config.transport == "tor":
         from ichain.tor import transport_from_options  # the Tor engineer's factory
 
-        return transport_from_options(host=config.host, port=port, **(config.tor or {}))
+        return transport_from_options("tor", **(config.tor or {}))
     from ichain.transfer import DirectTransport
 
     return DirectTransport(host=config.host, port=port)
