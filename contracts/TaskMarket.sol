@@ -8,14 +8,15 @@ import {Ratings} from "./Ratings.sol";
 /// @title TaskMarket
 /// @notice Escrow and state machine of iChain tasks, with a worker registry and enumerable pools.
 /// @dev Gas design (every state-changing function is O(1)):
-///      - a Task is 3 packed slots; the task hash and all locators are only emitted in events;
+///      - a task is 2 packed slots: workers get a permanent uint32 id at registration, so the provider and the
+///        validator fit beside the price and the fee; the task hash and all locators are only emitted;
 ///      - the result commitment is one slot, `_resultTask[resultHash] = taskId`: it is both the "committed once
 ///        ever" check and the binding the verdict is checked against;
 ///      - open tasks (those holding escrow) and available workers live in swap-and-pop index sets whose
 ///        position is stored in the element itself; popped set slots are left dirty on purpose, so a later push
-///        rewrites a non-zero slot (5k gas) instead of creating one (22k);
-///      - credits are stored plus one (0 = never touched), and withdraw leaves the 1, so crediting an account
-///        that was ever credited or registered rewrites a non-zero slot.
+///        rewrites a non-zero slot instead of creating one;
+///      - credits are stored plus one (0 = never touched) and withdraw leaves the 1, so crediting an account that
+///        was ever credited or registered rewrites a non-zero slot.
 contract TaskMarket is ITaskMarket {
     /// @notice Seconds the requester has to name a validator after the result, and to finalize after an accept.
     uint256 public immutable reviewWindow;
@@ -28,15 +29,31 @@ contract TaskMarket is ITaskMarket {
     /// @inheritdoc ITaskMarket
     IRatings public immutable ratings;
 
+    struct StoredTask {
+        // slot 0
+        address requester;
+        Status status;
+        uint32 deadline;
+        uint32 poolIndex;
+        uint24 timeout;
+        // slot 1
+        uint32 providerId;
+        uint32 validatorId;
+        uint96 price;
+        uint96 validatorFee;
+    }
+
     struct Counters {
         uint64 lastTaskId;
         uint32 openTasks;
         uint32 availableWorkers;
+        uint32 lastWorkerId;
     }
 
     Counters private _counters;
-    mapping(uint256 taskId => Task) private _tasks;
+    mapping(uint256 taskId => StoredTask) private _tasks;
     mapping(address worker => Worker) private _workers;
+    mapping(uint32 id => address worker) private _workerAt;
     mapping(bytes32 resultHash => uint256 taskId) private _resultTask;
     mapping(address account => uint256 creditPlusOne) private _credits;
     mapping(uint256 position => uint256 taskId) private _openTaskAt;
@@ -84,6 +101,12 @@ contract TaskMarket is ITaskMarket {
         if (encKey == bytes32(0)) revert TaskMarket__ZeroKey();
         Worker storage w = _workers[msg.sender];
         if (w.registered) revert TaskMarket__AlreadyRegistered(msg.sender);
+        if (w.id == 0) {
+            // ids are permanent: a worker that leaves and comes back keeps its id
+            uint32 id = ++_counters.lastWorkerId;
+            w.id = id;
+            _workerAt[id] = msg.sender;
+        }
         w.encKey = encKey;
         w.price = price;
         w.registered = true;
@@ -110,7 +133,9 @@ contract TaskMarket is ITaskMarket {
         Worker storage w = _workers[msg.sender];
         if (!w.registered) revert TaskMarket__NotAWorker(msg.sender);
         if (w.available) _removeAvailable(w);
-        delete _workers[msg.sender];
+        w.registered = false;
+        w.encKey = bytes32(0);
+        w.price = 0;
         emit WorkerLeft(msg.sender);
     }
 
@@ -124,8 +149,8 @@ contract TaskMarket is ITaskMarket {
         bytes calldata validatorLocator
     ) external payable returns (uint256 taskId) {
         if (taskHash == bytes32(0)) revert TaskMarket__ZeroTaskHash();
-        uint32 deadline = _openTask(terms);
-        taskId = _counters.lastTaskId;
+        uint32 deadline;
+        (taskId, deadline) = _openTask(terms);
         emit TaskPosted(
             taskId,
             terms.provider,
@@ -142,16 +167,15 @@ contract TaskMarket is ITaskMarket {
 
     /// @inheritdoc ITaskMarket
     function assignProvider(uint256 taskId, address provider, bytes calldata locator) external {
-        Task storage t = _requesterTask(taskId);
+        StoredTask storage t = _requesterTask(taskId);
         if (t.status != Status.Pending) revert TaskMarket__WrongState(taskId, t.status);
-        if (provider == address(0)) revert TaskMarket__InvalidProvider(provider);
         uint96 price = t.price;
-        _checkProvider(provider, t.validator, price);
+        uint32 providerId = _checkProvider(provider, t.validatorId, price);
 
         uint32 deadline = uint32(block.timestamp + t.timeout);
         t.status = Status.Executing;
         t.deadline = deadline;
-        t.provider = provider;
+        t.providerId = providerId;
         emit ProviderAssigned(taskId, provider, msg.sender, price, deadline, locator);
     }
 
@@ -159,7 +183,7 @@ contract TaskMarket is ITaskMarket {
     function assignValidator(uint256 taskId, address validator, bytes32 resultHash, bytes calldata locator)
         external
     {
-        Task storage t = _requesterTask(taskId);
+        StoredTask storage t = _requesterTask(taskId);
         Status status = t.status;
         if (status == Status.AwaitingValidator) {
             if (block.timestamp > t.deadline) revert TaskMarket__DeadlinePassed(taskId, t.deadline);
@@ -169,14 +193,13 @@ contract TaskMarket is ITaskMarket {
         } else {
             revert TaskMarket__WrongState(taskId, status);
         }
-        if (validator == address(0)) revert TaskMarket__InvalidValidator(validator);
-        _checkValidator(validator, t.provider, t.validator);
+        uint32 validatorId = _checkValidator(validator, t.providerId, t.validatorId);
         if (_resultTask[resultHash] != taskId) revert TaskMarket__WrongResult(taskId, resultHash);
 
         uint32 deadline = uint32(block.timestamp + validationWindow);
         t.status = Status.Validating;
         t.deadline = deadline;
-        t.validator = validator;
+        t.validatorId = validatorId;
         emit ValidatorAssigned(taskId, validator, msg.sender, resultHash, t.validatorFee, deadline, locator);
     }
 
@@ -187,37 +210,19 @@ contract TaskMarket is ITaskMarket {
         bytes calldata requesterLocator,
         bytes calldata validatorLocator
     ) external {
-        Task storage t = _tasks[taskId];
-        Status status = t.status;
-        if (status == Status.None) revert TaskMarket__TaskNotFound(taskId);
-        if (msg.sender != t.provider) revert TaskMarket__NotProvider(taskId, msg.sender);
-        if (status != Status.Executing) revert TaskMarket__WrongState(taskId, status);
-        if (block.timestamp > t.deadline) revert TaskMarket__DeadlinePassed(taskId, t.deadline);
-        if (resultHash == bytes32(0)) revert TaskMarket__ZeroResultHash();
-        if (_resultTask[resultHash] != 0) revert TaskMarket__ResultAlreadyCommitted(resultHash);
-
-        _resultTask[resultHash] = taskId;
-        address validator = t.validator;
-        uint32 deadline;
-        if (validator == address(0)) {
-            deadline = uint32(block.timestamp + reviewWindow);
-            t.status = Status.AwaitingValidator;
-        } else {
-            deadline = uint32(block.timestamp + validationWindow);
-            t.status = Status.Validating;
-        }
-        t.deadline = deadline;
+        (address validator, address requester, uint32 deadline) = _commitResult(taskId, resultHash);
         emit ResultSubmitted(
-            taskId, msg.sender, validator, t.requester, resultHash, deadline, requesterLocator, validatorLocator
+            taskId, msg.sender, validator, requester, resultHash, deadline, requesterLocator, validatorLocator
         );
     }
 
     /// @inheritdoc ITaskMarket
     function submitVerdict(uint256 taskId, bytes32 resultHash, bool accept) external {
-        Task storage t = _tasks[taskId];
+        StoredTask storage t = _tasks[taskId];
         Status status = t.status;
         if (status == Status.None) revert TaskMarket__TaskNotFound(taskId);
-        if (msg.sender != t.validator) revert TaskMarket__NotValidator(taskId, msg.sender);
+        uint32 callerId = _workers[msg.sender].id;
+        if (callerId == 0 || callerId != t.validatorId) revert TaskMarket__NotValidator(taskId, msg.sender);
         if (status != Status.Validating) revert TaskMarket__WrongState(taskId, status);
         if (block.timestamp > t.deadline) revert TaskMarket__DeadlinePassed(taskId, t.deadline);
         if (_resultTask[resultHash] != taskId) revert TaskMarket__WrongResult(taskId, resultHash);
@@ -235,22 +240,24 @@ contract TaskMarket is ITaskMarket {
             _credit(requester, t.price);
         }
         _credit(msg.sender, fee);
-        emit VerdictSubmitted(taskId, msg.sender, t.provider, requester, resultHash, accept, fee, deadline);
+        emit VerdictSubmitted(taskId, msg.sender, requester, resultHash, accept, fee, deadline);
     }
 
     /// @inheritdoc ITaskMarket
     function finalize(uint256 taskId, uint8 rating) external {
-        Task storage t = _requesterTask(taskId);
+        StoredTask storage t = _requesterTask(taskId);
         if (rating == 0 || rating > 5) revert TaskMarket__InvalidRating(rating);
         Status status = t.status;
-        address provider = t.provider;
         uint96 paid;
+        address provider;
         if (status == Status.Accepted) {
             paid = t.price;
+            provider = _workerAt[t.providerId];
             t.status = Status.Completed;
             _removeOpen(t.poolIndex);
             _credit(provider, paid);
         } else if (status == Status.Rejected) {
+            provider = _workerAt[t.providerId];
             t.status = Status.Closed;
         } else {
             revert TaskMarket__WrongState(taskId, status);
@@ -262,7 +269,7 @@ contract TaskMarket is ITaskMarket {
 
     /// @inheritdoc ITaskMarket
     function cancel(uint256 taskId) external {
-        Task storage t = _requesterTask(taskId);
+        StoredTask storage t = _requesterTask(taskId);
         if (t.status != Status.Pending) revert TaskMarket__WrongState(taskId, t.status);
         uint256 refund = uint256(t.price) + t.validatorFee;
         t.status = Status.Cancelled;
@@ -273,16 +280,14 @@ contract TaskMarket is ITaskMarket {
 
     /// @inheritdoc ITaskMarket
     function expire(uint256 taskId) external {
-        Task storage t = _tasks[taskId];
+        StoredTask storage t = _tasks[taskId];
         Status status = t.status;
         if (status == Status.None) revert TaskMarket__TaskNotFound(taskId);
-        if (uint8(status) >= uint8(Status.Rejected)) {
-            revert TaskMarket__WrongState(taskId, status);
-        }
+        if (uint8(status) >= uint8(Status.Rejected)) revert TaskMarket__WrongState(taskId, status);
         if (block.timestamp <= t.deadline) revert TaskMarket__DeadlineNotReached(taskId, t.deadline);
 
         address requester = t.requester;
-        address provider = t.provider;
+        address provider = _workerAt[t.providerId]; // address(0) while Pending
         uint256 price = t.price;
         uint256 refund;
         uint256 payout;
@@ -317,13 +322,29 @@ contract TaskMarket is ITaskMarket {
     // ================================================================== views
 
     /// @inheritdoc ITaskMarket
-    function getTask(uint256 taskId) external view returns (Task memory) {
-        return _tasks[taskId];
+    function getTask(uint256 taskId) external view returns (Task memory task) {
+        StoredTask memory t = _tasks[taskId];
+        task = Task({
+            requester: t.requester,
+            status: t.status,
+            deadline: t.deadline,
+            poolIndex: t.poolIndex,
+            timeout: t.timeout,
+            provider: _workerAt[t.providerId],
+            price: t.price,
+            validator: _workerAt[t.validatorId],
+            validatorFee: t.validatorFee
+        });
     }
 
     /// @inheritdoc ITaskMarket
     function getWorker(address worker) external view returns (Worker memory) {
         return _workers[worker];
+    }
+
+    /// @inheritdoc ITaskMarket
+    function workerAddress(uint32 id) external view returns (address) {
+        return _workerAt[id];
     }
 
     /// @inheritdoc ITaskMarket
@@ -350,7 +371,7 @@ contract TaskMarket is ITaskMarket {
     /// @inheritdoc ITaskMarket
     function openTasks(uint256 cursor, uint256 limit) external view returns (uint256[] memory ids) {
         uint256 end = _pageEnd(cursor, limit, _counters.openTasks);
-        ids = new uint256[](end > cursor ? end - cursor : 0);
+        ids = new uint256[](end - cursor);
         for (uint256 i = cursor; i < end; ++i) {
             ids[i - cursor] = _openTaskAt[i];
         }
@@ -363,7 +384,7 @@ contract TaskMarket is ITaskMarket {
         returns (uint256[] memory ids, uint256 nextCursor)
     {
         nextCursor = _pageEnd(cursor, limit, _counters.openTasks);
-        ids = new uint256[](nextCursor > cursor ? nextCursor - cursor : 0);
+        ids = new uint256[](nextCursor - cursor);
         uint256 found;
         for (uint256 i = cursor; i < nextCursor; ++i) {
             uint256 id = _openTaskAt[i];
@@ -372,13 +393,12 @@ contract TaskMarket is ITaskMarket {
         assembly ("memory-safe") {
             mstore(ids, found) // shrink the array to the matches
         }
-        if (nextCursor < cursor) nextCursor = cursor;
     }
 
     /// @inheritdoc ITaskMarket
     function availableWorkers(uint256 cursor, uint256 limit) external view returns (address[] memory workers) {
         uint256 end = _pageEnd(cursor, limit, _counters.availableWorkers);
-        workers = new address[](end > cursor ? end - cursor : 0);
+        workers = new address[](end - cursor);
         for (uint256 i = cursor; i < end; ++i) {
             workers[i - cursor] = _availableWorkerAt[i];
         }
@@ -387,61 +407,92 @@ contract TaskMarket is ITaskMarket {
     // ================================================================== internals
 
     /// @dev Checks the terms, stores the new task and adds it to the open-task set (out of post() for the stack).
-    function _openTask(Terms calldata terms) private returns (uint32 deadline) {
-        address provider = terms.provider;
-        address validator = terms.validator;
-        uint96 price = terms.price;
+    function _openTask(Terms calldata terms) private returns (uint256 taskId, uint32 deadline) {
         uint24 timeout = terms.timeout;
         if (timeout < minTimeout || timeout > maxTimeout) {
             revert TaskMarket__TimeoutOutOfBounds(timeout, minTimeout, maxTimeout);
         }
+        uint96 price = terms.price;
         uint256 deposit = uint256(price) + terms.validatorFee;
         if (msg.value != deposit) revert TaskMarket__WrongDeposit(deposit, msg.value);
-        if (provider != address(0)) _checkProvider(provider, validator, price);
-        if (validator != address(0)) _checkValidator(validator, provider, address(0));
+        uint32 validatorId = terms.validator == address(0) ? 0 : _checkValidator(terms.validator, 0, 0);
+        uint32 providerId = terms.provider == address(0) ? 0 : _checkProvider(terms.provider, validatorId, price);
 
         Counters memory c = _counters;
-        uint64 taskId = c.lastTaskId + 1;
+        taskId = c.lastTaskId + 1;
         uint32 position = c.openTasks;
-        _counters = Counters({lastTaskId: taskId, openTasks: position + 1, availableWorkers: c.availableWorkers});
+        c.lastTaskId = uint64(taskId);
+        c.openTasks = position + 1;
+        _counters = c;
         _openTaskAt[position] = taskId;
         deadline = uint32(block.timestamp + timeout);
-        _tasks[taskId] = Task({
+        _tasks[taskId] = StoredTask({
             requester: msg.sender,
-            status: provider == address(0) ? Status.Pending : Status.Executing,
+            status: providerId == 0 ? Status.Pending : Status.Executing,
             deadline: deadline,
             poolIndex: position,
             timeout: timeout,
-            provider: provider,
+            providerId: providerId,
+            validatorId: validatorId,
             price: price,
-            validator: validator,
             validatorFee: terms.validatorFee
         });
     }
 
-    function _requesterTask(uint256 taskId) private view returns (Task storage t) {
+    /// @dev Checks and records the provider's result commitment (out of submitResult() for the stack).
+    function _commitResult(uint256 taskId, bytes32 resultHash)
+        private
+        returns (address validator, address requester, uint32 deadline)
+    {
+        StoredTask storage t = _tasks[taskId];
+        Status status = t.status;
+        if (status == Status.None) revert TaskMarket__TaskNotFound(taskId);
+        uint32 callerId = _workers[msg.sender].id;
+        if (callerId == 0 || callerId != t.providerId) revert TaskMarket__NotProvider(taskId, msg.sender);
+        if (status != Status.Executing) revert TaskMarket__WrongState(taskId, status);
+        if (block.timestamp > t.deadline) revert TaskMarket__DeadlinePassed(taskId, t.deadline);
+        if (resultHash == bytes32(0)) revert TaskMarket__ZeroResultHash();
+        if (_resultTask[resultHash] != 0) revert TaskMarket__ResultAlreadyCommitted(resultHash);
+
+        _resultTask[resultHash] = taskId;
+        uint32 validatorId = t.validatorId;
+        if (validatorId == 0) {
+            deadline = uint32(block.timestamp + reviewWindow);
+            t.status = Status.AwaitingValidator;
+        } else {
+            validator = _workerAt[validatorId];
+            deadline = uint32(block.timestamp + validationWindow);
+            t.status = Status.Validating;
+        }
+        t.deadline = deadline;
+        requester = t.requester;
+    }
+
+    function _requesterTask(uint256 taskId) private view returns (StoredTask storage t) {
         t = _tasks[taskId];
         if (t.status == Status.None) revert TaskMarket__TaskNotFound(taskId);
         if (msg.sender != t.requester) revert TaskMarket__NotRequester(taskId, msg.sender);
     }
 
-    /// @dev An available registered worker, not the requester (msg.sender) nor the validator, asking <= price.
-    function _checkProvider(address provider, address validator, uint96 price) private view {
-        if (provider == msg.sender || provider == validator) revert TaskMarket__InvalidProvider(provider);
+    /// @dev An available registered worker asking <= price, not the requester (msg.sender) nor the validator.
+    function _checkProvider(address provider, uint32 validatorId, uint96 price) private view returns (uint32 id) {
+        if (provider == address(0) || provider == msg.sender) revert TaskMarket__InvalidProvider(provider);
         Worker storage w = _workers[provider];
         if (!w.registered) revert TaskMarket__NotAWorker(provider);
         if (!w.available) revert TaskMarket__WorkerUnavailable(provider);
         if (w.price > price) revert TaskMarket__PriceTooLow(provider, w.price, price);
+        id = w.id;
+        if (id == validatorId) revert TaskMarket__InvalidProvider(provider);
     }
 
-    /// @dev An available registered worker, not the requester (msg.sender), the provider nor the current one.
-    function _checkValidator(address validator, address provider, address current) private view {
-        if (validator == msg.sender || validator == provider || validator == current) {
-            revert TaskMarket__InvalidValidator(validator);
-        }
+    /// @dev An available registered worker, not the requester (msg.sender), the provider nor the current validator.
+    function _checkValidator(address validator, uint32 providerId, uint32 currentId) private view returns (uint32 id) {
+        if (validator == address(0) || validator == msg.sender) revert TaskMarket__InvalidValidator(validator);
         Worker storage w = _workers[validator];
         if (!w.registered) revert TaskMarket__NotAWorker(validator);
         if (!w.available) revert TaskMarket__WorkerUnavailable(validator);
+        id = w.id;
+        if (id == providerId || id == currentId) revert TaskMarket__InvalidValidator(validator);
     }
 
     function _credit(address account, uint256 amount) private {
@@ -461,8 +512,7 @@ contract TaskMarket is ITaskMarket {
 
     /// @dev Swap-and-pop removal from the open-task set; the popped slot is left dirty (see contract doc).
     function _removeOpen(uint32 position) private {
-        Counters memory c = _counters;
-        uint32 last = c.openTasks - 1;
+        uint32 last = _counters.openTasks - 1;
         if (position != last) {
             uint256 moved = _openTaskAt[last];
             _openTaskAt[position] = moved;

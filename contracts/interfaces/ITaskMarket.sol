@@ -23,7 +23,8 @@ interface ITaskMarket {
         Expired // 10: a deadline passed and expire() settled the escrow
     }
 
-    /// @notice A task in three storage slots (no hashes, no locators: those are only in events).
+    /// @notice A task as returned by getTask (stored in two slots, parties as worker ids; no hashes, no
+    ///         locators: those are only in events).
     struct Task {
         address requester;
         Status status;
@@ -50,6 +51,7 @@ interface ITaskMarket {
         bytes32 encKey; // X25519 public key: locators for this worker are sealed to it
         uint96 price; // asking price in wei
         uint32 poolIndex; // position in the available-worker set while available
+        uint32 id; // permanent worker id (kept across leave and re-register), 0 for never registered
         bool registered;
         bool available;
     }
@@ -103,8 +105,7 @@ interface ITaskMarket {
     event VerdictSubmitted(
         uint256 indexed taskId,
         address indexed validator,
-        address indexed provider,
-        address requester,
+        address indexed requester,
         bytes32 resultHash,
         bool accepted,
         uint96 validatorFee,
@@ -251,6 +252,11 @@ interface ITaskMarket {
     /// @param taskId The task id.
     /// @return The task (status None when it does not exist).
     function getTask(uint256 taskId) external view returns (Task memory);
+
+    /// @notice The address of a worker id.
+    /// @param id The worker id (1..).
+    /// @return The worker's address (address(0) for an unknown id).
+    function workerAddress(uint32 id) external view returns (address);
 
     /// @notice One worker.
     /// @param worker The worker's address.
