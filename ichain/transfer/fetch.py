@@ -21,6 +21,7 @@ import aiohttp
 from ichain.transfer.crypto import KeyPair, TransferContext, open_locator
 from ichain.transfer.errors import (
     HostUnreachable,
+    ManifestInvalid,
     Stalled,
     TamperedChunk,
     TransferError,
@@ -73,7 +74,7 @@ class _Stream:
             session, self.session = self.session, None
             await session.close()
 
-    async def get(self, url: str, limit: int, what: str) -> bytearray:
+    async def get(self, url: str, limit: int, what: str, oversized: type[TransferError] = TamperedChunk) -> bytearray:
         """GET ``url`` into memory, at most ``limit`` bytes; raises a classified TransferError."""
         try:
             async with self._open().get(url, allow_redirects=False) as resp:
@@ -82,12 +83,12 @@ class _Stream:
                 if resp.status != 200:
                     raise HostUnreachable(f"the host answered HTTP {resp.status} for {what}")
                 if resp.content_length is not None and resp.content_length > limit:
-                    raise TamperedChunk(f"{what} is oversized: {resp.content_length} bytes, at most {limit}")
+                    raise oversized(f"{what} is oversized: {resp.content_length} bytes, at most {limit}")
                 body = bytearray()
                 async for block in resp.content.iter_any():
                     body += block
                     if len(body) > limit:
-                        raise TamperedChunk(f"{what} is oversized: more than {limit} bytes")
+                        raise oversized(f"{what} is oversized: more than {limit} bytes")
                 return body
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
             raise Stalled(f"no byte of {what} for {self.stall:g} s (host stalled)") from None
@@ -150,7 +151,7 @@ async def fetch_async(
     try:
         manifest_bytes = await _with_retries(
             manifest_stream, attempts, backoff,
-            lambda: manifest_stream.get(f"{base}/manifest", MAX_MANIFEST_BYTES, "the manifest"),
+            lambda: manifest_stream.get(f"{base}/manifest", MAX_MANIFEST_BYTES, "the manifest", ManifestInvalid),
         )
     finally:
         await manifest_stream.close()
