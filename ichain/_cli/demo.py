@@ -40,7 +40,7 @@ def deploy_market(sender, *, review_window: int = 30, validation_window: int = 6
 
         if hasattr(deployments, "deploy"):
             deployed = deployments.deploy(sender, review_window=review_window, validation_window=validation_window,
-                                          min_timeout=min_timeout, max_timeout=max_timeout)
+                                          min_timeout=min_timeout, max_timeout=max_timeout, save=False)
             return get_market(str(field_of(deployed, "address", default=None) or deployed.market))
     except ImportError:
         pass

@@ -1,0 +1,209 @@
+"""End-to-end fixtures: the session's anvil (started by ape), a market with short windows, provider
+daemons as real subprocesses (``ape ichain provide``) joining that anvil by its URI, and a
+requester session in the test process. Every process a test starts is stopped by its fixture."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from ichain._cli.demo import DaemonProcess, provide_argv
+from ichain.config import load_config
+from ichain.daemon.provider import field_of, status_name
+
+ROOT = Path(__file__).resolve().parents[2]
+DIGITS = ROOT / "examples" / "digits"
+
+# Windows short enough for tests; time is moved with the chain where a test waits for one.
+REVIEW_WINDOW = 30
+VALIDATION_WINDOW = 60
+MIN_TIMEOUT = 30
+MAX_TIMEOUT = 3600
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.25,
+               check: Callable[[], None] | None = None) -> object:
+    """Poll ``predicate`` until truthy; fail the test naming ``what`` after ``timeout`` seconds."""
+    end = time.time() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if check:
+            check()
+        if time.time() > end:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def node_uri(chain):
+    """HTTP URI of the anvil ape started for this session (daemons join it with --network URI)."""
+    uri = getattr(chain.provider, "http_uri", None) or chain.provider.uri
+    assert uri.startswith("http://127.0.0.1:")
+    return uri
+
+
+@pytest.fixture(scope="session")
+def e2e_market(accounts):
+    """A TaskMarket with short windows (not recorded in the shared registry), through the SDK."""
+    from ichain._cli._common import get_market
+    from ichain.deployments import deploy
+
+    deployed = deploy(accounts.test_accounts[9], review_window=REVIEW_WINDOW, validation_window=VALIDATION_WINDOW,
+                      min_timeout=MIN_TIMEOUT, max_timeout=MAX_TIMEOUT, save=False)
+    return get_market(deployed.market)
+
+
+@pytest.fixture
+def market_address(e2e_market):
+    return str(field_of(e2e_market, "address", default="") or e2e_market.contract.address)
+
+
+@pytest.fixture
+def requester(accounts):
+    return accounts.test_accounts[0]
+
+
+@pytest.fixture
+def requester_config(tmp_path):
+    return load_config(transport="direct", state_dir=tmp_path / "requester")
+
+
+@pytest.fixture
+def daemons(tmp_path, node_uri, market_address, e2e_market):
+    """Factory: ``daemons.start(index, price_wei, env=...)`` starts ``ape ichain provide`` for TEST::index."""
+
+    class Daemons:
+        def __init__(self):
+            self.procs: list[DaemonProcess] = []
+
+        def start(self, index: int, price: int, *, env: dict | None = None, state: Path | None = None,
+                  uri: str | None = None, wait: bool = True, extra: tuple[str, ...] = ()) -> DaemonProcess:
+            state = state or tmp_path / f"daemon-{index}"
+            argv = provide_argv(uri or node_uri, f"TEST::{index}", market_address, state, price=str(price),
+                                extra=("--poll-interval", "0.1", *extra))
+            proc = DaemonProcess(f"TEST::{index}", argv, tmp_path / f"daemon-{index}.log", env)
+            proc.state_dir = state
+            self.procs.append(proc)
+            if wait:
+                self.wait_ready(proc)
+            return proc
+
+        def wait_ready(self, proc: DaemonProcess, timeout: float = 90.0) -> None:
+            def ready():
+                if not proc.alive():
+                    pytest.fail(f"daemon {proc.name} exited {proc.proc.returncode}: {proc.tail(8)}")
+                return "ready (state" in proc.log_path.read_text(errors="replace")
+
+            wait_until(ready, timeout, f"daemon {proc.name} to start")
+
+        def stop_all(self) -> None:
+            for proc in self.procs:
+                proc.stop()
+
+    d = Daemons()
+    yield d
+    d.stop_all()
+
+
+def task_status(market, task_id: int) -> str:
+    return status_name(market.task(task_id))
+
+
+def move_time(chain, seconds: int) -> None:
+    """Advance the chain clock and mine a block (anvil evm_increaseTime + evm_mine)."""
+    chain.provider.make_request("evm_increaseTime", [int(seconds)])
+    chain.provider.make_request("evm_mine", [])
+
+
+class TcpProxy:
+    """A TCP forwarder in front of the node that a test can cut (an RPC outage) and restore."""
+
+    def __init__(self, target_port: int):
+        self.target = ("127.0.0.1", target_port)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self._server: socket.socket | None = None
+        self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self.up = False
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        srv = socket.socket()
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind(("127.0.0.1", self.port))
+        srv.listen(64)
+        self._server = srv
+        self.up = True
+        threading.Thread(target=self._accept, args=(srv,), daemon=True).start()
+
+    def _accept(self, srv: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = srv.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def cut(self) -> None:
+        """Refuse new connections and drop the open ones."""
+        self.up = False
+        if self._server:
+            self._server.close()
+            self._server = None
+        with self._lock:
+            for s in self._conns:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                    s.close()
+                except OSError:
+                    pass
+            self._conns.clear()
+
+    def stop(self) -> None:
+        self.cut()
+
+
+@pytest.fixture
+def proxy(node_uri):
+    p = TcpProxy(int(node_uri.rsplit(":", 1)[1]))
+    p.start()
+    yield p
+    p.stop()
