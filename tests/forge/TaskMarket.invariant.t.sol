@@ -1,0 +1,115 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.28;
+
+import {TestBase} from "./Vm.sol";
+import {MarketHandler, Statuses} from "./MarketHandler.sol";
+import {TaskMarket} from "../../contracts/TaskMarket.sol";
+import {ITaskMarket} from "../../contracts/interfaces/ITaskMarket.sol";
+import {ReentrantPayee} from "../../contracts/test/ReentrantPayee.sol";
+import {RevertingPayee} from "../../contracts/test/RevertingPayee.sol";
+
+/// @notice The deep campaign (tools/audit.sh: 256 runs x 500 calls): after every handler call the market must
+///         agree with the ghost ledger, and at the end of every run, once all deadlines have passed,
+///         permissionless calls must hand every wei to its rightful owner.
+contract TaskMarketInvariants is TestBase {
+    using Statuses for ITaskMarket.Status;
+
+    TaskMarket internal market;
+    MarketHandler internal handler;
+    ReentrantPayee internal reentrant;
+    RevertingPayee internal reverting;
+
+    function setUp() public {
+        // short windows so that random time jumps (1..250 s) cross every deadline often
+        market = new TaskMarket(100, 100, 10, 300);
+        reentrant = new ReentrantPayee(address(market));
+        reverting = new RevertingPayee(address(market));
+        handler = new MarketHandler(market, reentrant, reverting);
+    }
+
+    /// @notice Only the handler is fuzzed (its actors call the market).
+    function targetContracts() public view returns (address[] memory targets) {
+        targets = new address[](1);
+        targets[0] = address(handler);
+    }
+
+    /// @notice Checked after every call: solvency, the ledger, the pools, no successful re-entry.
+    function invariant_marketMatchesLedger() public view {
+        address[] memory actors = handler.actors();
+        uint256 credits;
+        for (uint256 i = 0; i < actors.length; i++) {
+            uint256 c = market.creditOf(actors[i]);
+            assertEq(c, handler.ghostCredit(actors[i]), "credit != ledger");
+            credits += c;
+        }
+        // balance == open escrows + unwithdrawn credits (+ ether forced in by selfdestruct, owned by nobody)
+        assertEq(
+            address(market).balance, handler.ghostEscrow() + credits + handler.ghostForced(), "balance != escrow + credits"
+        );
+        // the open-task pool is exactly the set of tasks holding escrow, and holds what the ledger says
+        uint256 open = market.openTaskCount();
+        assertEq(open, handler.openCount(), "open-task count");
+        uint256[] memory ids = market.openTasks(0, open);
+        uint256 escrow;
+        for (uint256 i = 0; i < ids.length; i++) {
+            ITaskMarket.Task memory t = market.getTask(ids[i]);
+            assertTrue(t.status.holdsEscrow(), "a settled task is in the open pool");
+            assertEq(t.poolIndex, i, "pool index");
+            escrow += t.status == ITaskMarket.Status.Accepted ? t.price : uint256(t.price) + t.validatorFee;
+        }
+        assertEq(escrow, handler.ghostEscrow(), "sum of open escrows != ledger");
+        // the available-worker pool is exactly the available workers
+        uint256 available;
+        for (uint256 i = 0; i < actors.length; i++) {
+            if (market.getWorker(actors[i]).available) available++;
+        }
+        assertEq(market.availableWorkerCount(), available, "available-worker count");
+        assertEq(reentrant.successes(), 0, "a re-entrant withdraw succeeded");
+    }
+
+    /// @notice End of every run: after all deadlines, outsiders settle every task and everyone withdraws;
+    ///         each account gets exactly what the rules gave it, and only the forced-in ether stays.
+    function afterInvariant() public {
+        vm.warp(block.timestamp + handler.maxDeadline() + 1);
+        address outsider = address(0xDEAD01);
+        uint256 last = market.lastTaskId();
+        for (uint256 id = 1; id <= last; id++) {
+            if (market.getTask(id).status.holdsEscrow()) {
+                vm.prank(outsider);
+                market.expire(id);
+            }
+        }
+        assertEq(market.openTaskCount(), 0, "tasks still open after all deadlines");
+
+        address[] memory actors = handler.actors();
+        address sink = address(0x51A4F);
+        for (uint256 i = 0; i < actors.length; i++) {
+            address a = actors[i];
+            uint256 credit = market.creditOf(a);
+            if (credit == 0) continue;
+            if (a == address(reverting)) {
+                // its own withdraw can never work; it must still be able to send its credit elsewhere
+                vm.prank(a);
+                vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__TransferFailed.selector, a, credit));
+                market.withdraw();
+                uint256 before = sink.balance;
+                vm.prank(a);
+                market.withdrawTo(payable(sink));
+                assertEq(sink.balance - before, credit, "withdrawTo paid the wrong amount");
+            } else {
+                uint256 before = a.balance;
+                vm.prank(a);
+                market.withdraw();
+                assertEq(a.balance - before, credit, "withdraw paid the wrong amount");
+            }
+        }
+        for (uint256 i = 0; i < actors.length; i++) {
+            address a = actors[i];
+            assertEq(market.creditOf(actors[i]), 0, "credit left after withdraw");
+            // everything the rules gave this account reached it (now or by earlier withdraws)
+            uint256 settledNow = handler.entitled(a) - handler.received(a);
+            assertEq(handler.ghostCredit(a), settledNow, "ledger mismatch");
+        }
+        assertEq(address(market).balance, handler.ghostForced(), "ether left in the market beyond the forced-in");
+    }
+}
