@@ -88,9 +88,10 @@ def daemons(tmp_path, node_uri, market_address, e2e_market):
             self.procs: list[DaemonProcess] = []
 
         def start(self, index: int, price: int, *, env: dict | None = None, state: Path | None = None,
-                  uri: str | None = None, wait: bool = True, extra: tuple[str, ...] = ()) -> DaemonProcess:
+                  uri: str | None = None, wait: bool = True, extra: tuple[str, ...] = (),
+                  market: str | None = None) -> DaemonProcess:
             state = state or tmp_path / f"daemon-{index}"
-            argv = provide_argv(uri or node_uri, f"TEST::{index}", market_address, state, price=str(price),
+            argv = provide_argv(uri or node_uri, f"TEST::{index}", market or market_address, state, price=str(price),
                                 extra=("--poll-interval", "0.1", *extra))
             proc = DaemonProcess(f"TEST::{index}", argv, tmp_path / f"daemon-{index}.log", env)
             proc.state_dir = state
