@@ -16,9 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-#: The daemon counts as running when its state file changed this recently (seconds).
-ALIVE_SECONDS = 30.0
-
 
 @dataclass
 class _Tally:
@@ -112,11 +109,23 @@ def daemon_file(service: Any, address: str) -> Path | None:
     if explicit is not None:
         return explicit if explicit.exists() else None
     folder = Path(service.config.state_dir) / address.lower()
-    if not folder.is_dir():
-        return None
-    found = sorted(p for p in folder.rglob("*") if p.suffix in (".sqlite", ".sqlite3", ".db")
-                   and "daemon" in p.name)
-    return found[0] if found else None
+    from ape import chain
+
+    path = folder / f"daemon-{chain.chain_id}.sqlite"  # ichain.daemon.provider names it so
+    return path if path.is_file() else None
+
+
+def host_alive(port: Any, host: str = "127.0.0.1") -> bool:
+    """Whether the daemon's chunk host answers its health check (the daemon runs while it serves)."""
+    if not port:
+        return False
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://{host}:{int(port)}/health", timeout=0.5) as r:
+            return r.status == 200
+    except (OSError, ValueError):
+        return False
 
 
 def read_daemon(path: Path) -> dict:
@@ -190,7 +199,7 @@ def provider_view(service: Any, address: str) -> dict:
     from ape import chain
 
     head = chain.blocks.head.number
-    running = time.time() - d["last_seen"] < ALIVE_SECONDS
+    running = host_alive(d["port"], service.config.host)
     facts = [("State file", str(path)),
              ("Checkpoint", f"block {d['checkpoint']} of {head}" if d["checkpoint"] is not None else "not scanned yet"),
              ("Chunk host port", d["port"] or "–"),

@@ -1,0 +1,101 @@
+"""Browser-test harness for the web page: Debian's Chromium through Playwright, screenshots, servers.
+
+Import the fixtures in a test module (``from ichain.web.testing import browser, open_page, web``).
+Playwright drives the system Chromium (``/usr/bin/chromium``, installed by ``make setup``); it never
+downloads a browser.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ichain.config import IChainConfig
+from ichain.web import WebService, create_app
+from ichain.web.server import BackgroundServer
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+ARTIFACTS = ROOT / "tests" / "artifacts" / "web"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1200, "height": 900}
+#: How long a step of the lifecycle may take on a loaded 2-core machine (Docker runs included).
+STEP_MS = 120_000
+
+
+# ---- browser ---------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Debian Chromium (Playwright never downloads a browser here)."""
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), "Chromium missing: run `make setup` (step chromium)"
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def open_page(browser):
+    """Factory: a fresh browser context + page at a URL (desktop size unless told)."""
+    contexts = []
+
+    def _open(url: str, viewport: dict = DESKTOP):
+        ctx = browser.new_context(viewport=viewport, accept_downloads=True)
+        contexts.append(ctx)
+        page = ctx.new_page()
+        page.set_default_timeout(20_000)
+        page.goto(url)
+        return page
+
+    yield _open
+    for ctx in contexts:
+        ctx.close()
+
+
+def shot(page, name: str) -> Path:
+    """Save a full-page screenshot as a test artifact."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def assert_accessible_basics(page) -> None:
+    """Every visible form field has a label, every control is reachable by keyboard, no sideways scroll."""
+    unlabeled = page.evaluate("""() => [...document.querySelectorAll('input, select, textarea')]
+        .filter(e => e.type !== 'hidden' && e.offsetParent !== null)
+        .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label'))
+        .map(e => e.outerHTML)""")
+    assert unlabeled == []
+    untabbable = page.evaluate("""() => [...document.querySelectorAll('a[href], button, input, select')]
+        .filter(e => e.offsetParent !== null && (e.tabIndex < 0 || e.disabled))
+        .map(e => e.outerHTML)""")
+    assert untabbable == []
+    overflow = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"the page scrolls sideways by {overflow}px at width {page.viewport_size['width']}"
+
+
+@pytest.fixture
+def web(tmp_path):
+    """Factory: serve the page for an account on a market; stopped after the test."""
+    running = []
+
+    def _serve(account, market_factory, *, state: Path | None = None, tasks_root: Path = EXAMPLES,
+               daemon_states: dict | None = None):
+        service = WebService(account=account, market_factory=market_factory,
+                             config=IChainConfig(state_dir=state or tmp_path / "state"), tasks_root=tasks_root,
+                             daemon_states=daemon_states)
+        server = BackgroundServer(create_app(service)).start()
+        running.append((server, service))
+        return server
+
+    yield _serve
+    for server, service in running:
+        server.stop()
+        service.close()

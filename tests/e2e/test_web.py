@@ -1,0 +1,171 @@
+"""The web page in a real browser (Debian's Chromium via Playwright) on a real anvil with real daemons.
+
+The requester submits examples/digits from the page, picks a provider and a validator from the
+ranked lists, watches the per-chunk progress, downloads the result and rates it, while a second tab
+on the pool viewer records every pool the task passes through. Two provider daemons run as
+subprocesses (``ape ichain provide``) and execute / validate the task in the Docker sandbox.
+Screenshots of each main screen go to tests/artifacts/web/.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import tarfile
+
+import pytest
+from ape import accounts, chain
+
+from ichain.web.testing import (  # noqa: F401  (fixtures)
+    ARTIFACTS,
+    PHONE,
+    STEP_MS,
+    assert_accessible_basics,
+    browser,
+    open_page,
+    shot,
+    web,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.docker]
+
+
+# ---- chain, daemons (tests/e2e/conftest.py: e2e_market, daemons), page ------------------------------
+@pytest.fixture
+def two_workers(daemons, e2e_market):
+    """Provider daemons for test accounts 1 (0.01 ETH) and 2 (0.02 ETH); returns {address: state file}."""
+    states = {}
+    for index, price in ((1, 10**16), (2, 2 * 10**16)):
+        proc = daemons.start(index, price)
+        address = str(accounts.test_accounts[index].address)
+        states[address] = proc.state_dir / address.lower() / f"daemon-{chain.chain_id}.sqlite"
+    yield states
+    for proc in daemons.procs:  # keep their logs next to the screenshots
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        shutil.copy(proc.log_path, ARTIFACTS / f"daemon-{proc.name.replace(':', '')}.log")
+
+
+def wait_status(page, *statuses: str, timeout: int = STEP_MS) -> str:
+    """Wait until the task panel shows one of the statuses (it updates live, no reload)."""
+    wanted = "|".join(statuses)
+    page.wait_for_selector(f"#task-status[data-status]", timeout=timeout)
+    page.wait_for_function(
+        "re => new RegExp('^(' + re + ')$').test(document.querySelector('#task-status').dataset.status)",
+        arg=wanted, timeout=timeout)
+    return page.get_attribute("#task-status", "data-status")
+
+
+RECORD_POOLS = """tid => {
+  window.__seen = [];
+  const note = () => {
+    const li = document.querySelector('[data-item="task-' + tid + '"]');
+    const pool = li ? li.closest('[data-pool]').dataset.pool : null;
+    if (pool && window.__seen[window.__seen.length - 1] !== pool) window.__seen.push(pool);
+  };
+  new MutationObserver(note).observe(document.querySelector('[data-live-part="pools"]'),
+                                     {childList: true, subtree: true});
+  note();
+}"""
+
+
+# ---- the tests -----------------------------------------------------------------------------------
+def test_requester_page__digits_task_end_to_end__result_downloaded_and_rated(open_page, web, e2e_market,
+                                                                            two_workers):
+    requester = accounts.test_accounts[3]
+    provider, validator = (str(accounts.test_accounts[i].address) for i in (1, 2))
+    server = web(requester, lambda: e2e_market, daemon_states=two_workers)
+
+    page = open_page(server.url + "/")
+    page.wait_for_selector("body[data-live=on]")
+    assert page.text_content("#account-address") == str(requester.address)
+    assert "ETH" in page.text_content("#account-balance")
+    assert_accessible_basics(page)
+    shot(page, "01-requester-start")
+
+    # Submit the example task from a folder on the server.
+    page.select_option("#folder", label="digits")
+    page.fill("#price", "0.02")
+    page.fill("#validator_fee", "0.005")
+    page.click("#submit-form button[type=submit]")
+    page.wait_for_url(re.compile(r"/\?task=\d+$"), timeout=60_000)
+    task_id = int(page.url.rsplit("=", 1)[1])
+    assert wait_status(page, "Pending") == "Pending"
+
+    # A second tab on the pool viewer records every pool the task appears in.
+    pools = open_page(server.url + "/pools")
+    pools.wait_for_selector(f'[data-pool="pending"] [data-item="task-{task_id}"]')
+    pools.evaluate(RECORD_POOLS, task_id)
+    shot(pools, "02-pools-pending")
+
+    # The provider list shows address, average rating, number of ratings and price.
+    rows = page.locator("#provider-choice tbody tr")
+    assert rows.count() == 2
+    assert "0.01 ETH" in page.text_content("#provider-choice") and "0.02 ETH" in page.text_content("#provider-choice")
+    shot(page, "03-requester-choose-provider")  # the paper's Figure 7, done again
+
+    # Choose the provider with the keyboard only.
+    page.focus(f'input[name=provider][value="{provider}"]')
+    page.keyboard.press("Space")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    wait_status(page, "Executing", "AwaitingValidator")
+    assert page.text_content("#task-status").count(provider) == 1
+
+    # The result comes in: downloaded over the per-chunk transfer and verified.
+    wait_status(page, "AwaitingValidator")
+    page.wait_for_selector('[data-transfer="download"]', timeout=STEP_MS)
+    page.wait_for_function("() => /100%/.test(document.querySelector('[data-transfer=download] h3').textContent)",
+                           timeout=STEP_MS)
+    shot(page, "04-requester-result-in")
+    assert page.locator("#validator-choice tbody tr").count() == 1  # never the provider nor the requester
+    page.check(f'input[name=validator][value="{validator}"]')
+    page.click("#validator-choice button[type=submit]")
+    wait_status(page, "Validating", "Accepted")
+    shot(pools, "05-pools-moving")
+    assert wait_status(page, "Accepted", "Rejected") == "Accepted"
+
+    # Download the result: the bytes the provider committed on chain.
+    page.wait_for_selector("#download-result", timeout=STEP_MS)
+    with page.expect_download() as dl:
+        page.click("#download-result")
+    saved = ARTIFACTS / f"task-{task_id}-result.tar"
+    dl.value.save_as(saved)
+    committed = page.text_content("#task-status").split("0x")
+    digest = hashlib.sha256(saved.read_bytes()).hexdigest()
+    assert any(part.startswith(digest) for part in committed), "downloaded result differs from the commitment"
+    with tarfile.open(saved) as tf:
+        assert tf.getnames()
+    shot(page, "06-requester-accepted")
+
+    # Rate it (4 stars) and pay.
+    page.check("#rating-4")
+    page.click("#finalize-form button[type=submit]")
+    assert wait_status(page, "Completed") == "Completed"
+    shot(page, "07-requester-completed")
+
+    seen = pools.evaluate("() => window.__seen")
+    assert seen[0] == "pending" and "executing" in seen and "validating" in seen, seen
+    pools.wait_for_function(f"() => !document.querySelector('[data-item=\"task-{task_id}\"]')")
+    shot(pools, "08-pools-after")
+
+    # The provider's dashboard: rating, tasks run, earnings, its daemon.
+    prov = open_page(f"{server.url}/provider?address={provider}")
+    prov.wait_for_selector("#provider-view")
+    assert "4.00" in prov.text_content("#prov-rating") and "(1 rating)" in prov.text_content("#prov-rating")
+    assert prov.text_content("#prov-run").strip() == "1"
+    assert "0.02 ETH" in prov.text_content("#prov-earned")
+    assert "running" in prov.text_content("#daemon-state")
+    assert_accessible_basics(prov)
+    shot(prov, "09-provider")
+    val = open_page(f"{server.url}/provider?address={validator}")
+    assert val.text_content("#prov-validated").strip() == "1"
+    assert "0.005 ETH" in val.text_content("#prov-earned")
+
+    # At phone width: same content, no sideways scrolling, still usable.
+    for name, url in (("10-phone-requester", f"/?task={task_id}"), ("11-phone-pools", "/pools"),
+                      ("12-phone-provider", f"/provider?address={provider}")):
+        phone = open_page(server.url + url, viewport=PHONE)
+        phone.wait_for_selector("body[data-live=on]")
+        assert_accessible_basics(phone)
+        shot(phone, name)
