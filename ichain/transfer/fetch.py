@@ -92,6 +92,9 @@ class _Stream:
                 return body
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
             raise Stalled(f"no byte of {what} for {self.stall:g} s (host stalled)") from None
+        except aiohttp.ClientConnectorError as exc:
+            reason = exc.os_error.strerror or str(exc.os_error) or "refused"
+            raise HostUnreachable(f"cannot connect to {exc.host}:{exc.port} for {what}: {reason}") from None
         except aiohttp.ClientError as exc:
             raise HostUnreachable(f"cannot get {what}: {type(exc).__name__} {str(exc)[:120]}") from None
         except OSError as exc:

@@ -28,6 +28,7 @@ from ichain.transfer.transport import DirectTransport, Transport
 
 _TID_RE = re.compile(r"^[0-9a-f]{32}$")
 _START_TIMEOUT = 30.0
+_MAX_SERVED_CHUNKS = 10_000_000
 
 
 class SealedLocator(bytes):
@@ -89,7 +90,7 @@ class ChunkHost:
             self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
             raise HostError(f"cannot create the host folder {self.folder}: {exc.strerror}") from None
-        self._load_existing()
+        self.serve_existing()
         ready = threading.Event()
         outcome: dict[str, Any] = {}
         host, port = self.transport.listen_address()
@@ -160,7 +161,14 @@ class ChunkHost:
         if thread is not None:
             thread.join(timeout=10)
 
-    def _load_existing(self) -> None:
+    def serve_existing(self) -> list[str]:
+        """Serve every complete transfer folder found in the host folder (``start`` does this).
+
+        Call it again after placing a prepared transfer folder there by other means.
+
+        Returns:
+            The transfer ids now served.
+        """
         for entry in self.folder.iterdir():
             if entry.name.startswith(".") and entry.name.endswith(".part") and entry.is_dir():
                 shutil.rmtree(entry, ignore_errors=True)  # an offer interrupted mid-encryption
@@ -168,13 +176,18 @@ class ChunkHost:
             if _TID_RE.match(entry.name) and (entry / MANIFEST_NAME).is_file():
                 try:
                     doc = json.loads((entry / MANIFEST_NAME).read_bytes())
-                    self._register(entry.name, entry, int(doc["chunks"]), int(doc["size"]))
+                    chunks = int(doc["chunks"])
+                    if not 1 <= chunks <= _MAX_SERVED_CHUNKS:
+                        continue
+                    self._register(entry.name, entry, chunks, int(doc["size"]))
                 except (OSError, ValueError, KeyError, TypeError):
                     continue  # not ours or damaged: not served
+        return self.transfers()
 
     def _register(self, tid: str, folder: Path, chunks: int, size: int) -> None:
         with self._lock:
-            self._transfers[tid] = _Hosted(folder=folder, chunks=chunks, size=size, served=[0] * chunks)
+            if tid not in self._transfers:  # keep the counters of one already served
+                self._transfers[tid] = _Hosted(folder=folder, chunks=chunks, size=size, served=[0] * chunks)
 
     # -- offers --------------------------------------------------------------------------------
     def offer(
