@@ -247,6 +247,15 @@ class TorProcess:
         return f"TorProcess({self.name!r}, pid={self.pid}, owned={self.owned})"
 
 
+def pid_running(pid: int) -> bool:
+    """True if ``pid`` is a live process (a zombie awaiting its parent's wait() does not count)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def _connect(make, deadline: float, password: str | None = None) -> Controller:
     """Connect and authenticate a controller, retrying until the deadline."""
     last: Exception | None = None

@@ -71,6 +71,7 @@ class PrivateTorNetwork:
         self.clients: dict[str, TorProcess] = {}
         self.dir_authority_line = ""
         self.bootstrap_seconds = 0.0
+        self._relay_ports: dict[int, int] = {}
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -216,8 +217,31 @@ class PrivateTorNetwork:
             "TestingDirAuthVoteExit": "*",
         }, name="authority", tor_cmd=self.tor_cmd, socks=False)
 
+    def kill_relay(self, i: int) -> int:
+        """SIGKILL relay ``i`` (fault injection); returns its PID. :meth:`restart_relay` brings it back."""
+        relay = self.relays[i]
+        relay.kill()
+        return relay.pid
+
+    def restart_relay(self, i: int) -> TorProcess:
+        """Relaunch relay ``i`` with its keys and ORPort (same identity in the consensus)."""
+        self.relays[i].stop()
+        self.relays[i] = self._start_relay(i)
+        return self.relays[i]
+
+    def relay_index(self, fingerprint: str) -> int | None:
+        """Index of the relay with this RSA fingerprint (None for the authority or unknown)."""
+        for i, relay in enumerate(self.relays):
+            try:
+                if relay.alive() and relay.controller.get_info("fingerprint", "") == fingerprint.lstrip("$"):
+                    return i
+            except Exception:  # noqa: BLE001 - a dying relay is simply not a match
+                continue
+        return None
+
     def _start_relay(self, i: int) -> TorProcess:
-        or_port = free_port()
+        self._relay_ports.setdefault(i, free_port())
+        or_port = self._relay_ports[i]
         return TorProcess.launch(self.root / f"relay{i}", {
             **_VOTING,
             "Nickname": f"relay{i}",
