@@ -348,6 +348,11 @@ contract TaskMarket is ITaskMarket {
     }
 
     /// @inheritdoc ITaskMarket
+    function resultTask(bytes32 resultHash) external view returns (uint256) {
+        return _resultTask[resultHash];
+    }
+
+    /// @inheritdoc ITaskMarket
     function creditOf(address account) external view returns (uint256) {
         uint256 stored = _credits[account];
         return stored == 0 ? 0 : stored - 1;

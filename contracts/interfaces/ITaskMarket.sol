@@ -263,7 +263,12 @@ interface ITaskMarket {
     /// @return The worker (registered false when unknown).
     function getWorker(address worker) external view returns (Worker memory);
 
-    /// @notice The caller-independent withdrawable credit of an account.
+    /// @notice The task a result hash is committed to.
+    /// @param resultHash The result commitment.
+    /// @return The task id (0 if never committed).
+    function resultTask(bytes32 resultHash) external view returns (uint256);
+
+    /// @notice The withdrawable credit of an account.
     /// @param account The account.
     /// @return Wei withdrawable.
     function creditOf(address account) external view returns (uint256);
