@@ -388,7 +388,9 @@ class RequesterSession:
         from ichain.sandbox import read_result_meta
 
         meta = read_result_meta(path)
-        if int(meta.get("task_id", -1)) != int(self.task_id) or not same(meta.get("provider"), self.data.get("provider")):
+        if int(field_of(meta, "task_id", default=-1)) != int(self.task_id) or not same(
+            field_of(meta, "provider"), self.data.get("provider")
+        ):
             raise RequestError(f"task {self.task_id}: the result was made for another task or provider")
         self.data["result_ok"] = True
         self.save()
@@ -396,13 +398,13 @@ class RequesterSession:
 
     def fetch_result(self, dest: str | Path | None = None) -> Path:
         """Download, verify and unpack the result into ``dest`` (default: the session's ``result/``)."""
-        from ichain.sandbox import unpack
+        from ichain.sandbox import unpack_result
 
         archive = self.fetch_result_archive()
         dest = Path(dest) if dest else self.root / "result"
         part = dest.with_name(dest.name + ".part")
         shutil.rmtree(part, ignore_errors=True)
-        unpack(archive, part)
+        unpack_result(archive, part)
         if dest.exists():
             shutil.rmtree(dest)
         os.replace(part, dest)

@@ -350,7 +350,9 @@ class ProviderDaemon:
         if not same(field_of(task, "provider"), self.address):
             self.state.set_stage(record.task_id, "provider", "skipped", note="not our task (anymore)")
             return
-        if status == "Executing":
+        if status == "Executing" and record.stage == "failed":
+            self.later(record, 30.0)  # the run failed: nothing to submit, wait for the deadline
+        elif status == "Executing":
             self._execute_and_submit(record, task)
         elif status in ("AwaitingValidator", "Accepted"):
             deadline = int(field_of(task, "deadline", default=0))
@@ -388,12 +390,15 @@ class ProviderDaemon:
             out.mkdir()
             run = self.sandbox.execute(folder, out)
             faults.point("executed")
-            exit_code = int(field_of(run, "exit_code", "exit_status", "returncode", default=1) or 0)
-            if exit_code != 0 or field_of(run, "timed_out", default=False):
+            if run.exit_code is None and not run.timed_out:
+                # The script never ran (engine down, image missing): our problem, retry later.
+                raise DaemonError(f"task {record.task_id}: sandbox unavailable: {run.error}")
+            if not run.ok:
                 # A failed run is not submitted: the requester gets the refund at the deadline.
-                self.state.set_stage(record.task_id, "provider", "failed", exit_code=exit_code,
-                                     error=str(field_of(run, "stderr_tail", "stderr", default=""))[-300:])
-                log.warning("task %d failed in the sandbox (exit %s); not submitting", record.task_id, exit_code)
+                self.state.set_stage(record.task_id, "provider", "failed", exit_code=run.exit_code,
+                                     error=(run.error or run.stderr_tail)[-300:])
+                log.warning("task %d failed in the sandbox (exit %s, %s); not submitting", record.task_id,
+                            run.exit_code, run.error or "see stderr")
                 return
             meta = {"chain_id": self.chain_id, "market": self.market_address, "task_id": record.task_id,
                     "provider": self.address}
@@ -401,7 +406,7 @@ class ProviderDaemon:
             digest = pack_result(out, part, meta)
             os.replace(part, result)
             record = self.state.set_stage(record.task_id, "provider", "packed", result_hash=digest.hex(),
-                                          wall_time=field_of(run, "wall_time", default=None), exit_code=0)
+                                          wall_time=run.wall_time, exit_code=0)
             faults.point("result-packed")
         result_hash = bytes.fromhex(record.data["result_hash"])
         validator = field_of(task, "validator")
@@ -474,7 +479,7 @@ class ProviderDaemon:
 
     def _judge(self, record: TaskRecord, task: Any) -> tuple[bool, str]:
         """Fetch task and result, check the commitment and its meta, run validate mode."""
-        from ichain.sandbox import read_result_meta, unpack
+        from ichain.sandbox import read_result_meta, unpack_result
         from ichain.transfer import fetch
 
         if "accepted" in record.data:
@@ -501,18 +506,21 @@ class ProviderDaemon:
             meta = read_result_meta(result)
             expect = {"chain_id": self.chain_id, "market": self.market_address.lower(),
                       "task_id": record.task_id, "provider": str(field_of(task, "provider")).lower()}
-            got = {"chain_id": int(meta.get("chain_id", -1)), "market": str(meta.get("market", "")).lower(),
-                   "task_id": int(meta.get("task_id", -1)), "provider": str(meta.get("provider", "")).lower()}
+            got = {"chain_id": int(field_of(meta, "chain_id", default=-1)),
+                   "market": str(field_of(meta, "market", default="")).lower(),
+                   "task_id": int(field_of(meta, "task_id", default=-1)),
+                   "provider": str(field_of(meta, "provider", default="")).lower()}
             if got != expect:
                 verdict = (False, "result meta names another chain, market, task or provider")
             else:
                 out = work / "result"
                 if not (work / "result.ok").exists():
                     shutil.rmtree(out, ignore_errors=True)
-                    unpack(result, out)
+                    unpack_result(result, out)
                     (work / "result.ok").touch()
                 run = self.sandbox.validate(folder, out)
-                code = int(field_of(run, "exit_code", "exit_status", "returncode", default=1) or 0)
-                verdict = (code == 0, f"validate exit {code}")
+                if run.exit_code is None and not run.timed_out:
+                    raise DaemonError(f"task {record.task_id}: sandbox unavailable: {run.error}")
+                verdict = (run.accepted, f"validate exit {run.exit_code}{' ' + run.error if run.error else ''}")
         self.state.set_stage(record.task_id, "validator", "judging", accepted=verdict[0], reason=verdict[1])
         return verdict
