@@ -24,7 +24,8 @@ from fastapi.templating import Jinja2Templates
 
 from ichain.errors import IChainError
 from ichain.web import format as fmt
-from ichain.web.service import WebService
+from ichain.web.format import user_message
+from ichain.web.service import POOLS, WebService
 
 HERE = Path(__file__).parent
 log = logging.getLogger("ichain.web")
@@ -46,11 +47,13 @@ def _templates() -> Jinja2Templates:
     env.filters["eth"] = fmt.eth
     env.filters["short"] = fmt.short
     env.filters["stars"] = fmt.stars
+    env.globals["pool_names"] = POOLS
     return templates
 
 
-def _error(exc: Exception, status: int = 400) -> JSONResponse:
-    return JSONResponse({"error": str(exc)}, status_code=status)
+def _error(exc: Exception | str, status: int = 400) -> JSONResponse:
+    message = user_message(exc) if isinstance(exc, BaseException) else exc
+    return JSONResponse({"error": message}, status_code=status)
 
 
 def create_app(service: WebService) -> FastAPI:
@@ -124,7 +127,7 @@ def create_app(service: WebService) -> FastAPI:
                 try:
                     parts = await run_in_threadpool(fragments, view, task, provider)
                 except Exception as exc:  # a node hiccup must not end the stream
-                    parts = {"alert": str(exc) if isinstance(exc, IChainError) else
+                    parts = {"alert": user_message(exc) if isinstance(exc, IChainError) else
                              f"Live update failed: {type(exc).__name__}"}
                 for name, html in parts.items():
                     if sent.get(name) != html:

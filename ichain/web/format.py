@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
 WEI_PER_ETH = Decimal(10) ** 18
@@ -64,3 +65,18 @@ def stars(average: float | None) -> str:
         return "no rating yet"
     full = int(round(average))
     return "★" * full + "☆" * (5 - full)
+
+
+def user_message(exc: BaseException) -> str:
+    """The one line the page shows for a user error.
+
+    Typed SDK / sandbox errors get their kind as a title ("Insufficient deposit: ..."), and amounts
+    in wei are shown in ether, so the line reads well on a page; the wording is the SDK's own.
+    """
+    text = " ".join(str(exc).split())
+    module = type(exc).__module__
+    if module.startswith(("ichain.market", "ichain.sandbox")):
+        title = re.sub(r"(?<!^)(?=[A-Z])", " ", type(exc).__name__).capitalize()
+        if not text.lower().startswith(title.lower()):
+            text = f"{title}: {text}"
+    return re.sub(r"\b(\d{4,}) wei\b", lambda m: eth(int(m.group(1))), text)

@@ -22,7 +22,7 @@ from typing import IO, Any, Callable
 
 from ichain.errors import IChainError
 from ichain.web.errors import NoAccount, NotReady, UnknownTask, WebInputError
-from ichain.web.format import parse_eth
+from ichain.web.format import parse_eth, user_message
 
 #: Largest upload accepted (the task archive), and its unpacked size.
 MAX_UPLOAD = 256 * 1024 * 1024
@@ -43,6 +43,12 @@ STATUS_LABELS = {
     "Refunded": "refunded",
     "Expired": "expired",
 }
+
+
+#: The pools shown by the viewer, in lifecycle order (keys of :meth:`WebService.pools`).
+POOLS = [("pending", "Pending tasks"), ("available", "Available workers"), ("executing", "Executing"),
+         ("awaiting_validator", "Result in, no validator yet"), ("validating", "Validating"),
+         ("accepted", "Accepted, awaiting rating")]
 
 
 @dataclass
@@ -211,7 +217,7 @@ class WebService:
 
     def pools(self) -> dict:
         """The four pools as lists of display items (``key``, ``label``, ``detail``, ``mine``)."""
-        empty = {"pending": [], "available": [], "executing": [], "validating": []}
+        empty = {name: [] for name, _ in POOLS}
         try:
             market = self.market()
         except IChainError:
@@ -244,7 +250,9 @@ class WebService:
             "pending": [task_item(t, "") for t in getattr(pools, "pending", [])],
             "available": [worker_item(w) for w in getattr(pools, "available", [])],
             "executing": [task_item(t, "provider") for t in getattr(pools, "executing", [])],
+            "awaiting_validator": [task_item(t, "provider") for t in getattr(pools, "awaiting_validator", [])],
             "validating": [task_item(t, "validator") for t in getattr(pools, "validating", [])],
+            "accepted": [task_item(t, "provider") for t in getattr(pools, "accepted", [])],
         }
 
     def task_folders(self) -> list[dict]:
@@ -286,7 +294,7 @@ class WebService:
     def _context(self, view: str, task_id: int | None, provider: str | None) -> dict:
         ov = self.overview()
         ctx: dict[str, Any] = {
-            **ov, "alert": None, "pools": {"pending": [], "available": [], "executing": [], "validating": []},
+            **ov, "alert": None, "pools": {name: [] for name, _ in POOLS},
             "tasks": [], "task": None, "providers": [], "folders": self.task_folders(),
             "tasks_root": str(self.tasks_root), "provider_view": None,
             "default_price": "0.01", "default_fee": "0.001",
@@ -311,7 +319,7 @@ class WebService:
                     provider = str(self.account.address)
                 ctx["provider_view"] = self.provider_view(provider)
         except IChainError as err:
-            ctx["alert"] = str(err)
+            ctx["alert"] = user_message(err)
         return ctx
 
     # ---- uploads -----------------------------------------------------------------------------

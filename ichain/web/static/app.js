@@ -66,6 +66,10 @@
       try { data = await r.json(); } catch (e) { data = { error: "The server answered " + r.status + " " + r.statusText }; }
       if (!r.ok || data.error) { setAlert(alertEl, data.error || ("Error " + r.status), false); return; }
       setAlert(document.getElementById("page-alert"), data.message || "Done", true);
+      // Leave the form that was used so the next state's controls can replace it, and tell
+      // keyboard and screen-reader users where the result is.
+      const heading = document.getElementById("task-h") || document.getElementById("main");
+      if (heading) heading.focus(); else if (document.activeElement) document.activeElement.blur();
       if (data.task_id !== undefined && String(data.task_id) !== params.get("task")) {
         location.href = "/?task=" + encodeURIComponent(data.task_id);
         return;
