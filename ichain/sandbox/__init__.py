@@ -1,0 +1,59 @@
+"""The Docker sandbox: task format, deterministic packages, hardened runner, runtime image.
+
+Public API (see docs/ARCHITECTURE.md and docs/TASKS.md)::
+
+    spec = load_task(folder)                              # TaskFormatError on bad input
+    task_hash = pack_task(folder, "task.tar")             # 32-byte sha256 of deterministic bytes
+    unpack("task.tar", dest)                              # safe extraction (PackageError)
+    box = Sandbox()                                       # image "ichain-runtime"
+    run = box.execute(task_folder, output_folder)         # RunResult; run.ok, run.files
+    result_hash = pack_result(output_folder, "result.tar", meta)   # meta bound inside
+    meta = unpack_result("result.tar", result_folder)     # files back + ResultMeta
+    verdict = box.validate(task_folder, result_folder)    # verdict.accepted (exit 0)
+"""
+
+from ichain.sandbox.errors import (
+    EngineUnavailable,
+    ImageBuildError,
+    ImageMissing,
+    PackageError,
+    SandboxError,
+    TaskFormatError,
+)
+from ichain.sandbox.image import RUNTIME_IMAGE, build_image, docker_client, image_status
+from ichain.sandbox.packaging import (
+    ResultMeta,
+    pack_result,
+    pack_task,
+    read_result_meta,
+    sha256_file,
+    unpack,
+    unpack_result,
+)
+from ichain.sandbox.runner import RunResult, Sandbox, leftover_containers
+from ichain.sandbox.task import TaskSpec, load_task
+
+__all__ = [
+    "RUNTIME_IMAGE",
+    "EngineUnavailable",
+    "ImageBuildError",
+    "ImageMissing",
+    "PackageError",
+    "ResultMeta",
+    "RunResult",
+    "Sandbox",
+    "SandboxError",
+    "TaskFormatError",
+    "TaskSpec",
+    "build_image",
+    "docker_client",
+    "image_status",
+    "leftover_containers",
+    "load_task",
+    "pack_result",
+    "pack_task",
+    "read_result_meta",
+    "sha256_file",
+    "unpack",
+    "unpack_result",
+]

@@ -1,0 +1,353 @@
+"""Deterministic task/result packages and their safe extraction.
+
+A package is a plain (uncompressed) POSIX tar: entries sorted by path, every mtime 0, uid/gid 0, no
+user/group names, mode 0644 for files and 0755 for folders. The same files therefore always give the
+same bytes and the same sha256, which is what goes on chain. Compression is left out on purpose: its
+output depends on the zlib version, and the transfer layer encrypts the bytes anyway.
+
+A result package holds ``meta.json`` (chain id, market address, task id, provider address, in canonical
+JSON) followed by the result files under ``output/``: its hash therefore binds the files to one task
+of one market and one provider, so a copied hash cannot be passed off for another task or provider.
+
+``unpack`` trusts nothing: it refuses absolute paths, ``..``, links of any kind, devices and FIFOs,
+duplicate names, and stops at size and entry-count caps; it extracts into a fresh ``DEST.part-*``
+folder and renames it into place only when everything was extracted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from ichain.sandbox.errors import PackageError
+from ichain.sandbox.task import GiB, load_task, scan_folder
+
+META_NAME = "meta.json"
+OUTPUT_PREFIX = "output"
+META_FORMAT = 1
+DEFAULT_MAX_BYTES = 4 * GiB
+DEFAULT_MAX_ENTRIES = 100_000
+_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+_COPY_CHUNK = 1024 * 1024
+
+
+class _HashingWriter(io.RawIOBase):
+    """A write-only file that hashes everything written through it."""
+
+    def __init__(self, raw: BinaryIO):
+        self.raw = raw
+        self.sha = hashlib.sha256()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:  # type: ignore[override]
+        self.sha.update(data)
+        return self.raw.write(data)
+
+
+def _tarinfo(name: str, *, size: int = 0, is_dir: bool = False) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.DIRTYPE if is_dir else tarfile.REGTYPE
+    info.size = 0 if is_dir else size
+    info.mode = 0o755 if is_dir else 0o644
+    info.mtime = 0
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
+def _write_package(out_file: str | Path, entries: list[tuple[str, Path | bytes | None]]) -> bytes:
+    """Write ``entries`` (name, file path | bytes | None for a folder) as a tar; return its sha256.
+
+    Written to ``OUT.part`` then renamed, so a half-written package is never taken as whole.
+    """
+    out = Path(out_file)
+    part = out.with_name(out.name + ".part")
+    try:
+        with open(part, "wb") as raw:
+            sink = _HashingWriter(raw)
+            with tarfile.open(fileobj=sink, mode="w", format=tarfile.PAX_FORMAT, encoding="utf-8") as tar:
+                for name, source in entries:
+                    if source is None:
+                        tar.addfile(_tarinfo(name, is_dir=True))
+                    elif isinstance(source, bytes):
+                        tar.addfile(_tarinfo(name, size=len(source)), io.BytesIO(source))
+                    else:
+                        with open(source, "rb") as handle:
+                            size = os.fstat(handle.fileno()).st_size
+                            tar.addfile(_tarinfo(name, size=size), handle)
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.replace(part, out)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            part.unlink()
+        raise
+    return sink.sha.digest()
+
+
+def _folder_entries(folder: Path, prefix: str = "") -> list[tuple[str, Path | None]]:
+    files, dirs, _size = scan_folder(folder, "package")
+    join = (lambda rel: f"{prefix}/{rel}") if prefix else (lambda rel: rel)
+    entries: list[tuple[str, Path | None]] = [(join(d), None) for d in dirs]
+    entries += [(join(f), folder / f) for f in files]
+    return sorted(entries, key=lambda e: e[0])
+
+
+def pack_task(folder: str | Path, out_file: str | Path) -> bytes:
+    """Validate a task folder and pack it deterministically.
+
+    Args:
+        folder: the task folder (see ``load_task``).
+        out_file: where to write the tar.
+
+    Returns:
+        sha256 of the package bytes (32 bytes), the on-chain task hash.
+
+    Raises:
+        TaskFormatError: the folder is not a valid task.
+    """
+    spec = load_task(folder)
+    return _write_package(out_file, _folder_entries(spec.folder))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class ResultMeta:
+    """What a result package is bound to.
+
+    Attributes:
+        chain_id: the chain's id.
+        market: TaskMarket address (lower-case hex).
+        task_id: the task's id in that market.
+        provider: the provider's address (lower-case hex).
+    """
+
+    chain_id: int
+    market: str
+    task_id: int
+    provider: str
+
+    def to_json(self) -> bytes:
+        """Canonical JSON (sorted keys, no spaces): the bytes stored in the package."""
+        body = {"format": META_FORMAT, **self.__dict__}
+        return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+def make_meta(meta: dict | ResultMeta) -> ResultMeta:
+    """Check and normalise result metadata (``chain_id``, ``market``, ``task_id``, ``provider``).
+
+    Raises:
+        PackageError: a field is missing or malformed.
+    """
+    if isinstance(meta, ResultMeta):
+        return meta
+    if not isinstance(meta, dict):
+        raise PackageError("result meta must be a dict with chain_id, market, task_id, provider")
+    missing = sorted({"chain_id", "market", "task_id", "provider"} - set(meta))
+    if missing:
+        raise PackageError(f"result meta lacks {', '.join(missing)}")
+    fields = {}
+    for key in ("chain_id", "task_id"):
+        value = meta[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise PackageError(f"result meta: {key} must be a non-negative integer, got {value!r}")
+        fields[key] = value
+    for key in ("market", "provider"):
+        value = str(meta[key])
+        if not _ADDRESS.match(value):
+            raise PackageError(f"result meta: {key} must be a 0x-prefixed 20-byte address, got {value!r}")
+        fields[key] = value.lower()
+    return ResultMeta(**fields)
+
+
+def pack_result(output_folder: str | Path, out_file: str | Path, meta: dict | ResultMeta) -> bytes:
+    """Pack result files deterministically together with what they are a result of.
+
+    Args:
+        output_folder: the files the task wrote (``RunResult.output_folder``).
+        out_file: where to write the tar.
+        meta: ``chain_id``, ``market``, ``task_id``, ``provider`` (stored as ``meta.json`` inside).
+
+    Returns:
+        sha256 of the package bytes (32 bytes): the ``resultHash`` committed on chain.
+
+    Raises:
+        PackageError: bad meta or output folder.
+        TaskFormatError: the output folder holds links or special files.
+    """
+    bound = make_meta(meta)
+    folder = Path(output_folder)
+    if not folder.is_dir():
+        raise PackageError(f"output folder not found: {folder}")
+    entries: list[tuple[str, Path | bytes | None]] = [(META_NAME, bound.to_json()), (OUTPUT_PREFIX, None)]
+    entries += _folder_entries(folder, OUTPUT_PREFIX)
+    return _write_package(out_file, entries)
+
+
+def sha256_file(path: str | Path) -> bytes:
+    """sha256 (32 bytes) of a file's bytes, to check a received package against its on-chain hash."""
+    sha = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(_COPY_CHUNK), b""):
+            sha.update(block)
+    return sha.digest()
+
+
+def _open_tar(archive: str | Path) -> tarfile.TarFile:
+    try:
+        # "r:" only: packages are never compressed (no decompression bombs to worry about).
+        return tarfile.open(archive, mode="r:", encoding="utf-8")
+    except FileNotFoundError:
+        raise PackageError(f"package not found: {archive}") from None
+    except (tarfile.TarError, OSError) as exc:
+        raise PackageError(f"not an iChain package (plain tar expected): {archive}: {exc}") from None
+
+
+def _safe_name(name: str) -> PurePosixPath:
+    path = PurePosixPath(name)
+    if not name or "\x00" in name or "\\" in name:
+        raise PackageError(f"package entry has an invalid name: {name!r}")
+    if path.is_absolute():
+        raise PackageError(f"package entry has an absolute path: {name!r}")
+    parts = [p for p in path.parts if p != "."]
+    if not parts or ".." in parts:
+        raise PackageError(f"package entry escapes the destination: {name!r}")
+    return PurePosixPath(*parts)
+
+
+def unpack(
+    archive: str | Path,
+    dest_folder: str | Path,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_entries: int = DEFAULT_MAX_ENTRIES,
+) -> list[str]:
+    """Extract a package safely into ``dest_folder`` (which must not exist or be empty).
+
+    Args:
+        archive: the tar file.
+        dest_folder: where the files go; created.
+        max_bytes: cap on the total size of the extracted files.
+        max_entries: cap on the number of entries.
+
+    Returns:
+        The extracted files (sorted relative POSIX paths).
+
+    Raises:
+        PackageError: the archive is not a plain tar, or holds an absolute path, ``..``, a link, a
+            device or FIFO, a duplicate name, or exceeds a cap. Nothing is left at ``dest_folder``.
+    """
+    dest = Path(dest_folder)
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise PackageError(f"destination exists and is not an empty folder: {dest}")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=dest.name + ".part-", dir=dest.parent))
+    seen: set[PurePosixPath] = set()
+    written: list[str] = []
+    total = 0
+    try:
+        with _open_tar(archive) as tar:
+            try:
+                for count, member in enumerate(tar, start=1):
+                    if count > max_entries:
+                        raise PackageError(f"package has more than {max_entries} entries")
+                    rel = _safe_name(member.name)
+                    if rel in seen:
+                        raise PackageError(f"package has a duplicate entry: {member.name!r}")
+                    seen.add(rel)
+                    if member.issym() or member.islnk():
+                        raise PackageError(f"package entry is a link (not allowed): {member.name!r}")
+                    if not (member.isdir() or member.isreg()):
+                        raise PackageError(f"package entry is a device, FIFO or other special file: {member.name!r}")
+                    target = staging.joinpath(*rel.parts)
+                    if member.isdir():
+                        target.mkdir(parents=True, exist_ok=True)
+                        continue
+                    total += member.size
+                    if total > max_bytes:
+                        raise PackageError(f"package expands beyond {max_bytes} bytes")
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    source = tar.extractfile(member)
+                    if source is None:
+                        raise PackageError(f"package entry unreadable: {member.name!r}")
+                    # O_EXCL|O_NOFOLLOW: never write through something already there.
+                    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+                    with os.fdopen(fd, "wb") as out:
+                        shutil.copyfileobj(source, out, _COPY_CHUNK)
+                    written.append(rel.as_posix())
+            except (tarfile.TarError, EOFError) as exc:
+                raise PackageError(f"package is truncated or corrupt: {exc}") from None
+        os.chmod(staging, 0o755)  # mkdtemp makes it 0700; the sandbox user must read a task
+        if dest.exists():
+            dest.rmdir()
+        os.replace(staging, dest)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return sorted(written)
+
+
+def read_result_meta(archive: str | Path) -> ResultMeta:
+    """Read the binding metadata of a result package without extracting it.
+
+    Raises:
+        PackageError: not a result package, or its ``meta.json`` is malformed.
+    """
+    with _open_tar(archive) as tar:
+        try:
+            first = tar.next()
+        except tarfile.TarError as exc:
+            raise PackageError(f"package is corrupt: {exc}") from None
+        if first is None or first.name != META_NAME or not first.isreg() or first.size > 4096:
+            raise PackageError(f"not a result package (no {META_NAME} first): {archive}")
+        handle = tar.extractfile(first)
+        raw = handle.read() if handle else b""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise PackageError(f"result package has a malformed {META_NAME}") from None
+    if not isinstance(body, dict) or body.pop("format", None) != META_FORMAT:
+        raise PackageError(f"result package {META_NAME} has an unknown format")
+    return make_meta(body)
+
+
+def unpack_result(archive: str | Path, dest_folder: str | Path, **caps: int) -> ResultMeta:
+    """Extract a result package's files (``output/``) into ``dest_folder`` and return its meta.
+
+    ``dest_folder`` then holds exactly the files the task wrote, ready for ``Sandbox.validate``.
+
+    Raises:
+        PackageError: as ``unpack`` and ``read_result_meta``.
+    """
+    meta = read_result_meta(archive)
+    dest = Path(dest_folder)
+    scratch = dest.with_name(dest.name + ".unpack")
+    if scratch.exists():
+        shutil.rmtree(scratch)
+    unpack(archive, scratch, **caps)
+    try:
+        extra = sorted(p.name for p in scratch.iterdir() if p.name not in (META_NAME, OUTPUT_PREFIX))
+        if extra:
+            raise PackageError(f"result package has unexpected top-level entries: {', '.join(extra[:3])}")
+        output = scratch / OUTPUT_PREFIX
+        if not output.is_dir():
+            raise PackageError(f"result package has no {OUTPUT_PREFIX}/ folder")
+        if dest.exists():
+            if any(dest.iterdir()):
+                raise PackageError(f"destination exists and is not an empty folder: {dest}")
+            dest.rmdir()
+        os.replace(output, dest)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return meta

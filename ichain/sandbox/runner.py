@@ -1,0 +1,601 @@
+"""The hardened runner: one short-lived Docker container per run, on the ``docker`` SDK.
+
+Every container gets (see ``Sandbox.container_config``, asserted field by field by the tests): no
+network, a read-only root, the task folder mounted read-only at ``/task``, a writable working folder
+``/work`` (the only place results can go), a small ``noexec`` tmpfs at ``/tmp``, every capability
+dropped, ``no-new-privileges``, user 65534 (nobody), pids / memory (no extra swap) / CPU / open-files /
+processes / file-size / core limits, tini as PID 1 (reaps zombies), and the ``none`` log driver (nothing
+is stored on the host's disk). From the host: a wall-clock kill, a cap on stdout+stderr (the pipe is
+closed first, then the container killed), a cap on the result files, and removal of the container in
+every case (also on exceptions and Ctrl-C). Each container carries ``ichain.sandbox=1`` and a per-run
+``ichain.run`` label, so leftovers can be found without touching anyone else's containers.
+
+Relative paths work as in the paper's Figure 8: the script runs with ``/work`` as its working folder,
+where every top-level entry of the task folder is visible through a read-only symlink into ``/task``.
+Only the regular files and folders the script wrote come back; links and special files are dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import stat
+import struct
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+import docker.types
+import requests.exceptions
+
+from ichain.sandbox.errors import EngineUnavailable, ImageMissing, SandboxError, TaskFormatError
+from ichain.sandbox.image import RUNTIME_IMAGE, docker_client, require_image
+from ichain.sandbox.task import MiB, TaskSpec, load_task
+
+SANDBOX_LABEL = "ichain.sandbox"
+RUN_LABEL = "ichain.run"
+SANDBOX_USER = "65534:65534"
+TASK_MOUNT = "/task"
+WORK_MOUNT = "/work"
+TAIL_BYTES = 4096
+_POLL = 0.1
+_SYMLINK_TARGET = TASK_MOUNT + "/"
+
+
+@dataclass
+class RunResult:
+    """The outcome of one run (execute or validate).
+
+    Attributes:
+        mode: ``"execute"`` or ``"validate"``.
+        exit_code: the script's exit status (None when it never ran).
+        stdout_tail: the last few KiB of stdout (decoded, invalid UTF-8 replaced).
+        stderr_tail: the last few KiB of stderr.
+        wall_time: seconds from container start to exit, measured on the host.
+        peak_memory: peak memory use of the container in bytes (None when the cgroup is not readable).
+        timed_out: killed by the host at the wall-clock limit.
+        output_truncated: stdout+stderr or the result files exceeded their cap (the run is then failed
+            and no result file is returned).
+        oom_killed: the kernel killed it at the memory limit.
+        files: the result files written (relative POSIX paths, sorted; empty for validate).
+        output_bytes: their total size.
+        output_folder: where they are (None for validate or a failed run).
+        error: a one-line reason when the run failed before or around the script (bad task, missing
+            image, engine down, limits); empty otherwise.
+        run_id: the value of the container's ``ichain.run`` label.
+    """
+
+    mode: str
+    exit_code: int | None = None
+    stdout_tail: str = ""
+    stderr_tail: str = ""
+    wall_time: float = 0.0
+    peak_memory: int | None = None
+    timed_out: bool = False
+    output_truncated: bool = False
+    oom_killed: bool = False
+    files: list[str] = field(default_factory=list)
+    output_bytes: int = 0
+    output_folder: Path | None = None
+    error: str = ""
+    run_id: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """True when the script ran to completion within every limit and exited 0."""
+        return self.exit_code == 0 and not (self.error or self.timed_out or self.output_truncated or self.oom_killed)
+
+    @property
+    def accepted(self) -> bool:
+        """For a validate run: the validator script accepted the result (same as ``ok``)."""
+        return self.ok
+
+
+class _Tail:
+    """Keeps the last ``size`` bytes written to it and counts all of them."""
+
+    def __init__(self, size: int = TAIL_BYTES):
+        self.size = size
+        self.buf = bytearray()
+        self.total = 0
+
+    def add(self, data: bytes) -> None:
+        self.total += len(data)
+        self.buf += data
+        if len(self.buf) > 2 * self.size:
+            del self.buf[: -self.size]
+
+    def text(self) -> str:
+        return bytes(self.buf[-self.size :]).decode("utf-8", errors="replace")
+
+
+class Sandbox:
+    """Runs task scripts in hardened, short-lived containers.
+
+    Args:
+        image: the runtime image offered by this provider (a task's manifest may only name this one or
+            one of ``allowed_images``).
+        client: Docker client (default: from the environment; ``DOCKER_HOST`` is honoured).
+        runtime: ``"auto"`` (gVisor ``runsc`` when the engine has it configured, else the engine's
+            default), ``"runsc"``, ``"runc"`` or None for the engine default.
+        allowed_images: further images tasks may ask for.
+        max_time_limit / max_memory / max_cpus / max_output: the provider's ceilings; a task's own
+            manifest values are used when lower.
+        tmpfs_size: size of the ``/tmp`` tmpfs (counted in the memory limit).
+        pids_limit: processes+threads in the container.
+        nofile: open file descriptors per process.
+        log_limit: cap on stdout+stderr bytes read from the container.
+    """
+
+    def __init__(
+        self,
+        image: str = RUNTIME_IMAGE,
+        *,
+        client: docker.DockerClient | None = None,
+        runtime: str | None = "auto",
+        allowed_images: tuple[str, ...] = (),
+        max_time_limit: float = 24 * 3600,
+        max_memory: int = 8 * 1024 * MiB,
+        max_cpus: float | None = None,
+        max_output: int = 4 * 1024 * MiB,
+        tmpfs_size: int = 64 * MiB,
+        pids_limit: int = 64,
+        nofile: int = 256,
+        log_limit: int = 8 * MiB,
+    ):
+        self.image = image
+        self._client = client
+        self._runtime_request = runtime
+        self._runtime: str | None = None
+        self.allowed_images = (image, *allowed_images)
+        self.max_time_limit = max_time_limit
+        self.max_memory = max_memory
+        self.max_cpus = max_cpus or float(os.cpu_count() or 1)
+        self.max_output = max_output
+        self.tmpfs_size = tmpfs_size
+        self.pids_limit = pids_limit
+        self.nofile = nofile
+        self.log_limit = log_limit
+
+    # -- engine -------------------------------------------------------------------------------------
+
+    @property
+    def client(self) -> docker.DockerClient:
+        """The Docker client, connected on first use (raises ``EngineUnavailable``)."""
+        if self._client is None:
+            self._client = docker_client()
+        return self._client
+
+    @property
+    def runtime(self) -> str:
+        """The OCI runtime containers use: ``runsc`` (gVisor) or ``runc``."""
+        if self._runtime is None:
+            runtimes = set((self.client.info().get("Runtimes") or {}).keys())
+            wanted = self._runtime_request
+            if wanted == "auto":
+                wanted = "runsc" if "runsc" in runtimes else "runc"
+            if wanted and wanted not in runtimes:
+                raise SandboxError(f"container runtime '{wanted}' is not configured in the Docker engine")
+            self._runtime = wanted or "runc"
+        return self._runtime
+
+    # -- configuration ------------------------------------------------------------------------------
+
+    def limits_for(self, spec: TaskSpec) -> dict[str, Any]:
+        """The effective limits for a task: its manifest's values capped by this provider's ceilings."""
+        return {
+            "time_limit": min(spec.time_limit, self.max_time_limit),
+            "memory": min(spec.memory, self.max_memory),
+            "cpus": min(spec.cpus, self.max_cpus),
+            "output_limit": min(spec.output_limit, self.max_output),
+        }
+
+    def container_config(self, spec: TaskSpec, work_dir: Path, mode: str, run_id: str) -> dict[str, Any]:
+        """The exact ``create_container`` arguments (host config included) for one run.
+
+        Args:
+            spec: the task.
+            work_dir: host folder mounted writable at ``/work``.
+            mode: ``"0"`` (execute) or ``"1"`` (validate).
+            run_id: value of the ``ichain.run`` label.
+        """
+        limits = self.limits_for(spec)
+        api = self.client.api
+        threads = str(max(1, int(limits["cpus"])))
+        host_config = api.create_host_config(
+            network_mode="none",
+            read_only=True,
+            mounts=[
+                docker.types.Mount(TASK_MOUNT, str(spec.folder), type="bind", read_only=True),
+                docker.types.Mount(WORK_MOUNT, str(work_dir), type="bind", read_only=False),
+            ],
+            tmpfs={"/tmp": f"rw,noexec,nosuid,nodev,size={self.tmpfs_size},mode=1777"},
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            pids_limit=self.pids_limit,
+            mem_limit=limits["memory"],
+            memswap_limit=limits["memory"],  # equal: no swap on top of the memory limit
+            mem_swappiness=0,
+            nano_cpus=int(limits["cpus"] * 1e9),
+            ulimits=[
+                docker.types.Ulimit(name="nofile", soft=self.nofile, hard=self.nofile),
+                # RLIMIT_NPROC counts every process of uid 65534 on the host: pids_limit is the
+                # per-container bound, this one only stops a runaway across containers.
+                docker.types.Ulimit(name="nproc", soft=1024, hard=1024),
+                docker.types.Ulimit(name="fsize", soft=limits["output_limit"], hard=limits["output_limit"]),
+                docker.types.Ulimit(name="core", soft=0, hard=0),
+            ],
+            log_config=docker.types.LogConfig(type="none"),
+            init=True,
+            ipc_mode="private",
+            shm_size=self.tmpfs_size,
+            oom_score_adj=500,
+            runtime=self.runtime,
+        )
+        return {
+            "image": spec.image,
+            "command": ["python3", f"{TASK_MOUNT}/{spec.entry}", mode],
+            "user": SANDBOX_USER,
+            "working_dir": WORK_MOUNT,
+            "hostname": "sandbox",
+            "network_disabled": True,
+            "environment": {
+                # The only environment the script sees (nothing from the host leaks in).
+                "HOME": "/tmp",
+                "ICHAIN_MODE": mode,
+                "ICHAIN_TOLERANCE": repr(spec.tolerance),
+                "ICHAIN_TASK_DIR": TASK_MOUNT,
+                "OPENBLAS_NUM_THREADS": threads,
+                "OMP_NUM_THREADS": threads,
+                "MPLCONFIGDIR": "/tmp",
+            },
+            "labels": {SANDBOX_LABEL: "1", RUN_LABEL: run_id, "ichain.mode": "execute" if mode == "0" else "validate"},
+            "stdin_open": False,
+            "tty": False,
+            "host_config": host_config,
+        }
+
+    # -- public runs --------------------------------------------------------------------------------
+
+    def execute(self, task_folder: str | Path, output_folder: str | Path) -> RunResult:
+        """Run ``python3 ENTRY 0`` and return the files it wrote in ``output_folder``.
+
+        ``output_folder`` must not exist or be empty; it is filled only when the run succeeded (the
+        files land in a ``.part`` folder renamed into place). Bad input never raises: the
+        ``RunResult`` carries a one-line ``error`` instead.
+        """
+        return self._run(task_folder, "0", Path(output_folder), result_folder=None)
+
+    def validate(self, task_folder: str | Path, result_folder: str | Path) -> RunResult:
+        """Run ``python3 ENTRY 1`` with the result files put back in the working folder.
+
+        The script sees copies (``result_folder`` is never modified). ``RunResult.accepted`` (exit 0
+        within every limit) is the verdict.
+        """
+        return self._run(task_folder, "1", None, result_folder=Path(result_folder))
+
+    def self_test(self) -> RunResult:
+        """Execute a tiny numpy + scikit-learn task in a hardened container (for ``sandbox check``)."""
+        with tempfile.TemporaryDirectory(prefix="ichain-selftest-") as tmp:
+            task = Path(tmp) / "task"
+            task.mkdir(mode=0o755)
+            (task / "task.py").write_text(
+                "import sys, numpy, sklearn\n"
+                "open('ok.txt', 'w').write(numpy.__version__ + ' ' + sklearn.__version__)\n"
+            )
+            return self.execute(task, Path(tmp) / "out")
+
+    # -- the run itself -----------------------------------------------------------------------------
+
+    def _run(self, task_folder: str | Path, mode: str, output: Path | None, result_folder: Path | None) -> RunResult:
+        run_id = uuid.uuid4().hex
+        result = RunResult(mode="execute" if mode == "0" else "validate", run_id=run_id)
+        try:
+            spec = load_task(task_folder)
+            if spec.image not in self.allowed_images:
+                raise TaskFormatError(f"task asks for image '{spec.image}', this provider runs {self.image}")
+            if output is not None and output.exists() and (not output.is_dir() or any(output.iterdir())):
+                raise SandboxError(f"output folder exists and is not empty: {output}")
+            if result_folder is not None and not result_folder.is_dir():
+                raise SandboxError(f"result folder not found: {result_folder}")
+            if not os.access(spec.folder, os.R_OK | os.X_OK) or not (spec.folder.stat().st_mode & 0o005) == 0o005:
+                raise TaskFormatError(f"task folder {spec.folder} must be readable by others (chmod o+rx)")
+            require_image(self.client, spec.image)
+            self.runtime  # noqa: B018 - resolve (and check) the runtime before anything starts
+        except SandboxError as exc:
+            result.error = str(exc)
+            return result
+        except docker.errors.DockerException as exc:
+            result.error = str(EngineUnavailable(f"Docker engine error: {str(exc).splitlines()[0][:200]}"))
+            return result
+
+        base = output.parent if output is not None else result_folder.parent  # type: ignore[union-attr]
+        base.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f".ichain-run-{run_id[:12]}-", dir=base))
+        try:
+            self._prepare_work(work, spec, result_folder)
+            self._run_container(spec, work, mode, run_id, result)
+            if mode == "0" and result.ok:
+                self._collect(work, output, self.limits_for(spec)["output_limit"], result)  # type: ignore[arg-type]
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            result.error = result.error or str(
+                EngineUnavailable(f"Docker engine error during the run: {str(exc).splitlines()[0][:200]}")
+            )
+        except OSError as exc:
+            result.error = result.error or f"sandbox file error: {exc}"
+        finally:
+            self._remove_tree(work)
+        return result
+
+    def _prepare_work(self, work: Path, spec: TaskSpec, result_folder: Path | None) -> None:
+        """Fill the host folder that becomes ``/work``: result copies (validate) and input symlinks."""
+        taken: set[str] = set()
+        if result_folder is not None:
+            # Copies, so the validator script cannot alter the result it judges.
+            shutil.copytree(result_folder, work, dirs_exist_ok=True, symlinks=True)
+            taken = {p.name for p in work.iterdir()}
+        top_level = {rel.split("/", 1)[0] for rel in spec.files}
+        for name in sorted(top_level - taken):
+            os.symlink(_SYMLINK_TARGET + name, work / name)
+        # Only the sandbox user may write there (nobody else on the host needs to).
+        if os.geteuid() == 0:
+            for root, dirs, files in os.walk(work):
+                for name in [*dirs, *files]:
+                    os.lchown(os.path.join(root, name), 65534, 65534)
+            os.chown(work, 65534, 65534)
+            os.chmod(work, 0o700)
+        else:
+            for root, dirs, _files in os.walk(work):
+                for name in dirs:
+                    os.chmod(os.path.join(root, name), 0o777)
+            os.chmod(work, 0o777)
+
+    def _run_container(self, spec: TaskSpec, work: Path, mode: str, run_id: str, result: RunResult) -> None:
+        api = self.client.api
+        limits = self.limits_for(spec)
+        config = self.container_config(spec, work, mode, run_id)
+        container_id = None
+        sock = None
+        out, err = _Tail(), _Tail()
+        stop = threading.Event()
+        reasons: list[str] = []
+        peak = [None]
+        try:
+            container_id = api.create_container(**config)["Id"]
+            sock = api.attach_socket(container_id, params={"stdout": 1, "stderr": 1, "stream": 1})
+            reader = threading.Thread(
+                target=self._pump, args=(sock, out, err, stop, reasons), name=f"sandbox-out-{run_id[:8]}", daemon=True
+            )
+            reader.start()
+            started = time.monotonic()
+            api.start(container_id)
+            monitor = threading.Thread(
+                target=self._watch,
+                args=(container_id, work, limits["output_limit"], stop, reasons, peak),
+                name=f"sandbox-watch-{run_id[:8]}",
+                daemon=True,
+            )
+            monitor.start()
+            status = self._wait(container_id, started + limits["time_limit"], stop, reasons)
+            result.wall_time = time.monotonic() - started
+            if "timeout" in reasons or "log" in reasons or "files" in reasons:
+                # The pipe is closed before the kill: a blocked writer must not hold us up.
+                _close(sock)
+                with contextlib.suppress(docker.errors.APIError):
+                    api.kill(container_id)
+                status = self._wait(container_id, time.monotonic() + 30, None, [])
+            stop.set()
+            reader.join(timeout=5)
+            monitor.join(timeout=5)
+            state = api.inspect_container(container_id)["State"]
+            result.exit_code = status if status is not None else state.get("ExitCode")
+            result.oom_killed = bool(state.get("OOMKilled"))
+            result.timed_out = "timeout" in reasons
+            result.output_truncated = "log" in reasons or "files" in reasons
+            result.peak_memory = peak[0] if peak[0] is not None else _peak_memory(container_id)
+            if result.timed_out:
+                result.error = f"time limit of {limits['time_limit']:g} s reached: killed"
+            elif "log" in reasons:
+                result.error = f"stdout+stderr exceeded {self.log_limit} bytes: killed"
+            elif "files" in reasons:
+                result.error = f"result files exceeded {limits['output_limit']} bytes: killed"
+            elif result.oom_killed:
+                result.error = f"memory limit of {limits['memory'] // MiB} MiB reached: killed"
+        finally:
+            stop.set()
+            _close(sock)
+            if container_id is not None:
+                # Always removed, whatever happened above (KeyboardInterrupt included).
+                with contextlib.suppress(docker.errors.NotFound):
+                    api.remove_container(container_id, force=True, v=True)
+            result.stdout_tail, result.stderr_tail = out.text(), err.text()
+
+    def _wait(self, container_id: str, deadline: float, stop: threading.Event | None, reasons: list[str]) -> int | None:
+        """Wait for the container to exit, in slices so the monitors can interrupt; None on timeout."""
+        api = self.client.api
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                reasons.append("timeout")
+                return None
+            if stop is not None and stop.is_set():
+                return None
+            try:
+                return int(api.wait(container_id, timeout=min(remaining, 1.0))["StatusCode"])
+            except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+                continue
+
+    def _pump(self, sock, out: _Tail, err: _Tail, stop: threading.Event, reasons: list[str]) -> None:
+        """Read the multiplexed attach stream into the two tails; enforce the stdout+stderr cap."""
+        try:
+            while True:
+                header = _read_exactly(sock, 8)
+                if header is None:
+                    return
+                stream, size = struct.unpack(">BxxxL", header)
+                while size > 0:
+                    chunk = _read_exactly(sock, min(size, 65536), partial=True)
+                    if not chunk:
+                        return
+                    size -= len(chunk)
+                    (err if stream == 2 else out).add(chunk)
+                    if out.total + err.total > self.log_limit:
+                        reasons.append("log")
+                        stop.set()
+                        return
+        except (OSError, ValueError):
+            return  # the socket was closed under us: the run is over
+
+    def _watch(
+        self, container_id: str, work: Path, output_limit: int, stop: threading.Event, reasons: list[str], peak: list
+    ) -> None:
+        """Poll peak memory and the size of ``/work`` (disk fill is stopped from the host)."""
+        while not stop.wait(_POLL):
+            value = _peak_memory(container_id)
+            if value is not None:
+                peak[0] = value
+            if _tree_size(work, output_limit) > output_limit:
+                reasons.append("files")
+                stop.set()
+                return
+
+    def _collect(self, work: Path, output: Path, output_limit: int, result: RunResult) -> None:
+        """Copy the regular files and folders the script wrote into ``output`` (``.part`` then rename)."""
+        part = Path(tempfile.mkdtemp(prefix=output.name + ".part-", dir=output.parent))
+        files: list[str] = []
+        total = 0
+        try:
+            for root, dirs, names in os.walk(work):
+                rel_root = Path(root).relative_to(work)
+                for name in sorted(dirs):
+                    src = Path(root) / name
+                    if stat.S_ISDIR(src.lstat().st_mode):
+                        (part / rel_root / name).mkdir(mode=0o755)
+                for name in sorted(names):
+                    src = Path(root) / name
+                    st = src.lstat()
+                    if not stat.S_ISREG(st.st_mode):
+                        continue  # our input symlinks, and any link/FIFO/socket the script made
+                    total += st.st_size
+                    if total > output_limit:
+                        result.output_truncated = True
+                        result.error = f"result files exceed {output_limit} bytes"
+                        raise _Discard()
+                    shutil.copyfile(src, part / rel_root / name, follow_symlinks=False)
+                    files.append((rel_root / name).as_posix())
+            os.chmod(part, 0o755)
+            if output.exists():
+                output.rmdir()
+            os.replace(part, output)
+            result.files = sorted(files)
+            result.output_bytes = total
+            result.output_folder = output
+        except _Discard:
+            shutil.rmtree(part, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(part, ignore_errors=True)
+            raise
+
+    def _remove_tree(self, work: Path) -> None:
+        try:
+            shutil.rmtree(work)
+        except FileNotFoundError:
+            pass
+        except PermissionError:
+            # Without root, files the sandbox user made in its own sub-folders are only removable by it.
+            with contextlib.suppress(docker.errors.DockerException):
+                self.client.containers.run(
+                    self.image,
+                    ["sh", "-c", "rm -rf /work/* /work/.[!.]* 2>/dev/null; true"],
+                    user=SANDBOX_USER,
+                    network_mode="none",
+                    volumes={str(work): {"bind": "/work", "mode": "rw"}},
+                    labels={SANDBOX_LABEL: "1", RUN_LABEL: "cleanup"},
+                    remove=True,
+                )
+            shutil.rmtree(work, ignore_errors=True)
+
+
+class _Discard(Exception):
+    """Internal: the collected files exceeded the cap."""
+
+
+def _close(sock) -> None:
+    if sock is None:
+        return
+    raw = getattr(sock, "_sock", None)
+    with contextlib.suppress(OSError):
+        if raw is not None:
+            raw.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(OSError):
+        sock.close()
+
+
+def _read_exactly(sock, n: int, partial: bool = False) -> bytes | None:
+    data = b""
+    while len(data) < n:
+        chunk = sock.read(n - len(data)) if hasattr(sock, "read") else sock.recv(n - len(data))
+        if not chunk:
+            return data or None
+        data += chunk
+        if partial:
+            return data
+    return data
+
+
+def _tree_size(folder: Path, stop_above: int) -> int:
+    """Disk use of a folder tree (allocated blocks, so sparse files count as written), stopping early."""
+    total = 0
+    entries = 0
+    stack = [str(folder)]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as it:
+                for entry in it:
+                    entries += 1
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    total += max(st.st_size if stat.S_ISREG(st.st_mode) else 0, st.st_blocks * 512)
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    # Inodes cost disk too: count each entry as one block.
+                    total += 4096
+                    if total > stop_above:
+                        return total
+        except OSError:
+            continue
+    return total
+
+
+_CGROUP_PEAK = (
+    "/sys/fs/cgroup/memory/docker/{id}/memory.max_usage_in_bytes",  # v1, cgroupfs driver
+    "/sys/fs/cgroup/memory/system.slice/docker-{id}.scope/memory.max_usage_in_bytes",  # v1, systemd
+    "/sys/fs/cgroup/system.slice/docker-{id}.scope/memory.peak",  # v2, systemd
+    "/sys/fs/cgroup/docker/{id}/memory.peak",  # v2, cgroupfs
+)
+
+
+def _peak_memory(container_id: str) -> int | None:
+    for pattern in _CGROUP_PEAK:
+        with contextlib.suppress(OSError, ValueError):
+            return int(Path(pattern.format(id=container_id)).read_text().strip())
+    return None
+
+
+def leftover_containers(client: docker.DockerClient, run_id: str | None = None) -> list:
+    """Containers carrying the sandbox label (optionally one run's), running or not."""
+    filters = {"label": [f"{SANDBOX_LABEL}=1"] + ([f"{RUN_LABEL}={run_id}"] if run_id else [])}
+    return client.containers.list(all=True, filters=filters)
+
+
+__all__ = ["RunResult", "Sandbox", "leftover_containers", "ImageMissing"]
