@@ -167,6 +167,7 @@ async def fetch_async(
         if progress is not None:
             progress(state)  # may raise to abort; the .part and its state are kept for resume
 
+    inflight: set[asyncio.Future] = set()
     try:
         for index in sorted(receiver.verified):
             state.set(index, REUSED)
@@ -180,7 +181,11 @@ async def fetch_async(
                 state.set(index, FETCHING)
                 notify()
                 data = await stream.get(f"{base}/c/{index}", manifest.cipher_len(index), f"chunk {index}")
-                await asyncio.to_thread(receiver.accept, index, data)
+                # Shielded: a cancelled fetch must not leave a thread writing into a closed file.
+                job = asyncio.get_running_loop().run_in_executor(None, receiver.accept, index, data)
+                inflight.add(job)
+                job.add_done_callback(inflight.discard)
+                await asyncio.shield(job)
 
             def retrying() -> None:
                 state.set(index, RETRYING)
@@ -217,6 +222,8 @@ async def fetch_async(
             receiver.finish, fetched=state.fetched, seconds=time.monotonic() - started
         )
     finally:
+        if inflight:
+            await asyncio.gather(*list(inflight), return_exceptions=True)
         receiver.close()
     state.finished = True
     notify()

@@ -63,6 +63,19 @@ def part_paths(dest: Path) -> tuple[Path, Path]:
     return dest.with_name(dest.name + ".part"), dest.with_name(dest.name + ".part.state")
 
 
+def recorded_chunks(dest: str | os.PathLike) -> set[int]:
+    """Chunk indices an interrupted fetch to ``dest`` recorded as verified (not re-checked here)."""
+    _, state_path = part_paths(Path(dest))
+    try:
+        state = state_path.read_bytes()
+    except OSError:
+        return set()
+    if not state.startswith(_STATE_MAGIC) or len(state) < len(_STATE_MAGIC) + 48:
+        return set()
+    body = state[len(_STATE_MAGIC) + 48 :]
+    return {int.from_bytes(body[i : i + 4], "big") for i in range(0, len(body) - len(body) % 4, 4)}
+
+
 class Receiver:
     """Verify, decrypt and assemble one transfer into ``dest`` (thread-safe :meth:`accept`).
 
@@ -164,6 +177,8 @@ class Receiver:
             TamperedChunk: Wrong length, wrong hash, failed authentication, or delivered twice.
         """
         manifest = self.manifest
+        if self._fd < 0:
+            raise TransferIncomplete("the receiver is closed")
         if index >= manifest.chunks:
             raise ChunkAfterFinal(f"chunk {index} comes after the final chunk {manifest.chunks - 1}")
         if index < 0:
