@@ -77,7 +77,7 @@ def _write_package(out_file: str | Path, entries: list[tuple[str, Path | bytes |
     try:
         with open(part, "wb") as raw:
             sink = _HashingWriter(raw)
-            with tarfile.open(fileobj=sink, mode="w", format=tarfile.PAX_FORMAT, encoding="utf-8") as tar:
+            with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT, encoding="utf-8") as tar:
                 for name, source in entries:
                     if source is None:
                         tar.addfile(_tarinfo(name, is_dir=True))
