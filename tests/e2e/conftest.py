@@ -59,7 +59,7 @@ def e2e_market(accounts):
     from ichain._cli._common import get_market
     from ichain.deployments import deploy
 
-    deployed = deploy(accounts.test_accounts[9], review_window=REVIEW_WINDOW, validation_window=VALIDATION_WINDOW,
+    deployed = deploy(accounts[9], review_window=REVIEW_WINDOW, validation_window=VALIDATION_WINDOW,
                       min_timeout=MIN_TIMEOUT, max_timeout=MAX_TIMEOUT, save=False)
     return get_market(deployed.market)
 
@@ -71,7 +71,7 @@ def market_address(e2e_market):
 
 @pytest.fixture
 def requester(accounts):
-    return accounts.test_accounts[0]
+    return accounts[0]
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ PRICE, FEE = 10**16, 2 * 10**15
 
 @pytest.fixture
 def fresh_market(accounts):
-    deployed = deploy(accounts.test_accounts[9], review_window=REVIEW_WINDOW, validation_window=VALIDATION_WINDOW,
+    deployed = deploy(accounts[9], review_window=REVIEW_WINDOW, validation_window=VALIDATION_WINDOW,
                       min_timeout=MIN_TIMEOUT, max_timeout=MAX_TIMEOUT, save=False)
     return get_market(deployed.market), deployed
 
@@ -53,7 +53,7 @@ def test_provider_daemon__sigkilled_at_20_points__tasks_settle_without_duplicate
     daemons, fresh_market, accounts, requester, chain, tmp_path
 ):
     market, deployed = fresh_market
-    provider, validator = accounts.test_accounts[8], accounts.test_accounts[2]
+    provider, validator = accounts[8], accounts[2]
     kill_log = tmp_path / "kills.log"
     env = {"ICHAIN_KILL_AT": ",".join(faults.POINTS), "ICHAIN_KILL_LOG": str(kill_log)}
     daemons.start(2, FEE, market=deployed.market)

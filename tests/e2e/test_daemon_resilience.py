@@ -20,7 +20,7 @@ OUTAGE_SECONDS = 30
 def test_daemon__idle_chain_then_30s_rpc_outage__survives_and_serves_next_task(
     daemons, proxy, e2e_market, requester, requester_config, accounts, chain
 ):
-    provider = accounts.test_accounts[1]
+    provider = accounts[1]
     proc = daemons.start(1, PRICE, uri=proxy.uri)
     head = chain.blocks.head.number
 

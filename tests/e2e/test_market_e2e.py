@@ -51,7 +51,7 @@ def session_factory(e2e_market, requester, requester_config):
 def test_lifecycle__honest_provider_and_validator__accepted_paid_withdrawn_and_rated(
     daemons, session_factory, e2e_market, accounts, tmp_path
 ):
-    prov, val = accounts.test_accounts[1], accounts.test_accounts[2]
+    prov, val = accounts[1], accounts[2]
     daemons.start(1, PRICE)
     daemons.start(2, FEE)
     ratings_before = _rating_count(e2e_market, prov)
@@ -75,7 +75,7 @@ def test_lifecycle__honest_provider_and_validator__accepted_paid_withdrawn_and_r
 def test_lifecycle__validator_named_after_result__requester_rehosts_and_task_accepted(
     daemons, session_factory, e2e_market, accounts, tmp_path
 ):
-    prov, val = accounts.test_accounts[3], accounts.test_accounts[4]
+    prov, val = accounts[3], accounts[4]
     daemons.start(3, PRICE)
     daemons.start(4, FEE)
     s = session_factory()
@@ -91,7 +91,7 @@ def test_lifecycle__validator_named_after_result__requester_rehosts_and_task_acc
 def test_lifecycle__silent_provider__requester_refunded_after_deadline(
     session_factory, e2e_market, accounts, requester, chain
 ):
-    silent = accounts.test_accounts[5]
+    silent = accounts[5]
     if not field_of(e2e_market.worker(silent.address), "registered", default=False):
         e2e_market.register(KeyPair.generate().public_bytes, PRICE, sender=silent)
     s = session_factory()
@@ -110,7 +110,7 @@ def test_lifecycle__silent_provider__requester_refunded_after_deadline(
 def test_lifecycle__silent_requester__provider_paid_after_review_window(
     daemons, session_factory, e2e_market, accounts, chain, requester
 ):
-    prov, val = accounts.test_accounts[6], accounts.test_accounts[7]
+    prov, val = accounts[6], accounts[7]
     daemons.start(6, PRICE)
     daemons.start(7, FEE)
     s = session_factory()

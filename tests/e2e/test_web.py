@@ -26,24 +26,36 @@ from ichain.web.testing import (  # noqa: F401  (fixtures)
     open_page,
     shot,
     web,
+    web_market,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.docker]
 
 
-# ---- chain, daemons (tests/e2e/conftest.py: e2e_market, daemons), page ------------------------------
+# ---- chain, daemons, page ---------------------------------------------------------------------------
 @pytest.fixture
-def two_workers(daemons, e2e_market):
-    """Provider daemons for test accounts 1 (0.01 ETH) and 2 (0.02 ETH); returns {address: state file}."""
-    states = {}
-    for index, price in ((1, 10**16), (2, 2 * 10**16)):
-        proc = daemons.start(index, price)
-        address = str(accounts.test_accounts[index].address)
-        states[address] = proc.state_dir / address.lower() / f"daemon-{chain.chain_id}.sqlite"
-    yield states
-    for proc in daemons.procs:  # keep their logs next to the screenshots
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        shutil.copy(proc.log_path, ARTIFACTS / f"daemon-{proc.name.replace(':', '')}.log")
+def two_workers(web_market, tmp_path):
+    """Provider daemons (``ape ichain provide`` subprocesses) for test accounts 1 (asks 0.01 ETH) and
+    2 (asks 0.02 ETH) on the test anvil; returns {address: daemon state file} for the provider page."""
+    from ichain._cli.demo import DaemonProcess, provide_argv, wait_registered
+
+    uri = getattr(chain.provider, "http_uri", None) or chain.provider.uri
+    procs, states = {}, {}
+    try:
+        for index, price in ((1, "0.01 ether"), (2, "0.02 ether")):
+            address = str(accounts.test_accounts[index].address)
+            state = tmp_path / f"daemon-{index}"
+            argv = provide_argv(uri, f"TEST::{index}", str(web_market.address), state, price=price,
+                                extra=("--poll-interval", "0.1"))
+            procs[address] = DaemonProcess(f"daemon-{index}", argv, tmp_path / f"daemon-{index}.log")
+            states[address] = state / address.lower() / f"daemon-{chain.chain_id}.sqlite"
+        wait_registered(web_market, procs, timeout=120)
+        yield states
+    finally:
+        for proc in procs.values():
+            proc.stop()
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)  # keep the logs next to the screenshots
+            shutil.copy(proc.log_path, ARTIFACTS / proc.log_path.name)
 
 
 def wait_status(page, *statuses: str, timeout: int = STEP_MS) -> str:
@@ -70,11 +82,11 @@ RECORD_POOLS = """tid => {
 
 
 # ---- the tests -----------------------------------------------------------------------------------
-def test_requester_page__digits_task_end_to_end__result_downloaded_and_rated(open_page, web, e2e_market,
+def test_requester_page__digits_task_end_to_end__result_downloaded_and_rated(open_page, web, web_market,
                                                                             two_workers):
     requester = accounts.test_accounts[3]
     provider, validator = (str(accounts.test_accounts[i].address) for i in (1, 2))
-    server = web(requester, lambda: e2e_market, daemon_states=two_workers)
+    server = web(requester, lambda: web_market, daemon_states=two_workers)
 
     page = open_page(server.url + "/")
     page.wait_for_selector("body[data-live=on]")

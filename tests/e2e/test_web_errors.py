@@ -19,15 +19,15 @@ from pathlib import Path
 import pytest
 from ape import accounts
 
-from ichain.web.testing import ARTIFACTS, browser, open_page, shot, web  # noqa: F401  (fixtures)
+from ichain.web.testing import ARTIFACTS, browser, open_page, shot, web, web_market  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 
 @pytest.fixture
-def market(e2e_market):
-    """The e2e market (tests/e2e/conftest.py); no daemons: every case here is refused before sending."""
-    return e2e_market
+def market(web_market):
+    """No daemons here: every case is refused before anything is sent."""
+    return web_market
 
 
 def submit_alert(page) -> str:
@@ -86,6 +86,7 @@ def _zip(entries: dict[str, bytes]) -> bytes:
         ("evil.zip", _zip({"../../escape.py": b"x"}), "unsafe path"),
         ("broken.tar.gz", b"\x1f\x8b not gzip", "not a readable archive"),
     ],
+    ids=["no-task-inside", "path-traversal", "not-an-archive"],
 )
 def test_submit__malformed_task_upload__message_and_nothing_posted(open_page, web, market, name, payload, expected):
     server = web(accounts.test_accounts[4], lambda: market)

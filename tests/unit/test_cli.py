@@ -1,0 +1,130 @@
+"""The ``ape ichain`` CLI through real subprocesses (an import error in the plugin would only show as
+"No such command", so every check runs the installed plugin), against the session's anvil."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+APE = str(Path(sys.executable).with_name("ape"))
+COMMANDS = ("provide", "submit", "status", "pools", "providers", "finalize", "refund", "withdraw", "account", "demo")
+
+
+def run(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([APE, "ichain", *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+@pytest.fixture(scope="module")
+def node(chain):
+    return getattr(chain.provider, "http_uri", None) or chain.provider.uri
+
+
+@pytest.fixture(scope="module")
+def cli_market(accounts):
+    from ichain.deployments import deploy
+
+    return deploy(accounts[9], review_window=30, validation_window=60, min_timeout=30,
+                  max_timeout=3600, save=False)
+
+
+def _one_error_line(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stdout + proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("Error")]
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+def test_cli_help__plugin_installed__lists_every_command():
+    proc = run("--help")
+    assert proc.returncode == 0, proc.stderr
+    for command in COMMANDS:
+        assert f"  {command} " in proc.stdout, command
+
+
+@pytest.mark.parametrize("command", ["provide", "submit", "status", "pools", "providers", "finalize", "refund",
+                                     "withdraw"])
+def test_cli_command_help__any_marketplace_command__takes_network_and_account(command):
+    proc = run(command, "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert "--network" in proc.stdout and "--account" in proc.stdout
+
+
+def test_account_new__fresh_alias__creates_an_ape_keystore_account(tmp_path):
+    env = {"APE_DATA_FOLDER": str(tmp_path / "ape"), "ICHAIN_PASSPHRASE": "correct horse battery staple"}
+    proc = run("account", "new", "alice", env=env)
+    assert proc.returncode == 0, proc.stderr
+    address = proc.stdout.split("created account alice: ")[1].split()[0]
+    keyfile = json.loads((tmp_path / "ape" / "accounts" / "alice.json").read_text())
+    assert keyfile["address"].lower() == address[2:].lower()
+    again = run("account", "new", "alice", env=env)
+    assert "already exists" in _one_error_line(again)
+
+
+def test_providers__registered_workers__ranked_by_rating_then_price(node, cli_market, accounts):
+    from ichain._cli._common import get_market
+    from ichain.transfer import KeyPair
+
+    market = get_market(cli_market.market)
+    for idx, price in ((3, 5 * 10**15), (4, 10**15)):
+        if not market.worker(accounts[idx].address).registered:
+            market.register(KeyPair.generate().public_bytes, price, sender=accounts[idx])
+    proc = run("providers", "--network", node, "--market", cli_market.market, "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout.strip().splitlines()[-1])
+    addrs = [r["address"] for r in rows]
+    cheap, dear = accounts[4].address, accounts[3].address
+    assert addrs.index(cheap) < addrs.index(dear)  # same (no) rating: cheaper first
+
+
+def test_pools__fresh_market__shows_available_workers_json(node, cli_market):
+    proc = run("pools", "--network", node, "--market", cli_market.market, "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert "pending" in data and "available" in data
+
+
+def test_status__unknown_task__one_line_error(node, cli_market):
+    line = _one_error_line(run("status", "424242", "--network", node, "--market", cli_market.market))
+    assert "424242" in line
+
+
+def test_finalize__not_requester__one_line_error_before_sending(node, cli_market):
+    line = _one_error_line(run("finalize", "1", "--rating", "5", "--network", node, "--market", cli_market.market,
+                               "--account", "TEST::5"))
+    assert "task" in line.lower()
+
+
+def test_withdraw__nothing_owed__says_so(node, cli_market):
+    proc = run("withdraw", "--network", node, "--market", cli_market.market, "--account", "TEST::6")
+    assert proc.returncode == 0, proc.stderr
+    assert "nothing to withdraw" in proc.stdout
+
+
+def test_submit__bad_task_folder__one_line_error_no_transaction(node, cli_market, tmp_path, accounts):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "task.py").write_text("print('no manifest')\n")
+    nonce = accounts[0].nonce
+    line = _one_error_line(run("submit", str(bad), "--network", node, "--market", cli_market.market, "--account",
+                               "TEST::0", "--state-dir", str(tmp_path / "s")))
+    assert line.startswith("Error: ")
+    assert accounts[0].nonce == nonce
+
+
+def test_provide__state_of_another_market__one_line_error(node, cli_market, tmp_path):
+    from ichain.daemon.state import DaemonState
+
+    address = "0x976ea74026e726554db657fa54763abd0c3a0aa9"  # TEST::6
+    st = DaemonState(tmp_path / address / "daemon-31337.sqlite")
+    st.bind(31337, "0x" + "11" * 20)
+    st.close()
+    line = _one_error_line(run("provide", "--network", node, "--market", cli_market.market, "--account", "TEST::6",
+                               "--state-dir", str(tmp_path)))
+    assert "use another --state-dir" in line
