@@ -176,8 +176,9 @@ def task_in(market, post_task, requester, workers) -> Callable[..., Any]:
         if status == "Cancelled":
             task = post_task(provider=None, **kwargs)
             return market.cancel(task.task_id, sender=requester), None
-        named_validator = status not in ("AwaitingValidator",)
-        task = post_task(validator=validator if named_validator else None, **kwargs)
+        kwargs.setdefault("validator", None if status == "AwaitingValidator" else validator)
+        named_validator = kwargs["validator"] is not None
+        task = post_task(**kwargs)
         if status == "Executing":
             return task, None
         rh = unique_hash("result")
