@@ -133,6 +133,7 @@ class Sandbox:
         pids_limit: processes+threads in the container.
         nofile: open file descriptors per process.
         log_limit: cap on stdout+stderr bytes read from the container.
+        labels: extra labels for every container (e.g. to find one test session's containers).
     """
 
     def __init__(
@@ -150,6 +151,7 @@ class Sandbox:
         pids_limit: int = 64,
         nofile: int = 256,
         log_limit: int = 8 * MiB,
+        labels: dict[str, str] | None = None,
     ):
         self.image = image
         self._client = client
@@ -164,6 +166,7 @@ class Sandbox:
         self.pids_limit = pids_limit
         self.nofile = nofile
         self.log_limit = log_limit
+        self.labels = dict(labels or {})
 
     # -- engine -------------------------------------------------------------------------------------
 
@@ -198,14 +201,19 @@ class Sandbox:
             "output_limit": min(spec.output_limit, self.max_output),
         }
 
-    def container_config(self, spec: TaskSpec, work_dir: Path, mode: str, run_id: str) -> dict[str, Any]:
+    def container_config(
+        self, spec: TaskSpec, work_dir: Path, mode: str, run_id: str, command: list[str] | None = None
+    ) -> dict[str, Any]:
         """The exact ``create_container`` arguments (host config included) for one run.
+
+        Every container the sandbox starts (runs, the image smoke test, clean-ups) uses this.
 
         Args:
             spec: the task.
             work_dir: host folder mounted writable at ``/work``.
             mode: ``"0"`` (execute) or ``"1"`` (validate).
             run_id: value of the ``ichain.run`` label.
+            command: replaces ``python3 /task/ENTRY MODE`` (clean-up only).
         """
         limits = self.limits_for(spec)
         api = self.client.api
@@ -242,7 +250,7 @@ class Sandbox:
         )
         return {
             "image": spec.image,
-            "command": ["python3", f"{TASK_MOUNT}/{spec.entry}", mode],
+            "command": command or ["python3", f"{TASK_MOUNT}/{spec.entry}", mode],
             "user": SANDBOX_USER,
             "working_dir": WORK_MOUNT,
             "hostname": "sandbox",
@@ -257,7 +265,12 @@ class Sandbox:
                 "OMP_NUM_THREADS": threads,
                 "MPLCONFIGDIR": "/tmp",
             },
-            "labels": {SANDBOX_LABEL: "1", RUN_LABEL: run_id, "ichain.mode": "execute" if mode == "0" else "validate"},
+            "labels": {
+                **self.labels,
+                SANDBOX_LABEL: "1",
+                RUN_LABEL: run_id,
+                "ichain.mode": "execute" if mode == "0" else "validate",
+            },
             "stdin_open": False,
             "tty": False,
             "host_config": host_config,
@@ -282,14 +295,14 @@ class Sandbox:
         """
         return self._run(task_folder, "1", None, result_folder=Path(result_folder))
 
-    def self_test(self) -> RunResult:
+    def self_test(self, source: str | None = None) -> RunResult:
         """Execute a tiny numpy + scikit-learn task in a hardened container (for ``sandbox check``)."""
         with tempfile.TemporaryDirectory(prefix="ichain-selftest-") as tmp:
             task = Path(tmp) / "task"
-            task.mkdir(mode=0o755)
+            task.mkdir()
+            task.chmod(0o755)
             (task / "task.py").write_text(
-                "import sys, numpy, sklearn\n"
-                "open('ok.txt', 'w').write(numpy.__version__ + ' ' + sklearn.__version__)\n"
+                source or "import numpy, sklearn\nopen('ok', 'w').write(numpy.__version__ + sklearn.__version__)\n"
             )
             return self.execute(task, Path(tmp) / "out")
 
@@ -332,7 +345,7 @@ class Sandbox:
         except OSError as exc:
             result.error = result.error or f"sandbox file error: {exc}"
         finally:
-            self._remove_tree(work)
+            self._remove_tree(work, spec)
         return result
 
     def _prepare_work(self, work: Path, spec: TaskSpec, result_folder: Path | None) -> None:
@@ -504,23 +517,26 @@ class Sandbox:
             shutil.rmtree(part, ignore_errors=True)
             raise
 
-    def _remove_tree(self, work: Path) -> None:
+    def _remove_tree(self, work: Path, spec: TaskSpec | None = None) -> None:
         try:
             shutil.rmtree(work)
         except FileNotFoundError:
             pass
         except PermissionError:
-            # Without root, files the sandbox user made in its own sub-folders are only removable by it.
-            with contextlib.suppress(docker.errors.DockerException):
-                self.client.containers.run(
-                    self.image,
-                    ["sh", "-c", "rm -rf /work/* /work/.[!.]* 2>/dev/null; true"],
-                    user=SANDBOX_USER,
-                    network_mode="none",
-                    volumes={str(work): {"bind": "/work", "mode": "rw"}},
-                    labels={SANDBOX_LABEL: "1", RUN_LABEL: "cleanup"},
-                    remove=True,
-                )
+            if spec is None:
+                raise
+            # Without root, files the sandbox user made in its own sub-folders are only removable by
+            # it: a hardened container of the same kind deletes them.
+            api = self.client.api
+            config = self.container_config(
+                spec, work, "0", f"cleanup-{uuid.uuid4().hex}", ["sh", "-c", "rm -rf /work/* /work/.[!.]*; true"]
+            )
+            container_id = api.create_container(**config)["Id"]
+            try:
+                api.start(container_id)
+                api.wait(container_id, timeout=60)
+            finally:
+                api.remove_container(container_id, force=True, v=True)
             shutil.rmtree(work, ignore_errors=True)
 
 

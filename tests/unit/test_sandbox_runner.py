@@ -1,0 +1,364 @@
+"""The hardened runner on the real Docker engine: configuration, examples, bad input, clean-up."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import docker
+import pytest
+from click.testing import CliRunner
+
+from ichain._cli import cli
+from ichain.sandbox import RunResult, Sandbox, image_status, load_task
+from ichain.sandbox.image import RECIPE_LABEL, recipe_hash
+from ichain.sandbox.runner import RUN_LABEL, SANDBOX_LABEL
+
+pytestmark = [pytest.mark.docker]
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+MiB = 1024 * 1024
+SESSION = uuid.uuid4().hex  # labels this module's containers: other engineers run Docker too
+
+
+@pytest.fixture(scope="module")
+def engine() -> docker.DockerClient:
+    """The real Docker engine (the module is skipped without one)."""
+    try:
+        client = docker.from_env()
+        client.ping()
+    except Exception:
+        pytest.skip("no Docker engine")
+    if not image_status(client).present:
+        pytest.skip("runtime image missing: run 'ape ichain sandbox build'")
+    return client
+
+
+@pytest.fixture(scope="module")
+def sandbox(engine) -> Sandbox:
+    """A provider's sandbox whose containers carry this module's session label."""
+    return Sandbox(client=engine, labels={"ichain.test": SESSION})
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_leftovers(engine):
+    """After the module: not one container of this session is left, running or stopped."""
+    yield
+    left = engine.containers.list(all=True, filters={"label": f"ichain.test={SESSION}"})
+    assert left == []
+
+
+@pytest.fixture
+def make_task(tmp_path):
+    """Factory: a task folder (readable by the sandbox user) from {path: content} or an example."""
+
+    def make(files: dict[str, str] | None = None, example: str | None = None, name: str = "task") -> Path:
+        folder = tmp_path / name
+        if example:
+            shutil.copytree(EXAMPLES / example, folder)
+        else:
+            folder.mkdir()
+        for rel, content in (files or {}).items():
+            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            (folder / rel).write_text(content)
+        folder.chmod(0o755)
+        return folder
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def digits_result(tmp_path_factory, engine) -> tuple[RunResult, Path]:
+    """The digits example executed once for the module (the provider's side)."""
+    box = Sandbox(client=engine, labels={"ichain.test": SESSION})
+    out = tmp_path_factory.mktemp("digits") / "output"
+    return box.execute(EXAMPLES / "digits", out), out
+
+
+# -- configuration, field by field ---------------------------------------------------------------
+
+
+def _assert_hardened(cfg: dict, host: dict, spec, work: Path, mode: str, run_id: str) -> None:
+    assert cfg["User"] == "65534:65534"
+    assert cfg["WorkingDir"] == "/work"
+    assert cfg["NetworkDisabled"] is True
+    assert cfg["Cmd"] == ["python3", f"/task/{spec.entry}", mode]
+    assert cfg["Image"] == "ichain-runtime"
+    assert cfg["Tty"] is False and cfg["OpenStdin"] is False
+    env = dict(item.split("=", 1) for item in cfg["Env"])
+    assert {k: env[k] for k in ("HOME", "ICHAIN_MODE", "ICHAIN_TOLERANCE", "ICHAIN_TASK_DIR")} == {
+        "HOME": "/tmp", "ICHAIN_MODE": mode, "ICHAIN_TOLERANCE": repr(spec.tolerance), "ICHAIN_TASK_DIR": "/task",
+    }
+    assert cfg["Labels"][SANDBOX_LABEL] == "1" and cfg["Labels"][RUN_LABEL] == run_id
+    assert host["NetworkMode"] == "none"
+    assert host["ReadonlyRootfs"] is True
+    assert host.get("Privileged", False) is False
+    assert host["CapDrop"] == ["ALL"] and not host.get("CapAdd")
+    assert host["SecurityOpt"] == ["no-new-privileges"]
+    assert host["PidsLimit"] == 64
+    assert host["Memory"] == spec.memory and host["MemorySwap"] == spec.memory
+    assert host["MemorySwappiness"] == 0
+    assert host["NanoCpus"] == int(spec.cpus * 1e9)
+    assert host["Init"] is True
+    assert host["LogConfig"]["Type"] == "none"
+    assert host["IpcMode"] == "private"
+    assert host["Tmpfs"] == {"/tmp": f"rw,noexec,nosuid,nodev,size={64 * MiB},mode=1777"}
+    ulimits = {u["Name"]: (u["Soft"], u["Hard"]) for u in host["Ulimits"]}
+    assert ulimits == {
+        "nofile": (256, 256),
+        "nproc": (1024, 1024),
+        "fsize": (spec.output_limit, spec.output_limit),
+        "core": (0, 0),
+    }
+    mounts = sorted(host["Mounts"], key=lambda m: m["Target"])
+    assert [(m["Target"], m["Source"], m["Type"], bool(m.get("ReadOnly"))) for m in mounts] == [
+        ("/task", str(spec.folder), "bind", True),
+        ("/work", str(work), "bind", False),
+    ]
+    assert not host.get("Binds") and not host.get("Devices") and not host.get("PortBindings")
+
+
+def test_container_config__every_field__hardened(sandbox, tmp_path):
+    spec = load_task(EXAMPLES / "digits")
+    config = sandbox.container_config(spec, tmp_path, "0", "run-x")
+    cfg = {
+        "User": config["user"], "WorkingDir": config["working_dir"], "NetworkDisabled": config["network_disabled"],
+        "Cmd": config["command"], "Image": config["image"], "Tty": config["tty"], "OpenStdin": config["stdin_open"],
+        "Env": [f"{k}={v}" for k, v in config["environment"].items()], "Labels": config["labels"],
+    }
+    assert set(config["environment"]) == {
+        "HOME", "ICHAIN_MODE", "ICHAIN_TOLERANCE", "ICHAIN_TASK_DIR", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+        "MPLCONFIGDIR",
+    }
+    _assert_hardened(cfg, config["host_config"], spec, tmp_path, "0", "run-x")
+
+
+def test_execute__live_container__engine_holds_the_hardened_config(sandbox, make_task, tmp_path, engine):
+    """Inspect the container of a real run while it runs (what the engine actually got)."""
+    folder = make_task({"task.py": "import time\nprint('up', flush=True)\ntime.sleep(60)\n",
+                        "ichain.json": '{"time_limit": 8}'})
+    spec = load_task(folder)
+    box = Sandbox(client=engine, labels={"ichain.test": SESSION, "ichain.case": "live"})
+    seen: dict = {}
+
+    def spy():
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline and not seen:
+            found = engine.containers.list(filters={"label": ["ichain.case=live", f"ichain.test={SESSION}"]})
+            if found:
+                seen["attrs"] = found[0].attrs
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=spy)
+    thread.start()
+    result = box.execute(folder, tmp_path / "out")
+    thread.join()
+    assert result.timed_out and "up" in result.stdout_tail
+    attrs = seen["attrs"]
+    work = Path(attrs["HostConfig"]["Mounts"][1]["Source"])
+    assert work.parent == tmp_path and not work.exists()  # the staging folder is gone too
+    _assert_hardened(attrs["Config"], attrs["HostConfig"], spec, work, "0", result.run_id)
+    assert attrs["HostConfig"]["Runtime"] == box.runtime
+    assert engine.containers.list(all=True, filters={"label": f"{RUN_LABEL}={result.run_id}"}) == []
+
+
+# -- the examples ---------------------------------------------------------------------------------
+
+
+def test_execute__digits__model_and_claimed_accuracy(digits_result):
+    result, out = digits_result
+    assert result.ok, result.error or result.stderr_tail
+    assert result.files == ["metrics.json", "model.npz"]
+    assert result.output_folder == out
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "model.npz"]
+    assert "acc:" in result.stdout_tail
+    assert result.peak_memory is not None and 16 * MiB < result.peak_memory < 512 * MiB
+    assert 0 < result.wall_time < 60
+    assert result.output_bytes == sum(p.stat().st_size for p in out.iterdir())
+
+
+def test_validate__digits_result__accepted(sandbox, digits_result):
+    _result, out = digits_result
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    verdict = sandbox.validate(EXAMPLES / "digits", out)
+    assert verdict.accepted, verdict.stderr_tail
+    assert "accept" in verdict.stdout_tail
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the result is never modified
+
+
+def test_validate__overclaimed_accuracy__rejected(sandbox, tmp_path):
+    run = sandbox.execute(EXAMPLES / "digits-overclaim", tmp_path / "out")
+    assert run.ok
+    verdict = sandbox.validate(EXAMPLES / "digits-overclaim", tmp_path / "out")
+    assert verdict.exit_code == 1 and not verdict.accepted
+    assert "reject" in verdict.stdout_tail
+
+
+def test_validate__tampered_model__rejected(sandbox, digits_result, tmp_path):
+    _result, out = digits_result
+    tampered = tmp_path / "tampered"
+    shutil.copytree(out, tampered)
+    import numpy as np
+
+    with np.load(tampered / "model.npz") as saved:
+        arrays = dict(saved)
+    arrays["coef"] = np.zeros_like(arrays["coef"])
+    np.savez(tampered / "model.npz", **arrays)
+    verdict = sandbox.validate(EXAMPLES / "digits", tampered)
+    assert verdict.exit_code == 1 and not verdict.accepted
+
+
+# -- what comes back --------------------------------------------------------------------------------
+
+
+def test_execute__figure8_script__only_written_regular_files_come_back(sandbox, make_task, tmp_path):
+    folder = make_task({
+        "data/values.txt": "1 2 3",
+        "task.py": (
+            "import os, sys\n"
+            "if sys.argv[1] == '0':\n"
+            "    total = sum(map(int, open('data/values.txt').read().split()))\n"
+            "    open('result.txt', 'w').write(str(total))\n"
+            "    os.makedirs('sub', exist_ok=True)\n"
+            "    open('sub/deep.txt', 'w').write('deep')\n"
+            "    os.symlink('/etc/passwd', 'link')\n"
+            "    os.mkfifo('pipe')\n"
+            "else:\n"
+            "    sys.exit(0 if open('result.txt').read() == '6' else 1)\n"
+        ),
+    })
+    run = sandbox.execute(folder, tmp_path / "out")
+    assert run.ok, run.stderr_tail
+    assert run.files == ["result.txt", "sub/deep.txt"]
+    assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*")) == [
+        "result.txt", "sub", "sub/deep.txt",
+    ]
+    assert sandbox.validate(folder, tmp_path / "out").accepted
+
+
+def test_execute__script_fails__exit_status_and_stderr_tail(sandbox, make_task, tmp_path):
+    folder = make_task({"task.py": "import sys\nopen('partial.txt', 'w').write('x')\nraise SystemExit(3)\n"})
+    run = sandbox.execute(folder, tmp_path / "out")
+    assert run.exit_code == 3 and not run.ok and run.error == ""
+    assert run.files == [] and not (tmp_path / "out").exists()  # no half result is taken as whole
+
+
+def test_execute__traceback__stderr_tail_holds_it(sandbox, make_task, tmp_path):
+    folder = make_task({"task.py": "print('before')\n1 / 0\n"})
+    run = sandbox.execute(folder, tmp_path / "out")
+    assert run.exit_code == 1
+    assert "ZeroDivisionError" in run.stderr_tail and "before" in run.stdout_tail
+
+
+def test_execute__memory_hog__peak_memory_reported(sandbox, make_task, tmp_path):
+    folder = make_task({"task.py": "import time\nx = b'x' * (120 * 1024 * 1024)\ntime.sleep(0.5)\n"})
+    run = sandbox.execute(folder, tmp_path / "out")
+    assert run.ok
+    assert run.peak_memory is not None and run.peak_memory >= 120 * MiB
+
+
+# -- bad input: a clear one-line error and a failed result, never a crash ---------------------------
+
+
+@pytest.mark.parametrize(
+    "files, message",
+    [
+        ({"main.py": "print(1)\n"}, "entry script task.py not found"),
+        ({"task.py": "def f(:\n"}, "syntax error"),
+        ({"task.py": "print(1)\n", "ichain.json": '{"image": "ichain-nonexistent-image"}'}, "does not offer|runs ichain-runtime"),
+    ],
+)
+def test_execute__bad_task__failed_result_with_one_line_error(sandbox, make_task, tmp_path, files, message):
+    run = sandbox.execute(make_task(files), tmp_path / "out")
+    assert not run.ok and run.exit_code is None
+    assert run.error and "\n" not in run.error
+    import re
+
+    assert re.search(message, run.error)
+
+
+def test_execute__missing_image__failed_result_image_missing(engine, make_task, tmp_path):
+    box = Sandbox("ichain-runtime-absent", client=engine, labels={"ichain.test": SESSION})
+    folder = make_task({"task.py": "print(1)\n", "ichain.json": '{"image": "ichain-runtime-absent"}'})
+    run = box.execute(folder, tmp_path / "out")
+    assert not run.ok and run.exit_code is None
+    assert "runtime image 'ichain-runtime-absent' is not on this Docker engine" in run.error
+    assert "\n" not in run.error
+
+
+def test_execute__engine_down__failed_result_engine_unavailable(monkeypatch, make_task, tmp_path):
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    run = Sandbox().execute(make_task({"task.py": "print(1)\n"}), tmp_path / "out")
+    assert not run.ok and run.exit_code is None
+    assert run.error.startswith("Docker engine not reachable at unix:///nonexistent/docker.sock")
+    assert "\n" not in run.error
+
+
+def test_execute__output_folder_not_empty__failed_result(sandbox, make_task, tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "mine.txt").write_text("keep")
+    run = sandbox.execute(make_task({"task.py": "print(1)\n"}), tmp_path / "out")
+    assert "not empty" in run.error and (tmp_path / "out" / "mine.txt").read_text() == "keep"
+
+
+def test_execute__interrupted__container_removed(engine, make_task, tmp_path, monkeypatch):
+    box = Sandbox(client=engine, labels={"ichain.test": SESSION})
+    folder = make_task({"task.py": "import time\ntime.sleep(60)\n"})
+    started: list[str] = []
+    real_start = engine.api.start
+
+    def start_then_interrupt(container, *args, **kwargs):
+        real_start(container, *args, **kwargs)
+        started.append(container)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine.api, "start", start_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        box.execute(folder, tmp_path / "out")
+    monkeypatch.undo()
+    assert started
+    assert engine.containers.list(all=True, filters={"id": started[0]}) == []
+    assert [p for p in tmp_path.iterdir() if p.name.startswith(".ichain-run-")] == []
+
+
+# -- image and CLI --------------------------------------------------------------------------------------
+
+
+def test_image__label__matches_current_recipe(engine):
+    image = engine.images.get("ichain-runtime")
+    assert image.labels[RECIPE_LABEL] == recipe_hash()
+    assert image.attrs["Config"]["User"] == "65534:65534"
+    assert image.attrs["Size"] < 400 * 1000 * 1000
+
+
+def test_cli_build__up_to_date_quiet__prints_nothing(engine):
+    result = CliRunner().invoke(cli, ["sandbox", "build", "--quiet"])
+    assert result.exit_code == 0 and result.output == ""
+
+
+def test_cli_build__up_to_date__says_so(engine):
+    result = CliRunner().invoke(cli, ["sandbox", "build"])
+    assert result.exit_code == 0 and "is up to date" in result.output
+
+
+def test_cli_check__engine_image_runtime__reported(engine):
+    result = CliRunner().invoke(cli, ["sandbox", "check"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith("engine: Docker ")
+    assert lines[1].startswith("image: ichain-runtime") and "up to date" in lines[1]
+    assert lines[2].startswith("runtime: runc") or lines[2].startswith("runtime: runsc")
+    assert lines[3].startswith("self-test: hardened container ran")
+
+
+def test_cli_check__engine_down__one_line_error(monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    result = CliRunner().invoke(cli, ["sandbox", "check"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        "Error: Docker engine not reachable at unix:///nonexistent/docker.sock (DockerException) — "
+        "start dockerd or run 'make setup'"
+    ]
