@@ -387,6 +387,15 @@ class WebService:
                 task_id = self.sessions.submit(
                     account, path, name=name, price=price_wei, validator_fee=fee_wei,
                     provider=provider.strip() or None, validator=validator.strip() or None)
+        except IChainError as err:
+            if staged is not None and str(staged.folder) in str(err):
+                # Name the upload, not the server's private staging folder.
+                try:
+                    renamed = type(err)(str(err).replace(str(staged.folder), f"the upload {staged.name!r}"))
+                except Exception:
+                    raise err from None
+                raise renamed from None
+            raise
         finally:
             if staged is not None:  # the session keeps its own packed copy
                 shutil.rmtree(staged.folder.parent, ignore_errors=True)

@@ -81,6 +81,17 @@ def assert_accessible_basics(page) -> None:
     assert overflow <= 0, f"the page scrolls sideways by {overflow}px at width {page.viewport_size['width']}"
 
 
+@pytest.fixture(scope="module")
+def web_market():
+    """A TaskMarket with short windows on the test anvil (not recorded in the shared registry)."""
+    from ape import accounts
+
+    from ichain.market import Market
+
+    return Market.deploy(accounts.test_accounts[8], save=False, review_window=60, validation_window=120,
+                         min_timeout=60, max_timeout=3600)
+
+
 @pytest.fixture
 def web(tmp_path):
     """Factory: serve the page for an account on a market; stopped after the test."""
