@@ -54,6 +54,7 @@ _SEALED_MAX = 1 + 32 + _LOCATOR_FIXED + MAX_ADDRESS + _LOCATOR_PAD + TAG_SIZE
 _ROLE_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 _MARKET_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _ZERO_NONCE = bytes(12)
+_HAS_INTO = hasattr(AESGCM, "decrypt_into") and hasattr(AESGCM, "encrypt_into")  # cryptography >= 45
 
 
 class KeyPair:
@@ -358,16 +359,37 @@ def chunk_nonce_aad(content: ContentKeys, index: int, total: int) -> tuple[bytes
     return nonce, aad
 
 
-def encrypt_chunk(aead: AESGCM, content: ContentKeys, index: int, total: int, plaintext: bytes) -> bytes:
-    """Seal chunk ``index`` of ``total`` (the last one carries the final flag)."""
+def encrypt_chunk(
+    aead: AESGCM, content: ContentKeys, index: int, total: int, plaintext: bytes, out: bytearray | None = None
+) -> bytes | memoryview:
+    """Seal chunk ``index`` of ``total`` (the last one carries the final flag).
+
+    Args:
+        out: Optional scratch buffer (at least ``len(plaintext) + 16`` bytes); the result is then a view of it.
+    """
     nonce, aad = chunk_nonce_aad(content, index, total)
+    if out is not None and _HAS_INTO:
+        view = memoryview(out)[: len(plaintext) + TAG_SIZE]
+        aead.encrypt_into(nonce, plaintext, aad, view)
+        return view
     return aead.encrypt(nonce, plaintext, aad)
 
 
-def decrypt_chunk(aead: AESGCM, content: ContentKeys, index: int, total: int, ciphertext: bytes) -> bytes:
-    """Open chunk ``index`` of ``total``; raises :class:`TamperedChunk` unless it authenticates at that place."""
+def decrypt_chunk(
+    aead: AESGCM, content: ContentKeys, index: int, total: int, ciphertext: bytes, out: bytearray | None = None
+) -> bytes | memoryview:
+    """Open chunk ``index`` of ``total``; raises :class:`TamperedChunk` unless it authenticates at that place.
+
+    Args:
+        out: Optional scratch buffer (at least ``len(ciphertext) - 16`` bytes) to decrypt into, saving an
+            allocation per chunk; the result is then a view of it. On failure its contents are garbage.
+    """
     nonce, aad = chunk_nonce_aad(content, index, total)
     try:
+        if out is not None and _HAS_INTO and len(ciphertext) >= TAG_SIZE:
+            view = memoryview(out)[: len(ciphertext) - TAG_SIZE]
+            aead.decrypt_into(nonce, ciphertext, aad, view)
+            return view
         return aead.decrypt(nonce, ciphertext, aad)
     except InvalidTag:
         raise TamperedChunk(f"chunk {index} fails authentication (altered, moved, or not from this transfer)") from None

@@ -84,11 +84,17 @@ class _Stream:
                     raise HostUnreachable(f"the host answered HTTP {resp.status} for {what}")
                 if resp.content_length is not None and resp.content_length > limit:
                     raise oversized(f"{what} is oversized: {resp.content_length} bytes, at most {limit}")
-                body = bytearray()
+                # One preallocated buffer per response when the length is known: no regrowth copies.
+                body = bytearray(resp.content_length if resp.content_length is not None else 0)
+                filled = 0
                 async for block in resp.content.iter_any():
-                    body += block
-                    if len(body) > limit:
+                    end = filled + len(block)
+                    if end > limit:
                         raise oversized(f"{what} is oversized: more than {limit} bytes")
+                    body[filled:end] = block
+                    filled = end
+                if filled < len(body):
+                    del body[filled:]  # a short body: the receiver reports it as truncated
                 return body
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
             raise Stalled(f"no byte of {what} for {self.stall:g} s (host stalled)") from None
@@ -131,6 +137,7 @@ async def fetch_async(
     attempts: int = 5,
     backoff: float = 0.25,
     max_size: int | None = None,
+    durable: bool = True,
 ) -> FetchResult:
     """Coroutine form of :func:`fetch` (same arguments)."""
     started = time.monotonic()
@@ -219,7 +226,7 @@ async def fetch_async(
                 if task.done() and not task.cancelled() and task.exception() is not None:
                     raise task.exception()
         result = await asyncio.to_thread(
-            receiver.finish, fetched=state.fetched, seconds=time.monotonic() - started
+            receiver.finish, fetched=state.fetched, seconds=time.monotonic() - started, durable=durable
         )
     finally:
         if inflight:
@@ -244,6 +251,7 @@ def fetch(
     attempts: int = 5,
     backoff: float = 0.25,
     max_size: int | None = None,
+    durable: bool = True,
 ) -> FetchResult:
     """Fetch, verify and decrypt a transfer into ``dest_file``.
 
@@ -264,6 +272,7 @@ def fetch(
         attempts: Tries per chunk (and for the manifest) before giving up.
         backoff: First retry delay in seconds (doubles per retry, jittered, capped at 5 s).
         max_size: Refuse transfers larger than this many bytes.
+        durable: fsync the file before moving it into place (survives power loss; costs disk time).
 
     Returns:
         The verified result (path, plaintext sha256, sizes, chunks fetched/reused).
@@ -274,7 +283,7 @@ def fetch(
     """
     coro = fetch_async(
         sealed_locator, keypair, context, dest_file, transport, concurrency, progress, resume,
-        stall_timeout=stall_timeout, attempts=attempts, backoff=backoff, max_size=max_size,
+        stall_timeout=stall_timeout, attempts=attempts, backoff=backoff, max_size=max_size, durable=durable,
     )
     try:
         asyncio.get_running_loop()

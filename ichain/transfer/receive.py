@@ -93,6 +93,7 @@ class Receiver:
         self.part, self.state_path = part_paths(self.dest)
         self._aead = opened.content.aead()
         self._lock = threading.Lock()
+        self._local = threading.local()
         self._verified: set[int] = set()
         self._header = _STATE_MAGIC + manifest.transfer_id + opened.manifest_hash
         self._fd = -1
@@ -192,7 +193,7 @@ class Receiver:
             raise TamperedChunk(f"chunk {index} is {kind}: {len(data)} bytes, expected {expected}")
         if hashlib.sha256(data).digest() != manifest.chunk_hashes[index]:
             raise TamperedChunk(f"chunk {index} does not match its hash in the manifest")
-        plaintext = decrypt_chunk(self._aead, self.opened.content, index, manifest.chunks, data)
+        plaintext = decrypt_chunk(self._aead, self.opened.content, index, manifest.chunks, data, self._scratch())
         offset = index * manifest.chunk_size
         view = memoryview(plaintext)
         while view:
@@ -205,6 +206,13 @@ class Receiver:
             os.write(self._state_fd, index.to_bytes(4, "big"))
             self._advance_hash(index, plaintext)
         return len(plaintext)
+
+    def _scratch(self) -> bytearray:
+        """A per-thread plaintext buffer (accept() runs on several threads at once)."""
+        buffer = getattr(self._local, "buffer", None)
+        if buffer is None:
+            buffer = self._local.buffer = bytearray(self.manifest.chunk_size)
+        return buffer
 
     def _advance_hash(self, index: int | None, plaintext: bytes | None) -> None:
         """Feed the plaintext hasher every chunk that is now contiguous from the start (under the lock)."""
@@ -220,7 +228,7 @@ class Receiver:
                     offset, remaining = offset + len(block), remaining - len(block)
             self._hashed_upto += 1
 
-    def finish(self, *, fetched: int = 0, seconds: float = 0.0) -> FetchResult:
+    def finish(self, *, fetched: int = 0, seconds: float = 0.0, durable: bool = True) -> FetchResult:
         """Check the whole, then move ``DEST.part`` to ``DEST`` (the only way bytes reach ``DEST``).
 
         Raises:
@@ -238,7 +246,8 @@ class Receiver:
             self.discard()
             raise ManifestInvalid("the assembled file's sha256 differs from the locator's (inconsistent sender)")
         try:
-            os.fsync(self._fd)
+            if durable:
+                os.fsync(self._fd)
             self.close()
             os.replace(self.part, self.dest)
             self.state_path.unlink(missing_ok=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ichain.transfer.crypto import (
     MAX_CHUNKS,
+    TAG_SIZE,
     SenderSession,
     TransferContext,
     encrypt_chunk,
@@ -102,19 +103,25 @@ def encrypt_file(
             staging.mkdir(parents=True, mode=0o700)
             plain_hash = hashlib.sha256()
             hashes = []
-
-            def blocks() -> Iterator[bytes]:
-                while True:
-                    block = handle.read(chunk_size)
-                    if not block:
-                        return
-                    yield block
-
-            for index, plaintext, sealed in _encrypt_stream(blocks(), size, session, chunk_size):
+            total = chunk_count(size, chunk_size)
+            if total > MAX_CHUNKS:
+                raise HostError(f"{size} bytes at chunk size {chunk_size} is more than {MAX_CHUNKS} chunks")
+            aead = session.content.aead()
+            # Two reused buffers: no allocation per chunk (page faults dominate on some machines).
+            largest = min(chunk_size, size)
+            plain_buffer, sealed_buffer = bytearray(largest), bytearray(largest + TAG_SIZE)
+            for index in range(total):
+                expected = min(chunk_size, size - index * chunk_size)
+                plaintext = memoryview(plain_buffer)[:expected]
+                if handle.readinto(plaintext) != expected:
+                    raise HostError(f"{source} changed size while being encrypted")
                 plain_hash.update(plaintext)
+                sealed = encrypt_chunk(aead, session.content, index, total, plaintext, sealed_buffer)
                 hashes.append(hashlib.sha256(sealed).digest())
                 with open(staging / chunk_name(index), "wb") as out:
                     out.write(sealed)
+            if handle.read(1):
+                raise HostError(f"{source} changed size while being encrypted")
             manifest = Manifest.build(session.transfer_id, chunk_size, size, hashes)
             manifest_bytes = manifest.to_bytes()
             (staging / MANIFEST_NAME).write_bytes(manifest_bytes)
