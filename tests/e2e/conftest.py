@@ -20,29 +20,9 @@ from ichain._cli.demo import DaemonProcess, provide_argv
 from ichain.config import load_config
 from ichain.daemon.provider import field_of, status_name
 
-ROOT = Path(__file__).resolve().parents[2]
-DIGITS = ROOT / "examples" / "digits"
-
-# Windows short enough for tests; time is moved with the chain where a test waits for one.
-REVIEW_WINDOW = 30
-VALIDATION_WINDOW = 60
-MIN_TIMEOUT = 30
-MAX_TIMEOUT = 3600
-
-
-def wait_until(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.25,
-               check: Callable[[], None] | None = None) -> object:
-    """Poll ``predicate`` until truthy; fail the test naming ``what`` after ``timeout`` seconds."""
-    end = time.time() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if check:
-            check()
-        if time.time() > end:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
+from marketplace_helpers import (  # noqa: E402
+    DIGITS, MAX_TIMEOUT, MIN_TIMEOUT, REVIEW_WINDOW, VALIDATION_WINDOW, TcpProxy, wait_until,
+)
 
 
 @pytest.fixture(scope="session")
@@ -115,91 +95,6 @@ def daemons(tmp_path, node_uri, market_address, e2e_market):
     d = Daemons()
     yield d
     d.stop_all()
-
-
-def task_status(market, task_id: int) -> str:
-    return status_name(market.task(task_id))
-
-
-def move_time(chain, seconds: int) -> None:
-    """Advance the chain clock and mine a block (anvil evm_increaseTime + evm_mine)."""
-    chain.provider.make_request("evm_increaseTime", [int(seconds)])
-    chain.provider.make_request("evm_mine", [])
-
-
-class TcpProxy:
-    """A TCP forwarder in front of the node that a test can cut (an RPC outage) and restore."""
-
-    def __init__(self, target_port: int):
-        self.target = ("127.0.0.1", target_port)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self._server: socket.socket | None = None
-        self._conns: list[socket.socket] = []
-        self._lock = threading.Lock()
-        self.up = False
-
-    @property
-    def uri(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        srv = socket.socket()
-        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        srv.bind(("127.0.0.1", self.port))
-        srv.listen(64)
-        self._server = srv
-        self.up = True
-        threading.Thread(target=self._accept, args=(srv,), daemon=True).start()
-
-    def _accept(self, srv: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = srv.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(self.target)
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                self._conns += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def cut(self) -> None:
-        """Refuse new connections and drop the open ones."""
-        self.up = False
-        if self._server:
-            self._server.close()
-            self._server = None
-        with self._lock:
-            for s in self._conns:
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                    s.close()
-                except OSError:
-                    pass
-            self._conns.clear()
-
-    def stop(self) -> None:
-        self.cut()
 
 
 @pytest.fixture

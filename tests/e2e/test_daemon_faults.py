@@ -20,7 +20,7 @@ from ichain.daemon.provider import field_of
 from ichain.deployments import deploy
 from ichain.requester import RequesterSession
 
-from .conftest import DIGITS, MAX_TIMEOUT, MIN_TIMEOUT, REVIEW_WINDOW, VALIDATION_WINDOW, move_time, task_status, wait_until
+from marketplace_helpers import DIGITS, MAX_TIMEOUT, MIN_TIMEOUT, REVIEW_WINDOW, VALIDATION_WINDOW, move_time, task_status, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.timeout(600)]
 

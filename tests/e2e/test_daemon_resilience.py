@@ -8,7 +8,7 @@ import pytest
 
 from ichain.requester import RequesterSession
 
-from .conftest import DIGITS, task_status, wait_until
+from marketplace_helpers import DIGITS, task_status, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.timeout(420)]
 

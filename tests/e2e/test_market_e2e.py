@@ -13,7 +13,7 @@ from ichain.daemon.provider import field_of
 from ichain.requester import RequesterSession
 from ichain.transfer import KeyPair
 
-from .conftest import DIGITS, MIN_TIMEOUT, REVIEW_WINDOW, move_time, task_status, wait_until
+from marketplace_helpers import DIGITS, MIN_TIMEOUT, REVIEW_WINDOW, move_time, task_status, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.timeout(420)]
 
@@ -86,6 +86,27 @@ def test_lifecycle__validator_named_after_result__requester_rehosts_and_task_acc
     s.fetch_result(tmp_path / "result")
     s.finalize(4)
     assert task_status(e2e_market, tid) == "Completed"
+
+
+def test_lifecycle__overclaimed_result__validator_rejects_provider_unpaid_requester_refunded(
+    daemons, session_factory, e2e_market, accounts, requester, tmp_path
+):
+    prov, val = accounts[1], accounts[2]
+    daemons.start(1, PRICE)
+    daemons.start(2, FEE)
+    s = session_factory(DIGITS.with_name("digits-overclaim"))  # claims 3 points more accuracy than it has
+    credit_before = _credit(e2e_market, requester)
+    prov_balance = prov.balance
+    tid = s.post(provider=prov.address, validator=val.address, price=PRICE, validator_fee=FEE, timeout=600)
+
+    assert s.wait_for("Accepted", "Rejected", timeout=240) == "Rejected"
+    assert _credit(e2e_market, requester) == credit_before + PRICE  # the price comes back; the fee paid the work
+    s.fetch_result(tmp_path / "result")  # the requester still gets (and can inspect) what was delivered
+    s.finalize(1)
+    assert task_status(e2e_market, tid) == "Closed"
+    wait_until(lambda: _credit(e2e_market, val) == 0, 60, "validator withdrawal")
+    assert _credit(e2e_market, prov) == 0
+    assert prov.balance <= prov_balance  # unpaid (it only spent gas)
 
 
 def test_lifecycle__silent_provider__requester_refunded_after_deadline(
