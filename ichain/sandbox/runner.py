@@ -59,6 +59,8 @@ class RunResult:
         exit_code: the script's exit status (None when it never ran).
         stdout_tail: the last few KiB of stdout (decoded, invalid UTF-8 replaced).
         stderr_tail: the last few KiB of stderr.
+        stdout_head: the first few KiB of stdout (what a flood would push out of the tail).
+        stdout_bytes / stderr_bytes: how much the script wrote to each (as far as it was read).
         wall_time: seconds from container start to exit, measured on the host.
         peak_memory: peak memory use of the container in bytes (None when the cgroup is not readable).
         timed_out: killed by the host at the wall-clock limit.
@@ -77,6 +79,9 @@ class RunResult:
     exit_code: int | None = None
     stdout_tail: str = ""
     stderr_tail: str = ""
+    stdout_head: str = ""
+    stdout_bytes: int = 0
+    stderr_bytes: int = 0
     wall_time: float = 0.0
     peak_memory: int | None = None
     timed_out: bool = False
@@ -100,21 +105,27 @@ class RunResult:
 
 
 class _Tail:
-    """Keeps the last ``size`` bytes written to it and counts all of them."""
+    """Keeps the first and the last ``size`` bytes written to it and counts all of them."""
 
     def __init__(self, size: int = TAIL_BYTES):
         self.size = size
+        self.head = bytearray()
         self.buf = bytearray()
         self.total = 0
 
     def add(self, data: bytes) -> None:
         self.total += len(data)
+        if len(self.head) < self.size:
+            self.head += data[: self.size - len(self.head)]
         self.buf += data
         if len(self.buf) > 2 * self.size:
             del self.buf[: -self.size]
 
     def text(self) -> str:
         return bytes(self.buf[-self.size :]).decode("utf-8", errors="replace")
+
+    def head_text(self) -> str:
+        return bytes(self.head).decode("utf-8", errors="replace")
 
 
 class Sandbox:
@@ -429,7 +440,8 @@ class Sandbox:
                 # Always removed, whatever happened above (KeyboardInterrupt included).
                 with contextlib.suppress(docker.errors.NotFound):
                     api.remove_container(container_id, force=True, v=True)
-            result.stdout_tail, result.stderr_tail = out.text(), err.text()
+            result.stdout_tail, result.stderr_tail, result.stdout_head = out.text(), err.text(), out.head_text()
+            result.stdout_bytes, result.stderr_bytes = out.total, err.total
 
     def _wait(self, container_id: str, deadline: float, stop: threading.Event | None, reasons: list[str]) -> int | None:
         """Wait for the container to exit, in slices so the monitors can interrupt; None on timeout."""

@@ -1,0 +1,4 @@
+"""An endless busy loop: only the host's wall-clock kill ends it."""
+print("STARTED", flush=True)
+while True:
+    pass
