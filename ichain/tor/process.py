@@ -105,7 +105,7 @@ class TorProcess:
             "DataDirectory": str(data_dir),
             "ControlSocket": str(sock),
             "CookieAuthentication": 1,
-            "SocksPort": "127.0.0.1:auto" if socks else 0,
+            "SocksPort": "127.0.0.1:auto ExtendedErrors" if socks else 0,
             "Log": f"notice file {data_dir / 'notice.log'}",
             "GeoIPFile": '""',
             "GeoIPv6File": '""',

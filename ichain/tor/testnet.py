@@ -34,6 +34,8 @@ from ichain.tor.process import TorProcess, find_tor
 
 _VOTING = {
     "TestingTorNetwork": 1,
+    # Relays otherwise linger 30 s after being told to exit (teardown and relay restarts wait on it).
+    "ShutdownWaitLength": 0,
     "TestingV3AuthInitialVotingInterval": 10,
     "TestingV3AuthInitialVoteDelay": 2,
     "TestingV3AuthInitialDistDelay": 2,
@@ -297,6 +299,11 @@ def _client_config(dir_authority_line: str) -> dict:
         # Loopback circuits build in milliseconds: don't learn a timeout from the first slow ones.
         "LearnCircuitBuildTimeout": 0,
         "CircuitBuildTimeout": 10,
+        # Test network only: with 6 relays the vanguards-lite layer-2 set covers most of the network, and a
+        # killed relay never leaves the consensus (AssumeReachable on the authority keeps it "Running"),
+        # so pinned vanguards would route every new circuit through the dead relay. On the real network
+        # (thousands of relays, dead ones dropped from the consensus) the default stays on.
+        "VanguardsLiteEnabled": 0,
     }
 
 

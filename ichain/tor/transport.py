@@ -21,6 +21,8 @@ fresh circuit that avoids whatever relay stalled.
 
 from __future__ import annotations
 
+import errno
+import re
 import threading
 from pathlib import Path
 from typing import Sequence
@@ -28,13 +30,49 @@ from typing import Sequence
 import aiohttp
 import stem
 import yarl
-from aiohttp_socks import ProxyConnector, ProxyType
+from aiohttp_socks import ProxyConnectionError, ProxyConnector, ProxyError, ProxyTimeoutError, ProxyType
 from stem.control import EventType
 
 from ichain.tor.errors import TorConfigError
 from ichain.tor.onion import ClientAuthKey, OnionService, add_client_auth, publish_onion
 from ichain.tor.process import TorProcess
 from ichain.transfer.transport import Transport
+
+
+#: Tor's extended SOCKS5 replies (``SocksPort ... ExtendedErrors``) for onion services.
+_TOR_SOCKS_ERRORS = {
+    0xF0: "onion service descriptor not found (not published, or gone)",
+    0xF1: "onion service descriptor is invalid",
+    0xF2: "introduction to the onion service failed (host down?)",
+    0xF3: "rendezvous with the onion service failed",
+    0xF4: "the onion service requires client authorization (no key given)",
+    0xF5: "client authorization for the onion service was refused (wrong key)",
+    0xF6: "invalid onion address",
+    0xF7: "introduction to the onion service timed out",
+}
+
+
+class _TorConnector(ProxyConnector):
+    """A SOCKS connector whose failures are aiohttp connection errors with tor's reason in one line.
+
+    aiohttp-socks raises its own exception types; the fetcher (rightly) only classifies aiohttp's and
+    OSError, so a dead circuit or onion service becomes a retryable ``ClientOSError`` here.
+    """
+
+    async def _wrap_create_connection(self, *args, **kwargs):
+        try:
+            return await super()._wrap_create_connection(*args, **kwargs)
+        except ProxyTimeoutError as exc:
+            raise aiohttp.ClientOSError(errno.ETIMEDOUT, f"tor: connect timed out ({exc})") from None
+        except ProxyConnectionError as exc:
+            raise aiohttp.ClientOSError(errno.ECONNREFUSED, f"tor's SOCKS port is down ({exc})") from None
+        except ProxyError as exc:
+            code = getattr(exc, "error_code", None)
+            if code is None:  # python-socks reports tor's extended codes only in the text: "0XF2"
+                match = re.search(r"0[xX]([0-9A-Fa-f]{2})", str(exc))
+                code = int(match.group(1), 16) if match else None
+            reason = _TOR_SOCKS_ERRORS.get(code) or str(exc) or "SOCKS error"
+            raise aiohttp.ClientOSError(errno.EHOSTUNREACH, f"tor: {reason}") from None
 
 
 class TorTransport(Transport):
@@ -132,7 +170,7 @@ class TorTransport(Transport):
         if self._socks_port is None:
             self._socks_port = self.tor.socks_port
             self._watch_streams()
-        return ProxyConnector(host="127.0.0.1", port=self._socks_port, proxy_type=ProxyType.SOCKS5,
+        return _TorConnector(host="127.0.0.1", port=self._socks_port, proxy_type=ProxyType.SOCKS5,
                               username=f"ichain-{isolation_key}", password="x", rdns=True, limit=2)
 
     def circuits_used(self, address: str | None = None) -> int:
