@@ -36,6 +36,9 @@ from ichain.transfer.transport import Transport, default_transport
 
 MAX_CONCURRENCY = 64
 _MAX_BACKOFF = 5.0
+# aiohttp pauses the socket whenever this much is buffered; the 64 KiB default means a pause/resume
+# cycle every few reads of a multi-MiB chunk.
+_READ_BUFSIZE = 1024 * 1024
 
 
 def default_concurrency() -> int:
@@ -62,6 +65,7 @@ class _Stream:
                 timeout=self.timeout,
                 auto_decompress=False,
                 trust_env=False,
+                read_bufsize=_READ_BUFSIZE,
             )
         return self.session
 
