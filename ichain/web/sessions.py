@@ -10,6 +10,7 @@ session's transfer progress into what the templates show.
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import threading
 import time
@@ -95,7 +96,8 @@ def transfers_view(snap: dict) -> list[dict]:
         if not isinstance(up, dict):
             continue
         pcts = [100 if n else 0 for n in up.get("served") or []]
-        out.append(_bar("upload", f"Task served to a worker · transfer {str(tid)[:8]}", pcts))
+        size = _size(int(up.get("size") or 0))
+        out.append(_bar("upload", f"Served to a worker · transfer {str(tid)[:8]} · {size}", pcts))
     down = progress.get("download")
     if isinstance(down, dict):
         pcts = [_FETCH_PCT.get(c, 0) for c in down.get("map", "")]
@@ -103,6 +105,21 @@ def transfers_view(snap: dict) -> list[dict]:
             pcts = [100] * len(pcts)
         out.append(_bar("download", "Result downloaded and verified", pcts))
     return out
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def _short_paths(text: str | None) -> str | None:
+    """Show only the last part of absolute paths in a status note (the page is not a file browser)."""
+    if not text:
+        return text
+    return re.sub(r"(?<![\w.])/(?:[^\s/]+/)+([^\s/]+)", r"…/\1", text)
 
 
 def _bar(role: str, label: str, pcts: list[int]) -> dict:
@@ -295,14 +312,16 @@ class Sessions:
             "accepted": snap.get("accepted"),
             "rating": snap.get("rating"),
             "transfers": transfers_view(snap),
-            "note": (snap.get("history") or [{}])[-1].get("message"),
+            "note": _short_paths((snap.get("history") or [{}])[-1].get("message")),
             "error": session.error,
             "metrics": metrics,
         }
         view["can"] = {
             "choose_provider": status == "Pending",
             "choose_validator": status == "AwaitingValidator" or (status == "Validating" and past),
-            "stop": status in ("Pending", "Executing", "Validating", "AwaitingValidator"),
+            # Getting the deposit back: cancel while pending; after a missed deadline, expire
+            # (before it, the SDK's pre-check says when). After the result, expiry pays the provider.
+            "stop": status in ("Pending", "Executing", "Validating"),
             "finalize": status in ("Accepted", "Rejected"),
             "download": result is not None,
         }
