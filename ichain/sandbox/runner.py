@@ -483,7 +483,9 @@ class Sandbox:
         self, container_id: str, work: Path, output_limit: int, stop: threading.Event, reasons: list[str], peak: list
     ) -> None:
         """Poll peak memory and the size of ``/work`` (disk fill is stopped from the host)."""
-        while not stop.wait(_POLL):
+        started = time.monotonic()
+        # Fast at first so that short runs still get a peak-memory sample (the cgroup goes at exit).
+        while not stop.wait(_POLL if time.monotonic() - started > 1 else _POLL / 5):
             value = _peak_memory(container_id)
             if value is not None:
                 peak[0] = value
