@@ -68,6 +68,8 @@ class RequesterSession:
         self.progress: dict[str, Any] = {}
         self._lock = threading.RLock()
         self._chain_task: Any = None
+        #: Seconds to keep retrying a result fetch while the provider's host is unreachable.
+        self.fetch_patience = 120.0
 
     # --- creation and persistence ---------------------------------------------------------
     @staticmethod
@@ -381,7 +383,19 @@ class RequesterSession:
         def progress(p: Any) -> None:
             self.progress["result"] = _jsonable(p)
 
-        fetch(env.sealed[0], self._keypair(), self.context("result-requester"), path, progress=progress)
+        # The provider's host may be restarting (its daemon resumes from its state): retry a while.
+        from ichain.transfer import HostUnreachable, Stalled, TransferIncomplete
+
+        end, delay = time.time() + self.fetch_patience, 0.5
+        while True:
+            try:
+                fetch(env.sealed[0], self._keypair(), self.context("result-requester"), path, progress=progress)
+                break
+            except (HostUnreachable, Stalled, TransferIncomplete) as err:
+                if time.time() + delay > end:
+                    raise RequestError(f"task {self.task_id}: result not fetched: {err}") from None
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
         if sha256_file(path).hex() != self.data["result_hash"]:
             path.unlink()
             raise RequestError(f"task {self.task_id}: the result does not match the commitment on chain")

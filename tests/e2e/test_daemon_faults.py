@@ -10,6 +10,8 @@ twice and none reverted, and once everyone withdrew, the market holds 0 wei.
 from __future__ import annotations
 
 import signal
+import threading
+import time
 from collections import Counter
 
 import pytest
@@ -60,18 +62,30 @@ def test_provider_daemon__sigkilled_at_20_points__tasks_settle_without_duplicate
     state_dir = tmp_path / "faulty"
     proc = daemons.start(8, PRICE, env=env, state=state_dir, market=deployed.market, wait=False)
     restarts = 0
+    stop = threading.Event()
+    crashes: list[str] = []
 
     def supervise() -> None:
+        """Restart the daemon whenever it died of one of our kills (in the background)."""
         nonlocal proc, restarts
-        if proc.alive():
-            return
-        assert proc.proc.returncode == -signal.SIGKILL, proc.tail(10)  # only our own kills, no crash
-        proc.stop()
-        restarts += 1
-        proc = daemons.start(8, PRICE, env=env, state=state_dir, market=deployed.market, wait=False)
+        while not stop.is_set():
+            if not proc.alive():
+                if proc.proc.returncode != -signal.SIGKILL:
+                    crashes.append(proc.tail(10))  # a real crash, not an injected kill
+                    return
+                proc.stop()
+                restarts += 1
+                proc = daemons.start(8, PRICE, env=env, state=state_dir, market=deployed.market, wait=False)
+            time.sleep(0.2)
+
+    supervisor = threading.Thread(target=supervise, daemon=True)
+    supervisor.start()
+
+    def check() -> None:
+        assert not crashes, crashes[0]
 
     wait_until(lambda: field_of(market.worker(provider.address), "registered", default=False), 120,
-               "the provider to register", check=supervise)
+               "the provider to register", check=check)
     config = __import__("ichain.config", fromlist=["load_config"]).load_config(state_dir=tmp_path / "req")
     sessions = [RequesterSession.prepare(DIGITS, market=market, account=requester, config=config) for _ in range(3)]
     try:
@@ -79,24 +93,26 @@ def test_provider_daemon__sigkilled_at_20_points__tasks_settle_without_duplicate
                       validator_fee=FEE, timeout=MAX_TIMEOUT) for i, s in enumerate(sessions)]
         for s in sessions[:2]:
             wait_until(lambda s=s: task_status(market, s.task_id) in ("Accepted", "Rejected"), 300,
-                       f"task {s.task_id} verdict", interval=0.5, check=supervise)
+                       f"task {s.task_id} verdict", interval=0.5, check=check)
             s.fetch_result(tmp_path / f"result-{s.task_id}")
             s.finalize(5)
         wait_until(lambda: task_status(market, ids[2]) == "AwaitingValidator", 300, "the third result",
-                   interval=0.5, check=supervise)
+                   interval=0.5, check=check)
         move_time(chain, REVIEW_WINDOW + 5)  # the requester stays silent: the provider claims
         wait_until(lambda: task_status(market, ids[2]) == "Expired", 300, "the provider's claim", interval=0.5,
-                   check=supervise)
+                   check=check)
         wait_until(lambda: int(market.credit(provider.address)) == 0, 120, "the provider's withdrawal",
-                   interval=0.5, check=supervise)
+                   interval=0.5, check=check)
         fired = kill_log.read_text().split() if kill_log.exists() else []
         # Let the daemon reach the remaining points (done) before judging.
         wait_until(lambda: len(set(kill_log.read_text().split())) >= 20, 120, "all 20 kill points", interval=0.5,
-                   check=supervise)
+                   check=check)
         fired = kill_log.read_text().split()
     finally:
         for s in sessions:
             s.close()
+        stop.set()
+        supervisor.join(10)
 
     assert len(set(fired)) == 20 and restarts >= 19, (fired, restarts)
     assert [task_status(market, i) for i in ids] == ["Completed", "Completed", "Expired"]
@@ -109,4 +125,4 @@ def test_provider_daemon__sigkilled_at_20_points__tasks_settle_without_duplicate
         if int(market.credit(who.address)) > 0:
             market.withdraw(sender=who)
     wait_until(lambda: chain.provider.get_balance(deployed.market) == 0, 60, "the market to be empty",
-               check=supervise)
+               check=check)
