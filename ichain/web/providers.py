@@ -200,7 +200,7 @@ def provider_view(service: Any, address: str) -> dict:
 
     head = chain.blocks.head.number
     running = host_alive(d["port"], service.config.host)
-    facts = [("State file", str(path)),
+    facts = [("State file", path.name),
              ("Checkpoint", f"block {d['checkpoint']} of {head}" if d["checkpoint"] is not None else "not scanned yet"),
              ("Chunk host port", d["port"] or "–"),
              ("Transactions sent", d["transactions"]),

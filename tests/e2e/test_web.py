@@ -181,3 +181,55 @@ def test_requester_page__digits_task_end_to_end__result_downloaded_and_rated(ope
         phone.wait_for_selector("body[data-live=on]")
         assert_accessible_basics(phone)
         shot(phone, name)
+
+
+def test_requester_page__stop_and_refund__deposit_back_then_withdrawn(open_page, web, web_market):
+    """Stop a pending task; claim back an executing one whose provider stays silent (refused before the
+    deadline with the SDK's own one-line reason, accepted after it); then withdraw the credit."""
+    from ichain.transfer import KeyPair
+
+    requester, silent = accounts.test_accounts[6], accounts.test_accounts[5]
+    web_market.register(KeyPair.generate().public_bytes, 10**16, sender=silent)  # no daemon behind it
+    server = web(requester, lambda: web_market)
+    page = open_page(server.url + "/")
+    page.on("dialog", lambda dialog: dialog.accept())  # the "Stop task #N?" confirmation
+
+    def post() -> int:
+        page.select_option("#folder", label="digits")
+        with page.expect_navigation(timeout=60_000):  # to /?task=N once posted
+            page.click("#submit-form button[type=submit]")
+        wait_status(page, "Pending")
+        return int(page.url.rsplit("=", 1)[1])
+
+    first = post()
+    page.click("#stop-form button[type=submit]")
+    assert wait_status(page, "Cancelled") == "Cancelled"
+    shot(page, "13-requester-stopped")
+
+    second = post()
+    assert second == first + 1
+    page.check(f'input[name=provider][value="{silent.address}"]')
+    page.click("#provider-choice button[type=submit]")
+    wait_status(page, "Executing")
+    page.click("#stop-form button[type=submit]")
+    alert = page.locator("#task-actions [data-form-alert]")
+    alert.wait_for(state="visible")
+    assert alert.text_content().startswith("Deadline not reached"), alert.text_content()
+    shot(page, "14-requester-refund-too-early")
+
+    chain.provider.make_request("evm_increaseTime", [web_market.default_timeout + 60])
+    chain.provider.make_request("evm_mine", [])
+    page.click("#stop-form button[type=submit]")
+    assert wait_status(page, "Expired") == "Expired"
+
+    # Both deposits are credited back; Withdraw pays them out.
+    credit = web_market.credit(requester.address)
+    assert credit == 2 * (10**16 + 10**15)
+    page.wait_for_selector("#account-credit")
+    before = requester.balance
+    page.click("#account-credit button")
+    page.wait_for_selector("#account-credit", state="detached")
+    assert web_market.credit(requester.address) == 0
+    assert requester.balance > before + credit - 10**15  # minus gas
+    assert "Withdrew 0.022 ETH" in page.text_content("#page-alert")
+    shot(page, "15-requester-withdrawn")

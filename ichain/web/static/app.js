@@ -19,7 +19,7 @@
 
   // Replace a live part unless the keyboard focus is inside it (re-rendering would steal it).
   function apply(name, html) {
-    if (name === "alert") { setAlert(document.getElementById("page-alert"), html); return; }
+    if (name === "alert") { setAlert(document.getElementById("live-alert"), html); return; }
     const el = document.querySelector('[data-live-part="' + name + '"]');
     if (!el) return;
     if (el.hasAttribute("data-keep-focus") && el.contains(document.activeElement) && document.activeElement !== document.body) {
