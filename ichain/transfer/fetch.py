@@ -39,6 +39,7 @@ _MAX_BACKOFF = 5.0
 # aiohttp pauses the socket whenever this much is buffered; the 64 KiB default means a pause/resume
 # cycle every few reads of a multi-MiB chunk.
 _READ_BUFSIZE = 1024 * 1024
+_CONNECT_TIMEOUT = getattr(aiohttp, "ConnectionTimeoutError", ())  # aiohttp >= 3.10 tells it from a read stall
 
 
 def default_concurrency() -> int:
@@ -100,6 +101,8 @@ class _Stream:
                 if filled < len(body):
                     del body[filled:]  # a short body: the receiver reports it as truncated
                 return body
+        except _CONNECT_TIMEOUT:
+            raise HostUnreachable(f"timed out connecting to the host for {what}") from None
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
             raise Stalled(f"no byte of {what} for {self.stall:g} s (host stalled)") from None
         except aiohttp.ClientConnectorError as exc:
@@ -270,7 +273,8 @@ def fetch(
         dest_file: Where the plaintext goes.
         transport: How to reach the host (default: direct for http://host:port addresses).
         concurrency: Parallel streams (default :func:`default_concurrency`).
-        progress: Called with a :class:`FetchProgress` after each chunk state change; raise to abort.
+        progress: Called with a :class:`FetchProgress` after each chunk state change (in the thread
+            running the fetch's event loop); raise from it to abort (the ``.part`` is kept for resume).
         resume: Reuse verified chunks of an interrupted earlier fetch to the same ``dest_file``.
         stall_timeout: Seconds without a byte before a stream is retried (default: the transport's).
         attempts: Tries per chunk (and for the manifest) before giving up.

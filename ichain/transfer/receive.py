@@ -11,6 +11,7 @@ also catches a ``.part`` changed on disk) and asks only for the rest.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import threading
@@ -106,6 +107,13 @@ class Receiver:
         self._hasher = hashlib.sha256()
         self._hashed_upto = 0
         try:
+            self._fd = os.open(self.part, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self.close()
+                raise DestinationError(f"another fetch is writing {self.part}") from None
+            os.fchmod(self._fd, 0o600)
             kept = self._resumable() if resume else []
             self._open(kept)
         except OSError as exc:
@@ -139,9 +147,8 @@ class Receiver:
         return kept
 
     def _open(self, kept: list[int]) -> None:
-        flags = os.O_RDWR | os.O_CREAT | (0 if kept else os.O_TRUNC)
-        self._fd = os.open(self.part, flags, 0o600)
-        if not kept:
+        if not kept:  # start over: drop whatever an earlier, unusable run left
+            os.ftruncate(self._fd, 0)
             os.ftruncate(self._fd, self.manifest.size)
         # Rewrite the state: header + the chunks that still verify, then append one index per chunk.
         tmp = self.state_path.with_name(self.state_path.name + ".tmp")
@@ -251,6 +258,8 @@ class Receiver:
             self.close()
             os.replace(self.part, self.dest)
             self.state_path.unlink(missing_ok=True)
+            if durable:
+                _fsync_folder(self.dest.parent)
         except OSError as exc:
             raise DestinationError(f"cannot move {self.part} into place: {exc.strerror}") from None
         return FetchResult(
@@ -284,6 +293,15 @@ class Receiver:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _pread_exact(fd: int, length: int, offset: int) -> bytes:

@@ -14,6 +14,7 @@ import pytest
 
 from ichain.transfer import (
     ChunkHost,
+    DestinationError,
     DirectTransport,
     HostUnreachable,
     KeyPair,
@@ -241,3 +242,22 @@ def test_fetch__interrupted__destination_never_appears_and_part_is_private(host,
     assert not dest.exists()
     assert _left_over(dest) == ["dest.part", "dest.part.state"]
     assert os.stat(dest.with_name("dest.part")).st_mode & 0o077 == 0
+
+
+def test_fetch__second_fetch_to_same_destination_meanwhile__raises_destinationerror(host, recipient, offer, tmp_path):
+    sealed, data, context = offer(random.Random(9))
+    dest = tmp_path / "dest"
+    outcome = {}
+
+    def meanwhile(progress):
+        if progress.fetched == 3 and "second" not in outcome:
+            try:
+                fetch(sealed, recipient, context, dest)
+                outcome["second"] = "completed"
+            except DestinationError as exc:
+                outcome["second"] = str(exc)
+
+    result = fetch(sealed, recipient, context, dest, concurrency=1, progress=meanwhile)
+
+    assert outcome["second"].startswith("another fetch is writing")
+    assert dest.read_bytes() == data and result.sha256 == hashlib.sha256(data).digest()
