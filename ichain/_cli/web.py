@@ -46,6 +46,11 @@ def web(network, account, state_dir, transport, port, tasks_dir):
     from ichain.web import create_app
     from ichain.web.service import WebService
 
+    if account is not None and hasattr(account, "set_autosign"):
+        # The page's buttons sign in a server thread, where no terminal prompt can be answered:
+        # unlock the keystore account once, here (ape reads its passphrase variable or prompts).
+        click.echo(f"The page will sign what you click with {account.alias}: unlock it once.")
+        account.set_autosign(True)
     config = load_config(state_dir=state_dir, transport=transport)
     service = WebService(account=account, config=config, tasks_root=tasks_dir)
     app = create_app(service)

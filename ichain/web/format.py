@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from decimal import Decimal
 
 WEI_PER_ETH = Decimal(10) ** 18
@@ -79,4 +80,8 @@ def user_message(exc: BaseException) -> str:
         title = re.sub(r"(?<!^)(?=[A-Z])", " ", type(exc).__name__).capitalize()
         if not text.lower().startswith(title.lower()):
             text = f"{title}: {text}"
-    return re.sub(r"\b(\d{4,}) wei\b", lambda m: eth(int(m.group(1))), text)
+    text = re.sub(r"\b(\d{4,}) wei\b", lambda m: eth(int(m.group(1))), text)
+    # Unix times in SDK messages ("can be expired after 1795641436") as readable UTC times.
+    return re.sub(r"\b(after|before|at|until) (1\d{9})\b",
+                  lambda m: f"{m.group(1)} {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(int(m.group(2))))}",
+                  text)

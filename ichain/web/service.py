@@ -115,6 +115,7 @@ class WebService:
         self._act_lock = threading.Lock()  # one signed action at a time (nonces)
         self._cache: dict[Any, tuple[float, Any]] = {}
         self._cache_seconds = cache_seconds
+        self._generation = 0
         self.uploads_dir = Path(config.state_dir) / "web-uploads"
         from ichain.web.sessions import Sessions
 
@@ -173,12 +174,15 @@ class WebService:
         hit = self._cache.get(key)
         if hit and now - hit[0] < self._cache_seconds:
             return hit[1]
+        generation = self._generation
         value = compute()
-        self._cache[key] = (now, value)
+        if generation == self._generation:  # a read that overlapped an action is not reused
+            self._cache[key] = (now, value)
         return value
 
     def invalidate(self) -> None:
         """Forget cached reads (after an action, so the page shows its effect at once)."""
+        self._generation += 1
         self._cache.clear()
 
     # ---- reads -------------------------------------------------------------------------------
