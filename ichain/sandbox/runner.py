@@ -42,6 +42,9 @@ from ichain.sandbox.task import MiB, TaskSpec, load_task
 
 SANDBOX_LABEL = "ichain.sandbox"
 RUN_LABEL = "ichain.run"
+# host:pid:start-time of the process that started a container, so that containers left behind by a
+# process killed mid-run (SIGKILL skips every finally) can be removed by the next sandbox on this host.
+OWNER_LABEL = "ichain.owner"
 SANDBOX_USER = "65534:65534"
 TASK_MOUNT = "/task"
 WORK_MOUNT = "/work"
@@ -178,6 +181,7 @@ class Sandbox:
         self.nofile = nofile
         self.log_limit = log_limit
         self.labels = dict(labels or {})
+        self._swept = False
 
     # -- engine -------------------------------------------------------------------------------------
 
@@ -280,6 +284,7 @@ class Sandbox:
                 **self.labels,
                 SANDBOX_LABEL: "1",
                 RUN_LABEL: run_id,
+                OWNER_LABEL: _owner(),
                 "ichain.mode": "execute" if mode == "0" else "validate",
             },
             "stdin_open": False,
@@ -334,6 +339,9 @@ class Sandbox:
                 raise TaskFormatError(f"task folder {spec.folder} must be readable by others (chmod o+rx)")
             require_image(self.client, spec.image)
             self.runtime  # noqa: B018 - resolve (and check) the runtime before anything starts
+            if not self._swept:
+                self._swept = True
+                sweep_orphans(self.client)
         except SandboxError as exc:
             result.error = str(exc)
             return result
@@ -622,10 +630,47 @@ def _peak_memory(container_id: str) -> int | None:
     return None
 
 
+def _start_ticks(pid: int) -> str:
+    """The process' start time in clock ticks since boot (tells a live pid from a reused one)."""
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat_line.rsplit(")", 1)[1].split()[19]
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{_start_ticks(os.getpid())}"
+
+
+def _owner_alive(owner: str) -> bool:
+    host, _, rest = owner.partition(":")
+    pid, _, ticks = rest.partition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True  # another machine's engine user, or not ours to judge
+    return _start_ticks(int(pid)) == ticks
+
+
+def sweep_orphans(client: docker.DockerClient) -> int:
+    """Remove sandbox containers whose starting process (on this host) is gone; returns how many."""
+    removed = 0
+    try:
+        candidates = client.api.containers(all=True, filters={"label": [f"{SANDBOX_LABEL}=1", OWNER_LABEL]})
+    except docker.errors.DockerException:
+        return 0
+    for container in candidates:
+        owner = (container.get("Labels") or {}).get(OWNER_LABEL, "")
+        if owner and not _owner_alive(owner):
+            with contextlib.suppress(docker.errors.DockerException):
+                client.api.remove_container(container["Id"], force=True, v=True)
+                removed += 1
+    return removed
+
+
 def leftover_containers(client: docker.DockerClient, run_id: str | None = None) -> list:
     """Containers carrying the sandbox label (optionally one run's), running or not."""
     filters = {"label": [f"{SANDBOX_LABEL}=1"] + ([f"{RUN_LABEL}={run_id}"] if run_id else [])}
     return client.containers.list(all=True, filters=filters)
 
 
-__all__ = ["RunResult", "Sandbox", "leftover_containers", "ImageMissing"]
+__all__ = ["RunResult", "Sandbox", "leftover_containers", "sweep_orphans", "ImageMissing"]

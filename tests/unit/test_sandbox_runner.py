@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -297,6 +299,15 @@ def test_execute__engine_down__failed_result_engine_unavailable(monkeypatch, mak
     assert "\n" not in run.error
 
 
+def test_execute__runsc_requested_but_not_configured__failed_result(engine, make_task, tmp_path):
+    if "runsc" in (engine.info().get("Runtimes") or {}):
+        pytest.skip("gVisor is configured on this engine")
+    box = Sandbox(client=engine, runtime="runsc", labels={"ichain.test": SESSION})
+    run = box.execute(make_task({"task.py": "print(1)\n"}), tmp_path / "out")
+    assert not run.ok and run.exit_code is None
+    assert run.error == "container runtime 'runsc' is not configured in the Docker engine"
+
+
 def test_execute__output_folder_not_empty__failed_result(sandbox, make_task, tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "mine.txt").write_text("keep")
@@ -322,6 +333,25 @@ def test_execute__interrupted__container_removed(engine, make_task, tmp_path, mo
     assert started
     assert engine.containers.list(all=True, filters={"id": started[0]}) == []
     assert [p for p in tmp_path.iterdir() if p.name.startswith(".ichain-run-")] == []
+
+
+def test_sweep__owner_killed_mid_run__next_sandbox_removes_its_container(engine, make_task, tmp_path):
+    folder = make_task({"task.py": "import time\nprint('up', flush=True)\ntime.sleep(120)\n"})
+    code = (
+        "import sys; from ichain.sandbox import Sandbox; "
+        f"Sandbox(labels={{'ichain.test': '{SESSION}', 'ichain.case': 'orphan'}}).execute(sys.argv[1], sys.argv[2])"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, str(folder), str(tmp_path / "out")])
+    filters = {"label": ["ichain.case=orphan", f"ichain.test={SESSION}"]}
+    deadline = time.monotonic() + 60
+    while not engine.containers.list(filters=filters) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.kill()  # SIGKILL: no finally block runs, the container stays behind
+    proc.wait()
+    assert len(engine.containers.list(all=True, filters=filters)) == 1
+    fresh = Sandbox(client=engine, labels={"ichain.test": SESSION})
+    assert fresh.execute(make_task({"task.py": "print(1)\n"}, name="next"), tmp_path / "out2").ok
+    assert engine.containers.list(all=True, filters=filters) == []
 
 
 # -- image and CLI --------------------------------------------------------------------------------------
