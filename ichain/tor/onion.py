@@ -132,6 +132,8 @@ def publish_onion(tor: TorProcess, target_port: int, target_host: str = "127.0.0
         key_file: keep the service key there (same address after a restart); None = a new address.
         authorized_client: base32 x25519 public key: only the holder of its private key can connect.
         prove: fetch through tor to prove reachability (disable only when no SOCKS port is available).
+            With ``authorized_client`` the proof is skipped: only the recipient holds the key, and the
+            recipient's fetch retries on fresh circuits until the descriptor has propagated.
 
     Returns:
         The published :class:`OnionService`.

@@ -311,3 +311,34 @@ def _b64_to_hex(b64_id: str) -> str:
     import base64
 
     return base64.b64decode(b64_id + "=" * (-len(b64_id) % 4)).hex().upper()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m ichain.tor --info net.json``: run a private network until SIGINT/SIGTERM.
+
+    Other processes join it with ``transport_from_options("tor", tor_network="net.json")``.
+    """
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(description="Run a private Tor network on 127.0.0.1 until interrupted.")
+    parser.add_argument("--info", required=True, help="where to write the network's JSON description")
+    parser.add_argument("--relays", type=int, default=5)
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    net = PrivateTorNetwork(relays=args.relays)
+    try:
+        net.start()
+        net.save(args.info)
+        print(f"private Tor network up in {net.bootstrap_seconds:.1f}s; joined via {args.info}", flush=True)
+        signal.pause()
+    except KeyboardInterrupt:
+        pass
+    except TorStartError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    finally:
+        net.stop()
+
+
+if __name__ == "__main__":
+    main()

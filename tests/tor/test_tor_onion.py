@@ -175,3 +175,18 @@ def test_owned_tor__owner_process_killed__tor_exits(tor_network, tor_pids, tmp_p
         if owner.poll() is None:
             owner.kill()
             owner.wait()
+
+
+def test_transport_from_options__attach_to_running_tor__publishes_and_leaves_it_running(tor_client, blob_server):
+    running = tor_client("system-like")  # stands in for a system tor: control socket + cookie auth
+    transport = transport_from_options("tor", tor_control=str(running.data_dir / "control.sock"))
+    url = transport.publish("127.0.0.1", blob_server(b"a").port)
+    assert url.endswith(".onion") and transport.handles(url) and not transport.handles("http://127.0.0.1:1")
+    transport.close()
+    assert running.alive()
+    assert running.controller.get_info("onions/current", "") == ""  # close() withdrew the service
+
+
+def test_transport_from_options__control_and_network_both__config_error(tmp_path):
+    with pytest.raises(TorConfigError, match="not both"):
+        transport_from_options("tor", tor_control=9051, tor_network=tmp_path / "net.json")
