@@ -50,13 +50,14 @@ def default_concurrency() -> int:
 class _Stream:
     """One parallel stream: an HTTP session renewed (new isolation key) after every failure."""
 
-    def __init__(self, transport: Transport, name: str, stall: float, connect: float):
+    def __init__(self, transport: Transport, name: str, stall: float, connect: float, buffer_size: int = 0):
         self.transport = transport
         self.name = name
         self.generation = 0
         self.timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=stall)
         self.stall = stall
         self.session: aiohttp.ClientSession | None = None
+        self.buffer = bytearray(buffer_size)
 
     def _open(self) -> aiohttp.ClientSession:
         if self.session is None:
@@ -79,7 +80,9 @@ class _Stream:
             session, self.session = self.session, None
             await session.close()
 
-    async def get(self, url: str, limit: int, what: str, oversized: type[TransferError] = TamperedChunk) -> bytearray:
+    async def get(
+        self, url: str, limit: int, what: str, oversized: type[TransferError] = TamperedChunk
+    ) -> bytearray | memoryview:
         """GET ``url`` into memory, at most ``limit`` bytes; raises a classified TransferError."""
         try:
             async with self._open().get(url, allow_redirects=False) as resp:
@@ -89,18 +92,24 @@ class _Stream:
                     raise HostUnreachable(f"the host answered HTTP {resp.status} for {what}")
                 if resp.content_length is not None and resp.content_length > limit:
                     raise oversized(f"{what} is oversized: {resp.content_length} bytes, at most {limit}")
-                # One preallocated buffer per response when the length is known: no regrowth copies.
-                body = bytearray(resp.content_length if resp.content_length is not None else 0)
+                # The stream's reused buffer (its previous chunk is done with by now): no allocation and
+                # no page faults per chunk. Bodies of unknown length grow a fresh buffer.
+                length = resp.content_length
+                if length is not None and length <= len(self.buffer):
+                    body = memoryview(self.buffer)[:length]
+                else:
+                    body = bytearray(length or 0)
                 filled = 0
                 async for block in resp.content.iter_any():
                     end = filled + len(block)
                     if end > limit:
                         raise oversized(f"{what} is oversized: more than {limit} bytes")
-                    body[filled:end] = block
+                    if end <= len(body):
+                        body[filled:end] = block
+                    else:
+                        body = bytearray(body[:filled]) + block
                     filled = end
-                if filled < len(body):
-                    del body[filled:]  # a short body: the receiver reports it as truncated
-                return body
+                return body[:filled]  # a short body: the receiver reports it as truncated
         except _CONNECT_TIMEOUT:
             raise HostUnreachable(f"timed out connecting to the host for {what}") from None
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
@@ -214,7 +223,8 @@ async def fetch_async(
             notify()
 
         async def worker(number: int) -> None:
-            stream = _Stream(transport, f"{tid[:12]}-{number}", stall, transport.connect_timeout)
+            largest = manifest.cipher_len(0)
+            stream = _Stream(transport, f"{tid[:12]}-{number}", stall, transport.connect_timeout, largest)
             try:
                 while not queue.empty():
                     await fetch_one(stream, queue.get_nowait())

@@ -106,6 +106,7 @@ class Receiver:
         # In-order plaintext hashing, so finish() need not re-read what already streamed past.
         self._hasher = hashlib.sha256()
         self._hashed_upto = 0
+        self._readback: bytearray | None = None
         try:
             self._fd = os.open(self.part, os.O_RDWR | os.O_CREAT, 0o600)
             try:
@@ -228,11 +229,16 @@ class Receiver:
             if i == index:
                 self._hasher.update(plaintext)
             else:  # verified earlier out of order, or reused: read it back (page cache, mostly)
+                if self._readback is None:
+                    self._readback = bytearray(_READ_BLOCK)
                 offset, remaining = i * self.manifest.chunk_size, self.manifest.plain_len(i)
                 while remaining:
-                    block = _pread_exact(self._fd, min(_READ_BLOCK, remaining), offset)
-                    self._hasher.update(block)
-                    offset, remaining = offset + len(block), remaining - len(block)
+                    view = memoryview(self._readback)[: min(_READ_BLOCK, remaining)]
+                    got = os.preadv(self._fd, [view], offset)
+                    if got <= 0:
+                        raise TransferIncomplete(f"the .part file ended early at byte {offset}")
+                    self._hasher.update(view[:got])
+                    offset, remaining = offset + got, remaining - got
             self._hashed_upto += 1
 
     def finish(self, *, fetched: int = 0, seconds: float = 0.0, durable: bool = True) -> FetchResult:
