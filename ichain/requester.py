@@ -357,7 +357,7 @@ class RequesterSession:
         while True:
             status = status_name(self.refresh())
             snap = self.status()
-            if on_update and (status != last or self.progress):
+            if on_update and status != last:
                 on_update(snap)
             last = status
             if status in statuses or status in TERMINAL:

@@ -160,7 +160,9 @@ def demo(transport, task_dir, keep):
         config = load_config(transport=transport, state_dir=work / "state", tor=tor_opts or None)
         session = RequesterSession.prepare(task_dir, market=market, account=requester, config=config)
         click.echo(f"submitting {task_dir} as requester {requester.address}")
-        summary = run_submission(session, market, provider="best", validator="auto", wait_timeout=600)
+        out = Path(".ichain") / "demo" / f"result-{session.data['id']}"  # .ichain/ is gitignored
+        out.parent.mkdir(parents=True, exist_ok=True)
+        summary = run_submission(session, market, provider="best", validator="auto", wait_timeout=600, out=out)
         click.echo("")
         click.echo("== demo outcome")
         click.echo(f"result folder : {summary.get('result_dir')}")
