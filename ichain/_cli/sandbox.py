@@ -31,7 +31,7 @@ def build(quiet: bool, force: bool):
 def check():
     """Report the Docker engine, the runtime image and the container runtime (runc or gVisor)."""
     from ichain.sandbox.image import RUNTIME_IMAGE, docker_client, engine_report, image_status, recipe_hash
-    from ichain.sandbox.runner import Sandbox
+    from ichain.sandbox.runner import Sandbox, leftover_containers, sweep_orphans
 
     try:
         client = docker_client()
@@ -51,6 +51,11 @@ def check():
         if not result.ok:
             raise click.ClickException(f"self-test: failed ({result.error or result.stderr_tail[-200:]})")
         click.echo(f"self-test: hardened container ran python3 + numpy + scikit-learn in {result.wall_time:.2f} s")
+        removed = sweep_orphans(client)
+        click.echo(
+            f"containers: {len(leftover_containers(client))} sandbox container(s) on the engine now"
+            + (f", {removed} left by dead processes removed" if removed else "")
+        )
         if not status.up_to_date:
             raise click.ClickException("image is stale — run 'ape ichain sandbox build'")
     except IChainError as exc:

@@ -76,6 +76,8 @@ class RunResult:
         error: a one-line reason when the run failed before or around the script (bad task, missing
             image, engine down, limits); empty otherwise.
         run_id: the value of the container's ``ichain.run`` label.
+        sandbox_fault: the run failed because of this machine (engine down, image missing, runtime
+            not configured, file errors), not because of the task: worth retrying once fixed.
     """
 
     mode: str
@@ -95,6 +97,7 @@ class RunResult:
     output_folder: Path | None = None
     error: str = ""
     run_id: str = ""
+    sandbox_fault: bool = False
 
     @property
     def ok(self) -> bool:
@@ -344,9 +347,11 @@ class Sandbox:
                 sweep_orphans(self.client)
         except SandboxError as exc:
             result.error = str(exc)
+            result.sandbox_fault = not isinstance(exc, TaskFormatError)
             return result
         except docker.errors.DockerException as exc:
             result.error = str(EngineUnavailable(f"Docker engine error: {str(exc).splitlines()[0][:200]}"))
+            result.sandbox_fault = True
             return result
 
         base = output.parent if output is not None else result_folder.parent  # type: ignore[union-attr]
@@ -361,8 +366,10 @@ class Sandbox:
             result.error = result.error or str(
                 EngineUnavailable(f"Docker engine error during the run: {str(exc).splitlines()[0][:200]}")
             )
+            result.sandbox_fault = True
         except OSError as exc:
             result.error = result.error or f"sandbox file error: {exc}"
+            result.sandbox_fault = True
         finally:
             self._remove_tree(work, spec)
         return result

@@ -244,7 +244,7 @@ def test_execute__figure8_script__only_written_regular_files_come_back(sandbox, 
 def test_execute__script_fails__exit_status_and_stderr_tail(sandbox, make_task, tmp_path):
     folder = make_task({"task.py": "import sys\nopen('partial.txt', 'w').write('x')\nraise SystemExit(3)\n"})
     run = sandbox.execute(folder, tmp_path / "out")
-    assert run.exit_code == 3 and not run.ok and run.error == ""
+    assert run.exit_code == 3 and not run.ok and run.error == "" and not run.sandbox_fault
     assert run.files == [] and not (tmp_path / "out").exists()  # no half result is taken as whole
 
 
@@ -277,6 +277,7 @@ def test_execute__bad_task__failed_result_with_one_line_error(sandbox, make_task
     run = sandbox.execute(make_task(files), tmp_path / "out")
     assert not run.ok and run.exit_code is None
     assert run.error and "\n" not in run.error
+    assert run.sandbox_fault is False  # the task's fault: retrying cannot help
     import re
 
     assert re.search(message, run.error)
@@ -288,6 +289,7 @@ def test_execute__missing_image__failed_result_image_missing(engine, make_task, 
     run = box.execute(folder, tmp_path / "out")
     assert not run.ok and run.exit_code is None
     assert "runtime image 'ichain-runtime-absent' is not on this Docker engine" in run.error
+    assert run.sandbox_fault is True
     assert "\n" not in run.error
 
 
@@ -296,6 +298,7 @@ def test_execute__engine_down__failed_result_engine_unavailable(monkeypatch, mak
     run = Sandbox().execute(make_task({"task.py": "print(1)\n"}), tmp_path / "out")
     assert not run.ok and run.exit_code is None
     assert run.error.startswith("Docker engine not reachable at unix:///nonexistent/docker.sock")
+    assert run.sandbox_fault is True
     assert "\n" not in run.error
 
 
@@ -382,6 +385,7 @@ def test_cli_check__engine_image_runtime__reported(engine):
     assert lines[1].startswith("image: ichain-runtime") and "up to date" in lines[1]
     assert lines[2].startswith("runtime: runc") or lines[2].startswith("runtime: runsc")
     assert lines[3].startswith("self-test: hardened container ran")
+    assert lines[4].startswith("containers: ")
 
 
 def test_cli_check__engine_down__one_line_error(monkeypatch):
