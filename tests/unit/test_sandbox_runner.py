@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from ichain._cli import cli
-from ichain.sandbox import RunResult, Sandbox, image_status, load_task
+from ichain.sandbox import ImageBuildError, RunResult, Sandbox, build_image, image_status, load_task
 from ichain.sandbox.image import RECIPE_LABEL, recipe_hash
 from ichain.sandbox.runner import RUN_LABEL, SANDBOX_LABEL
 
@@ -365,6 +365,20 @@ def test_image__label__matches_current_recipe(engine):
     assert image.labels[RECIPE_LABEL] == recipe_hash()
     assert image.attrs["Config"]["User"] == "65534:65534"
     assert image.attrs["Size"] < 400 * 1000 * 1000
+
+
+def test_build_image__up_to_date__nothing_built(engine):
+    before = engine.images.get("ichain-runtime").id
+    status = build_image(engine)
+    assert status.up_to_date and not status.built and status.image_id == before
+
+
+def test_build_image__no_mmdebstrap_and_no_registry__one_line_error(engine, monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(ImageBuildError) as info:
+        build_image(engine, "ichain-runtime-never-built")
+    assert str(info.value) == "mmdebstrap not found and no image registry answers — apt-get install mmdebstrap"
+    assert not image_status(engine, "ichain-runtime-never-built").present
 
 
 def test_cli_build__up_to_date_quiet__prints_nothing(engine):
