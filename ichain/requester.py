@@ -190,7 +190,7 @@ class RequesterSession:
         port = self.config.port or self.data.get("port") or free_port(self.config.host)
         self.data["port"] = int(port)
         self.save()
-        self.host = ChunkHost(self.root / "host", transport=make_transport(self.config, int(port)))
+        self.host = ChunkHost(self.root / "host", transport=make_transport(self.config, int(port), self.root))
         self.host.start()
 
     def _keypair(self) -> Any:
@@ -205,6 +205,8 @@ class RequesterSession:
         if self.host is not None:
             try:
                 self.host.stop()
+                if callable(close := getattr(self.host.transport, "close", None)):
+                    close()  # a TorTransport stops the tor it launched
             finally:
                 self.host = None
 
@@ -389,7 +391,9 @@ class RequesterSession:
         end, delay = time.time() + self.fetch_patience, 0.5
         while True:
             try:
-                fetch(env.sealed[0], self._keypair(), self.context("result-requester"), path, progress=progress)
+                self.start_host()  # its transport also fetches (Tor: our own SOCKS client)
+                fetch(env.sealed[0], self._keypair(), self.context("result-requester"), path,
+                      transport=self.host.transport, progress=progress)
                 break
             except (HostUnreachable, Stalled, TransferIncomplete) as err:
                 if time.time() + delay > end:

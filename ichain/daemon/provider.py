@@ -86,12 +86,19 @@ def sha256_file(path: Path) -> bytes:
     return digest.digest()
 
 
-def make_transport(config: IChainConfig, port: int) -> Any:
-    """The transfer transport the settings ask for (direct HTTP, or Tor onion services)."""
+def make_transport(config: IChainConfig, port: int, key_dir: Path | None = None) -> Any:
+    """The transfer transport the settings ask for (direct HTTP, or Tor onion services).
+
+    With Tor, the onion key is kept in ``key_dir`` so a restarted host keeps its address (locators
+    already on chain name it).
+    """
     if config.transport == "tor":
         from ichain.tor import transport_from_options  # the Tor engineer's factory
 
-        return transport_from_options("tor", **(config.tor or {}))
+        options = dict(config.tor or {})
+        if key_dir is not None:
+            options.setdefault("onion_key_file", str(Path(key_dir) / "onion.key"))
+        return transport_from_options("tor", **options)
     from ichain.transfer import DirectTransport
 
     return DirectTransport(host=config.host, port=port)
@@ -182,7 +189,7 @@ class ProviderDaemon:
         port = self.config.port or self.state.get_meta("port") or free_port(self.config.host)
         # Locators already on chain name this port: keep it across restarts.
         self.state.set_meta("port", int(port))
-        self.host = ChunkHost(self.home / "host", transport=make_transport(self.config, int(port)))
+        self.host = ChunkHost(self.home / "host", transport=make_transport(self.config, int(port), self.home))
         self.host.start()
         self._register()
         from ichain.daemon.handlers import register_handlers
@@ -255,6 +262,8 @@ class ProviderDaemon:
         if self.host:
             try:
                 self.host.stop()
+                if callable(close := getattr(self.host.transport, "close", None)):
+                    close()  # a TorTransport stops the tor it launched
             except Exception as err:  # already stopped / transport gone
                 log.debug("host stop: %s", err)
         self.state.close()
