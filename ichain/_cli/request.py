@@ -71,6 +71,8 @@ def run_submission(session, market, *, provider="best", validator="auto", price=
     echo(f"posted task {task_id}: provider {session.data['provider']}, "
          f"validator {session.data.get('validator') or 'after the result'}, "
          f"deposit {eth(session.data['price'] + session.data['validator_fee'])}")
+    if session.host is not None:
+        echo(f"task hosted (encrypted) at {session.host.address}")
 
     def show(snap: dict) -> None:
         echo(f"  task {task_id}: {snap.get('chain_status')}")

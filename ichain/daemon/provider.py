@@ -399,8 +399,8 @@ class ProviderDaemon:
             out.mkdir()
             run = self.sandbox.execute(folder, out)
             faults.point("executed")
-            if run.exit_code is None and not run.timed_out:
-                # The script never ran (engine down, image missing): our problem, retry later.
+            if run.sandbox_fault:
+                # This machine's problem (engine down, image missing), not the task's: retry later.
                 raise DaemonError(f"task {record.task_id}: sandbox unavailable: {run.error}")
             if not run.ok:
                 # A failed run is not submitted: the requester gets the refund at the deadline.
@@ -528,7 +528,7 @@ class ProviderDaemon:
                     unpack_result(result, out)
                     (work / "result.ok").touch()
                 run = self.sandbox.validate(folder, out)
-                if run.exit_code is None and not run.timed_out:
+                if run.sandbox_fault:  # our machine's problem: never reject a result for it
                     raise DaemonError(f"task {record.task_id}: sandbox unavailable: {run.error}")
                 verdict = (run.accepted, f"validate exit {run.exit_code}{' ' + run.error if run.error else ''}")
         self.state.set_stage(record.task_id, "validator", "judging", accepted=verdict[0], reason=verdict[1])
