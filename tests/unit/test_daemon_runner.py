@@ -1,0 +1,116 @@
+"""The daemon's event runner and transaction journal on the session's anvil (real node, real SDK)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from web3 import HTTPProvider, Web3
+
+from ichain.daemon.runner import Runner
+from ichain.daemon.state import DaemonState
+from ichain.daemon.txs import TxSender
+from ichain.transfer import KeyPair
+
+
+@pytest.fixture(scope="module")
+def runner_market(accounts):
+    from ichain._cli._common import get_market
+    from ichain.deployments import deploy
+
+    d = deploy(accounts[9], review_window=30, validation_window=60, min_timeout=30, max_timeout=3600, save=False)
+    market = get_market(d.market)
+    for idx in (3, 4):
+        if not market.worker(accounts[idx].address).registered:
+            market.register(KeyPair.generate().public_bytes, 10**15, sender=accounts[idx])
+    return market
+
+
+@pytest.fixture
+def state(tmp_path):
+    st = DaemonState(tmp_path / "d.sqlite")
+    yield st
+    st.close()
+
+
+def _post(market, requester, provider, n: int):
+    return market.post(n.to_bytes(32, "big"), price=10**15, validator_fee=0, provider=provider.address,
+                       provider_locator=b"loc", timeout=60, sender=requester)
+
+
+def _runner(market, state, chain, **kw) -> tuple[Runner, list[int]]:
+    seen: list[int] = []
+    runner = Runner(market, state, chain.provider.web3, start_block=chain.blocks.head.number + 1, **kw)
+    runner.on("TaskPosted")(lambda ev: seen.append(ev.task_id))
+    return runner, seen
+
+
+def test_poll_once__new_events__dispatched_in_order_and_checkpoint_advanced(runner_market, state, chain, accounts):
+    runner, seen = _runner(runner_market, state, chain)
+    ids = [_post(runner_market, accounts[0], accounts[3], 1000 + i).task_id for i in range(3)]
+    runner.poll_once()
+    assert seen == ids
+    assert state.checkpoint == chain.blocks.head.number
+    runner.poll_once()  # nothing new: nothing replayed
+    assert seen == ids
+
+
+def test_poll_once__reorg_replaced_checkpoint_block__rescans_from_safe_depth(runner_market, state, chain, accounts):
+    runner, seen = _runner(runner_market, state, chain, reorg_depth=3)
+    first = _post(runner_market, accounts[0], accounts[3], 2000).task_id
+    runner.poll_once()
+    head = chain.blocks.head.number
+    # Replace the last block with a different one (anvil_reorg: depth 1, no transactions re-added).
+    chain.provider.make_request("anvil_reorg", [1, []])
+    assert chain.blocks.head.number == head and state.block_hash(head) != chain.provider.web3.eth.get_block(head)[
+        "hash"].hex()
+    second = _post(runner_market, accounts[0], accounts[4], 2001).task_id
+    runner.poll_once()
+    assert state.checkpoint == chain.blocks.head.number
+    assert seen[0] == first and seen[-1] == second  # the rescan found the new event; replays are harmless
+
+
+def test_run__node_unreachable__backs_off_and_stops_cleanly(runner_market, state):
+    dead = Web3(HTTPProvider("http://127.0.0.1:9", request_kwargs={"timeout": 0.5}))  # nothing listens there
+    runner = Runner(runner_market, state, dead, poll_interval=0.05)
+    th = threading.Thread(target=runner.run, daemon=True)
+    th.start()
+    time.sleep(1.5)
+    assert th.is_alive() and runner.errors >= 2 and "ConnectionError" in runner.last_error
+    runner.stop()
+    th.join(5)
+    assert not th.is_alive()
+
+
+def test_send__action_no_longer_needed__moot_and_no_transaction(state, chain, accounts):
+    sender = TxSender(state, accounts[5].address, chain.provider.web3)
+    nonce = accounts[5].nonce
+    assert sender.send("expire:1", lambda: False, lambda n: pytest.fail("must not send")) == "moot"
+    assert accounts[5].nonce == nonce and state.journal("expire:1") is None
+
+
+def test_send__journaled_but_unsent__resent_with_same_nonce(state, chain, accounts):
+    acct = accounts[5]
+    web3 = chain.provider.web3
+    sender = TxSender(state, acct.address, web3)
+    state.journal_intent("withdraw:7", acct.nonce)  # a previous life journaled, then died before sending
+    used: list[int] = []
+
+    def send(nonce: int):
+        used.append(nonce)
+        return acct.transfer(accounts[6], 1, nonce=nonce)
+
+    assert sender.send("withdraw:7", lambda: True, send) == "sent"
+    assert used == [state.journal("withdraw:7")["nonce"]]
+    assert state.journal("withdraw:7")["status"] == "mined"
+
+
+def test_send__journaled_nonce_already_used__takes_a_fresh_nonce(state, chain, accounts):
+    acct = accounts[5]
+    sender = TxSender(state, acct.address, chain.provider.web3)
+    state.journal_intent("verdict:3", acct.nonce)
+    acct.transfer(accounts[6], 1)  # that nonce went to another transaction
+    used: list[int] = []
+    sender.send("verdict:3", lambda: True, lambda n: used.append(n) or acct.transfer(accounts[6], 1, nonce=n))
+    assert used == [acct.nonce - 1]
