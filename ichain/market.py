@@ -750,18 +750,32 @@ class Market:
         """
         from ape import chain
 
+        from ape.exceptions import ProviderError
+
         if stop_block is None:
             stop_block = int(chain.blocks.head.number)
         if stop_block < start_block:
             return []
-        logs = chain.provider.make_request(
+        try:
+            logs = self._get_logs(start_block, stop_block)
+        except ProviderError:
+            # a range past the head (some nodes refuse it): clamp once and retry
+            head = int(chain.blocks.head.number)
+            if start_block > head:
+                return []
+            logs = self._get_logs(start_block, min(stop_block, head))
+        out = [e for e in (self._decoder.decode(dict(log)) for log in logs) if e is not None]
+        out.sort(key=lambda e: (e.block_number, e.log_index))
+        return out
+
+    def _get_logs(self, start_block: int, stop_block: int) -> list:
+        from ape import chain
+
+        return chain.provider.make_request(
             "eth_getLogs",
             [{"address": [self.address, str(self.ratings.address)], "fromBlock": hex(int(start_block)),
               "toBlock": hex(int(stop_block))}],
         )
-        out = [e for e in (self._decoder.decode(dict(log)) for log in logs) if e is not None]
-        out.sort(key=lambda e: (e.block_number, e.log_index))
-        return out
 
     def result_hash(self, task_id: int) -> bytes:
         """The result hash committed for ``task_id`` (from its ResultSubmitted event).

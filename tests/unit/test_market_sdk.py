@@ -37,3 +37,344 @@ def test_lifecycle__happy_path__provider_and_validator_paid_rating_recorded(mark
     assert (w.rating_count, w.average_rating) == (1, 4.0)
     assert market.withdraw(sender=provider) == consts.PRICE
     assert market.credit(provider) == 0
+
+
+# ====================================================================== pre-checks: raise before sending
+@pytest.fixture
+def no_tx(chain):
+    """Asserts that the block body grew by no transaction while the block ran (nothing was sent)."""
+
+    class _NoTx:
+        def __enter__(self):
+            self.head = chain.blocks.head.number
+            return self
+
+        def __exit__(self, *exc):
+            assert chain.blocks.head.number == self.head, "a transaction was sent"
+            return False
+
+    return _NoTx
+
+
+def test_register__short_key__invalid_input_before_sending(market, outsider, no_tx):
+    with no_tx(), pytest.raises(m.InvalidInput, match="32 bytes"):
+        market.register(b"\x01" * 31, 1, sender=outsider)
+
+
+def test_register__zero_key__invalid_input(market, outsider, no_tx):
+    with no_tx(), pytest.raises(m.InvalidInput, match="zero"):
+        market.register(bytes(32), 1, sender=outsider)
+
+
+def test_register__negative_price__invalid_input(market, outsider, new_hash, no_tx):
+    with no_tx(), pytest.raises(m.InvalidInput):
+        market.register(new_hash(), -1, sender=outsider)
+
+
+def test_register__already_registered__typed_error(market, workers, new_hash, no_tx):
+    with no_tx(), pytest.raises(m.AlreadyRegistered):
+        market.register(new_hash(), 1, sender=workers[0])
+
+
+def test_register__new__worker_returned(market, outsider, new_hash):
+    key = new_hash()
+    w = market.register(key, 42, sender=outsider, available=False)
+    assert (w.address, w.enc_key, w.price, w.registered, w.available) == (outsider.address, key, 42, True, False)
+    assert w.worker_id > 0 and w.average_rating is None
+
+
+def test_update__not_a_worker__typed_error(market, outsider, new_hash, no_tx):
+    with no_tx(), pytest.raises(m.NotAWorker):
+        market.update(new_hash(), 1, sender=outsider)
+
+
+def test_update__worker__changed(market, workers, new_hash):
+    w = market.update(new_hash(), 77, sender=workers[0], available=False)
+    assert (w.price, w.available) == (77, False)
+
+
+def test_leave__not_a_worker__typed_error(market, outsider, no_tx):
+    with no_tx(), pytest.raises(m.NotAWorker):
+        market.leave(sender=outsider)
+
+
+def test_leave__worker__unregistered(market, workers):
+    market.leave(sender=workers[0])
+    assert not market.worker(workers[0]).registered
+
+
+@pytest.mark.parametrize("timeout", [1, 10**7])
+def test_post__timeout_out_of_bounds__typed_error(market, requester, new_hash, no_tx, timeout):
+    with no_tx(), pytest.raises(m.TimeoutOutOfBounds):
+        market.post(new_hash(), price=1, validator_fee=1, timeout=timeout, sender=requester)
+
+
+def test_post__requester_as_provider__typed_error(market, workers, new_hash, no_tx):
+    with no_tx(), pytest.raises(m.InvalidProvider):
+        market.post(new_hash(), price=10**16, validator_fee=1, provider=workers[0], sender=workers[0])
+
+
+def test_post__provider_is_validator__typed_error(market, requester, workers, new_hash, no_tx):
+    with no_tx(), pytest.raises(m.InvalidProvider):
+        market.post(new_hash(), price=10**16, validator_fee=1, provider=workers[0], validator=workers[0],
+                    sender=requester)
+
+
+def test_post__requester_as_validator__typed_error(market, workers, new_hash, no_tx):
+    with no_tx(), pytest.raises(m.InvalidValidator):
+        market.post(new_hash(), price=10**16, validator_fee=1, validator=workers[1], sender=workers[1])
+
+
+def test_post__provider_not_a_worker__typed_error(market, requester, outsider, new_hash, no_tx):
+    with no_tx(), pytest.raises(m.NotAWorker):
+        market.post(new_hash(), price=10**16, validator_fee=1, provider=outsider, sender=requester)
+
+
+def test_post__provider_unavailable__typed_error(market, requester, workers, new_hash, no_tx):
+    market.update(new_hash(), 1, sender=workers[0], available=False)
+    with no_tx(), pytest.raises(m.WorkerUnavailable):
+        market.post(new_hash(), price=10**16, validator_fee=1, provider=workers[0], sender=requester)
+
+
+def test_post__price_below_asking__typed_error(market, requester, workers, new_hash, no_tx):
+    with no_tx(), pytest.raises(m.PriceTooLow):
+        market.post(new_hash(), price=1, validator_fee=1, provider=workers[0], sender=requester)
+
+
+def test_post__deposit_above_balance__insufficient_deposit(market, requester, new_hash, no_tx):
+    with no_tx(), pytest.raises(m.InsufficientDeposit):
+        market.post(new_hash(), price=2**95, validator_fee=2**95, sender=requester)
+
+
+def test_post__amount_too_large__invalid_input(market, requester, new_hash, no_tx):
+    with no_tx(), pytest.raises(m.InvalidInput):
+        market.post(new_hash(), price=2**96, validator_fee=0, sender=requester)
+
+
+def test_post__default_timeout__clamped_one_hour(market, requester, new_hash, consts):
+    task = market.post(new_hash(), price=1, validator_fee=1, sender=requester)
+    assert task.timeout == min(max(3600, consts.MIN_TIMEOUT), consts.MAX_TIMEOUT)
+    assert task.status == m.Status.Pending and task.provider is None and task.validator is None
+
+
+def test_assign_provider__not_requester__typed_error(market, outsider, workers, task_in, no_tx):
+    task, _ = task_in("Pending")
+    with no_tx(), pytest.raises(m.NotRequester):
+        market.assign_provider(task.task_id, workers[0], b"", sender=outsider)
+
+
+def test_assign_provider__executing__wrong_state(market, requester, workers, task_in, no_tx):
+    task, _ = task_in("Executing")
+    with no_tx(), pytest.raises(m.WrongState, match="Executing, not Pending"):
+        market.assign_provider(task.task_id, workers[2], b"", sender=requester)
+
+
+def test_assign_provider__pending__executing(market, requester, workers, task_in):
+    task, _ = task_in("Pending")
+    task = market.assign_provider(task.task_id, workers[2], b"loc", sender=requester)
+    assert (task.status, task.provider) == (m.Status.Executing, workers[2].address)
+
+
+def test_assign_validator__result_hash_omitted__looked_up_from_events(market, requester, workers, task_in):
+    task, rh = task_in("AwaitingValidator")
+    assert market.result_hash(task.task_id) == rh
+    task = market.assign_validator(task.task_id, workers[3], b"loc", sender=requester)
+    assert (task.status, task.validator) == (m.Status.Validating, workers[3].address)
+
+
+def test_assign_validator__validator_still_in_window__deadline_not_reached(market, requester, workers, task_in,
+                                                                            no_tx):
+    task, _ = task_in("Validating")
+    with no_tx(), pytest.raises(m.DeadlineNotReached):
+        market.assign_validator(task.task_id, workers[3], b"", sender=requester)
+
+
+def test_assign_validator__review_window_over__deadline_passed(market, requester, workers, task_in, past_deadline,
+                                                              no_tx):
+    task, _ = task_in("AwaitingValidator")
+    past_deadline(task.task_id)
+    with no_tx(), pytest.raises(m.DeadlinePassed):
+        market.assign_validator(task.task_id, workers[3], b"", sender=requester)
+
+
+def test_assign_validator__provider_as_validator__typed_error(market, requester, workers, task_in, no_tx):
+    task, _ = task_in("AwaitingValidator")
+    with no_tx(), pytest.raises(m.InvalidValidator):
+        market.assign_validator(task.task_id, workers[0], b"", sender=requester)
+
+
+def test_submit_result__not_provider__typed_error(market, workers, task_in, new_hash, no_tx):
+    task, _ = task_in("Executing")
+    with no_tx(), pytest.raises(m.NotProvider):
+        market.submit_result(task.task_id, new_hash(), b"", sender=workers[2])
+
+
+def test_submit_result__copied_commitment__typed_error(market, workers, task_in, post_task, no_tx):
+    _, rh = task_in("Validating")
+    copy = post_task(provider=workers[2])
+    with no_tx(), pytest.raises(m.ResultAlreadyCommitted):
+        market.submit_result(copy.task_id, rh, b"", sender=workers[2])
+
+
+def test_submit_result__after_deadline__typed_error(market, workers, task_in, new_hash, past_deadline, no_tx):
+    task, _ = task_in("Executing")
+    past_deadline(task.task_id)
+    with no_tx(), pytest.raises(m.DeadlinePassed):
+        market.submit_result(task.task_id, new_hash(), b"", sender=workers[0])
+
+
+def test_submit_verdict__not_validator__typed_error(market, workers, task_in, no_tx):
+    task, rh = task_in("Validating")
+    with no_tx(), pytest.raises(m.NotValidator):
+        market.submit_verdict(task.task_id, rh, True, sender=workers[0])
+
+
+def test_submit_verdict__other_commitment__wrong_result(market, workers, task_in, new_hash, no_tx):
+    task, _ = task_in("Validating")
+    with no_tx(), pytest.raises(m.WrongResult):
+        market.submit_verdict(task.task_id, new_hash(), True, sender=workers[1])
+
+
+@pytest.mark.parametrize("rating", [0, 6, 2.5, "5"])
+def test_finalize__bad_rating__typed_error(market, requester, task_in, no_tx, rating):
+    task, _ = task_in("Accepted")
+    with no_tx(), pytest.raises(m.InvalidRating):
+        market.finalize(task.task_id, rating, sender=requester)
+
+
+def test_finalize__executing__wrong_state(market, requester, task_in, no_tx):
+    task, _ = task_in("Executing")
+    with no_tx(), pytest.raises(m.WrongState):
+        market.finalize(task.task_id, 5, sender=requester)
+
+
+def test_finalize__rejected__closed_rating_only(market, requester, workers, task_in):
+    task, _ = task_in("Rejected")
+    task = market.finalize(task.task_id, 2, sender=requester)
+    assert task.status == m.Status.Closed and market.credit(workers[0]) == 0
+
+
+def test_cancel__executing__wrong_state(market, requester, task_in, no_tx):
+    task, _ = task_in("Executing")
+    with no_tx(), pytest.raises(m.WrongState):
+        market.cancel(task.task_id, sender=requester)
+
+
+def test_cancel__pending__refund_credited(market, requester, task_in, consts):
+    task, _ = task_in("Pending")
+    assert market.cancel(task.task_id, sender=requester).status == m.Status.Cancelled
+    assert market.credit(requester) == consts.PRICE + consts.FEE
+
+
+def test_expire__before_deadline__typed_error(market, outsider, task_in, no_tx):
+    task, _ = task_in("Executing")
+    with no_tx(), pytest.raises(m.DeadlineNotReached):
+        market.expire(task.task_id, sender=outsider)
+
+
+def test_expire__completed__wrong_state(market, outsider, task_in, no_tx):
+    task, _ = task_in("Completed")
+    with no_tx(), pytest.raises(m.WrongState):
+        market.expire(task.task_id, sender=outsider)
+
+
+def test_expire__silent_provider__requester_refunded(market, requester, outsider, task_in, past_deadline, consts):
+    task, _ = task_in("Executing")
+    past_deadline(task.task_id)
+    assert market.expire(task.task_id, sender=outsider).status == m.Status.Expired
+    assert market.credit(requester) == consts.PRICE + consts.FEE
+
+
+def test_withdraw__nothing__typed_error(market, outsider, no_tx):
+    with no_tx(), pytest.raises(m.NothingToWithdraw):
+        market.withdraw(sender=outsider)
+
+
+def test_withdraw__to_other_address__paid_there(market, workers, outsider, task_in, consts):
+    task_in("Completed")
+    balance = outsider.balance
+    assert market.withdraw(sender=workers[0], to=outsider) == consts.PRICE
+    assert outsider.balance == balance + consts.PRICE
+
+
+def test_task__unknown__task_not_found(market):
+    with pytest.raises(m.TaskNotFound):
+        market.task(10**9)
+
+
+# ====================================================================== reverts translated
+def test_send__doomed_transaction__custom_error_becomes_typed_error(market, requester):
+    # bypasses the pre-checks, as a race would: the contract's custom error comes back typed
+    with pytest.raises(m.TaskNotFound) as info:
+        market._send("cancel", 10**9, sender=requester)
+    assert "TaskNotFound" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_send__refusing_recipient__transfer_failed(market, workers, task_in, ratings_contract):
+    task_in("Completed")
+    with pytest.raises(m.TransferFailed):
+        market.withdraw(sender=workers[0], to=ratings_contract.address)
+    assert market.credit(workers[0]) > 0
+
+
+def test_errors__every_market_error__one_line_ichain_error():
+    for cls in m.MarketError.__subclasses__():
+        err = cls("first line\nsecond line")
+        assert isinstance(err, IChainError) and "\n" not in str(err)
+
+
+# ====================================================================== events, pools, ranking
+def test_events__lifecycle_range__typed_in_chain_order(market, chain, requester, workers, task_in, consts):
+    start = chain.blocks.head.number + 1
+    task, rh = task_in("Completed")
+    events = [e for e in market.events(start) if getattr(e, "task_id", None) == task.task_id]
+    assert [e.name for e in events] == ["TaskPosted", "ResultSubmitted", "VerdictSubmitted", "TaskFinalized",
+                                        "Rated"]
+    posted, result, verdict, final, rated = events
+    assert isinstance(posted, m.TaskPosted) and posted.provider == workers[0].address
+    assert (posted.price, posted.validator_fee, posted.provider_locator) == (consts.PRICE, consts.FEE,
+                                                                             consts.LOCATOR)
+    assert (result.result_hash, result.validator, result.requester) == (rh, workers[1].address, requester.address)
+    assert verdict.accepted is True and final.paid == consts.PRICE and rated.rating == 4
+    blocks = [(e.block_number, e.log_index) for e in events]
+    assert blocks == sorted(blocks)
+
+
+def test_events__unnamed_parties__none_not_zero_address(market, chain, task_in):
+    start = chain.blocks.head.number + 1
+    task, _ = task_in("Pending", validator=None)
+    [posted] = [e for e in market.events(start) if isinstance(e, m.TaskPosted)]
+    assert posted.provider is None and posted.validator is None
+
+
+def test_events__empty_or_reversed_range__empty_list(market, chain):
+    head = chain.blocks.head.number
+    assert market.events(head + 10, head + 20) == []
+    assert market.events(head, head - 1) == []
+
+
+def test_pools__tasks_in_each_state__listed(market, task_in, workers):
+    ids = {s: task_in(s)[0].task_id for s in ("Pending", "Executing", "AwaitingValidator", "Validating",
+                                              "Accepted")}
+    done = task_in("Completed")[0].task_id
+    pools = market.pools()
+    assert ids["Pending"] in pools.pending and ids["Executing"] in pools.executing
+    assert ids["AwaitingValidator"] in pools.awaiting_validator and ids["Validating"] in pools.validating
+    assert ids["Accepted"] in pools.accepted
+    assert done not in pools.pending + pools.executing + pools.validating + pools.accepted
+    assert {w.address for w in workers} <= set(pools.available)
+
+
+def test_providers__ratings_and_prices__ranked_best_average_then_cheapest(market, requester, workers, post_task,
+                                                                           new_hash):
+    provider, validator, provider2, validator2 = workers
+    for who, rating in ((provider, 3), (provider2, 5)):
+        task = post_task(provider=who, validator=validator)
+        rh = new_hash()
+        market.submit_result(task.task_id, rh, b"", b"", sender=who)
+        market.submit_verdict(task.task_id, rh, True, sender=validator)
+        market.finalize(task.task_id, rating, sender=requester)
+    market.update(new_hash(), 1, sender=validator2)  # unrated but cheapest
+    ranked = [w.address for w in market.providers()]
+    assert ranked.index(provider2.address) < ranked.index(provider.address) < ranked.index(validator2.address)
+    assert ranked.index(validator2.address) < ranked.index(validator.address)  # unrated: cheaper first
