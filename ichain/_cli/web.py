@@ -44,6 +44,7 @@ def web(network, account, state_dir, transport, port, tasks_dir):
 
     from ichain.config import load_config
     from ichain.web import create_app
+    from ichain.web.server import Server
     from ichain.web.service import WebService
 
     if account is not None and hasattr(account, "set_autosign"):
@@ -58,7 +59,7 @@ def web(network, account, state_dir, transport, port, tasks_dir):
     url = f"http://127.0.0.1:{sock.getsockname()[1]}/"
     who = account.address if account is not None else "no account (read-only)"
     click.echo(f"iChain web page on {url} ({network.choice}, {who}); Ctrl-C to stop", err=False)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2))
+    server = Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2))
     try:
         server.run(sockets=[sock])
     finally:

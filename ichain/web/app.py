@@ -68,6 +68,7 @@ def create_app(service: WebService) -> FastAPI:
     """
     app = FastAPI(title="iChain", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.service = service
+    app.state.closing = False  # set on shutdown: live streams end so the server can stop at once
     templates = _templates()
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
@@ -123,7 +124,7 @@ def create_app(service: WebService) -> FastAPI:
         async def stream() -> AsyncIterator[str]:
             sent: dict[str, str] = {}
             yield "retry: 1000\n\n"
-            while not await request.is_disconnected():
+            while not app.state.closing and not await request.is_disconnected():
                 try:
                     parts = await run_in_threadpool(fragments, view, task, provider)
                 except Exception as exc:  # a node hiccup must not end the stream

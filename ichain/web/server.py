@@ -12,6 +12,22 @@ from fastapi import FastAPI
 from ichain.web.errors import WebError
 
 
+class Server(uvicorn.Server):
+    """uvicorn's server, telling the app's live streams to end when asked to exit (Ctrl-C, stop()),
+    so shutdown does not wait for open browser tabs."""
+
+    def handle_exit(self, sig: int, frame: object) -> None:
+        mark_closing(self.config.app)
+        super().handle_exit(sig, frame)
+
+
+def mark_closing(app: object) -> None:
+    """Ask the app's live streams to finish (see ``/api/live``)."""
+    state = getattr(app, "state", None)
+    if state is not None:
+        state.closing = True
+
+
 class BackgroundServer:
     """uvicorn serving one app on 127.0.0.1 (a free port unless given), in a daemon thread.
 
@@ -31,7 +47,7 @@ class BackgroundServer:
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1, lifespan="off")
-        self.server = uvicorn.Server(config)
+        self.server = Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
                                        name="ichain-web", daemon=True)
 
@@ -47,6 +63,7 @@ class BackgroundServer:
 
     def stop(self) -> None:
         """Stop serving (open live streams are cut after a short grace period)."""
+        mark_closing(self.app)
         self.server.should_exit = True
         self.thread.join(timeout=10)
         self.sock.close()

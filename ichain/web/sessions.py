@@ -22,8 +22,9 @@ from ichain.web.errors import UnknownTask
 
 log = logging.getLogger("ichain.web")
 
-#: Seconds between two steps of a session's follower thread.
+#: Seconds between two steps of a session's follower thread, and the longest wait after errors.
 FOLLOW_INTERVAL = 0.25
+MAX_BACKOFF = 8.0
 
 STEPS = [("Pending", "Pending"), ("Executing", "Executing"), ("AwaitingValidator", "Result in"),
          ("Validating", "Validating"), ("Accepted", "Accepted"), ("Completed", "Completed")]
@@ -155,7 +156,9 @@ class Session:
         return self
 
     def _follow(self) -> None:
-        while not self._stop.wait(FOLLOW_INTERVAL):
+        delay = FOLLOW_INTERVAL
+        while not self._stop.wait(delay):
+            delay = min(delay * 2, MAX_BACKOFF) if self.error else FOLLOW_INTERVAL
             try:
                 with self.lock:
                     task = self.req.refresh()

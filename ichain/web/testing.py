@@ -28,9 +28,13 @@ STEP_MS = 120_000
 
 
 # ---- browser ---------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """Headless Debian Chromium (Playwright never downloads a browser here)."""
+    """Headless Debian Chromium (Playwright never downloads a browser here).
+
+    Module scope: each test module imports this fixture, and Playwright's sync API allows one
+    running instance at a time, so each module's browser is closed before the next one starts.
+    """
     from playwright.sync_api import sync_playwright
 
     assert Path(CHROMIUM).exists(), "Chromium missing: run `make setup` (step chromium)"

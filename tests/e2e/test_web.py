@@ -10,15 +10,18 @@ Screenshots of each main screen go to tests/artifacts/web/.
 from __future__ import annotations
 
 import hashlib
+import io
 import re
 import shutil
 import tarfile
+import zipfile
 
 import pytest
 from ape import accounts, chain
 
 from ichain.web.testing import (  # noqa: F401  (fixtures)
     ARTIFACTS,
+    EXAMPLES,
     PHONE,
     STEP_MS,
     assert_accessible_basics,
@@ -183,6 +186,16 @@ def test_requester_page__digits_task_end_to_end__result_downloaded_and_rated(ope
         shot(phone, name)
 
 
+def _zip_folder(folder) -> bytes:
+    """A task folder as the .zip a user would upload (one top-level folder)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                zf.write(path, f"{folder.name}/{path.relative_to(folder)}")
+    return buf.getvalue()
+
+
 def test_requester_page__stop_and_refund__deposit_back_then_withdrawn(open_page, web, web_market):
     """Stop a pending task; claim back an executing one whose provider stays silent (refused before the
     deadline with the SDK's own one-line reason, accepted after it); then withdraw the credit."""
@@ -194,14 +207,19 @@ def test_requester_page__stop_and_refund__deposit_back_then_withdrawn(open_page,
     page = open_page(server.url + "/")
     page.on("dialog", lambda dialog: dialog.accept())  # the "Stop task #N?" confirmation
 
-    def post() -> int:
-        page.select_option("#folder", label="digits")
+    def post(upload: bytes | None = None) -> int:
+        if upload is None:
+            page.select_option("#folder", label="digits")
+        else:
+            page.set_input_files("#upload", files=[{"name": "my-digits.zip", "mimeType": "application/zip",
+                                                    "buffer": upload}])
         with page.expect_navigation(timeout=60_000):  # to /?task=N once posted
             page.click("#submit-form button[type=submit]")
         wait_status(page, "Pending")
         return int(page.url.rsplit("=", 1)[1])
 
-    first = post()
+    first = post(upload=_zip_folder(EXAMPLES / "digits"))  # uploaded from the browser
+    assert "my-digits" in page.text_content("#task-status")
     page.click("#stop-form button[type=submit]")
     assert wait_status(page, "Cancelled") == "Cancelled"
     shot(page, "13-requester-stopped")

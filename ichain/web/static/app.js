@@ -17,21 +17,24 @@
     el.classList.toggle("ok", !!ok);
   }
 
-  // Replace a live part unless the keyboard focus is inside it (re-rendering would steal it).
+  let busy = 0;  // actions in flight: their form must stay in place until they answer
+
+  // Replace a live part unless the keyboard focus is inside it (re-rendering would steal it) or
+  // one of its forms is being sent.
   function apply(name, html) {
     if (name === "alert") { setAlert(document.getElementById("live-alert"), html); return; }
     const el = document.querySelector('[data-live-part="' + name + '"]');
     if (!el) return;
-    if (el.hasAttribute("data-keep-focus") && el.contains(document.activeElement) && document.activeElement !== document.body) {
+    if (el.hasAttribute("data-keep-focus") && (busy > 0 ||
+        (el.contains(document.activeElement) && document.activeElement !== document.body))) {
       pending[name] = html;
       return;
     }
     delete pending[name];
     if (el.innerHTML !== html) el.innerHTML = html;
   }
-  document.addEventListener("focusout", function () {
-    setTimeout(function () { for (const n of Object.keys(pending)) apply(n, pending[n]); }, 0);
-  });
+  function flush() { for (const n of Object.keys(pending)) apply(n, pending[n]); }
+  document.addEventListener("focusout", function () { setTimeout(flush, 0); });
 
   function live(on) { if (dot) dot.classList.toggle("on", on); body.dataset.live = on ? "on" : "off"; }
 
@@ -51,36 +54,56 @@
     polling = setInterval(poll, 1500);
   }
 
+  // Where a form's one-line error goes: its own alert, else the first one of its live part
+  // (looked up again after an update replaced the part), else the page's.
+  function alertFor(form) {
+    const current = form && form.id ? document.getElementById(form.id) : form;
+    if (current) {
+      const own = current.querySelector("[data-form-alert]");
+      if (own) return own;
+      const part = current.closest("[data-live-part]");
+      if (part && part.querySelector("[data-form-alert]")) return part.querySelector("[data-form-alert]");
+    }
+    return document.getElementById("page-alert");
+  }
+
   // Forms: POST with fetch, show the one-line error or the message, never a trace.
   async function send(url, form, button) {
-    const alertEl = (form && (form.querySelector("[data-form-alert]") ||
-      (form.closest("[data-live-part]") || document).querySelector("[data-form-alert]"))) ||
-      document.getElementById("page-alert");
     if (form && form.dataset.confirm && !window.confirm(form.dataset.confirm)) return;
-    setAlert(alertEl, "");
+    setAlert(alertFor(form), "");
     if (button) button.disabled = true;
     body.setAttribute("aria-busy", "true");
+    busy++;
+    let data;
     try {
       const r = await fetch(url, { method: "POST", body: form ? new FormData(form) : null });
-      let data;
       try { data = await r.json(); } catch (e) { data = { error: "The server answered " + r.status + " " + r.statusText }; }
-      if (!r.ok || data.error) { setAlert(alertEl, data.error || ("Error " + r.status), false); return; }
-      setAlert(document.getElementById("page-alert"), data.message || "Done", true);
-      // Leave the form that was used so the next state's controls can replace it, and tell
-      // keyboard and screen-reader users where the result is.
-      const heading = document.getElementById("task-h") || document.getElementById("main");
-      if (heading) heading.focus(); else if (document.activeElement) document.activeElement.blur();
-      if (data.task_id !== undefined && String(data.task_id) !== params.get("task")) {
-        location.href = "/?task=" + encodeURIComponent(data.task_id);
-        return;
-      }
-      poll();
+      if (!r.ok && !data.error) data.error = "Error " + r.status;
     } catch (e) {
-      setAlert(alertEl, "Cannot reach the iChain server: is `ape ichain web` still running?", false);
+      data = { error: "Cannot reach the iChain server: is `ape ichain web` still running?" };
     } finally {
+      busy--;
       if (button) button.disabled = false;
       body.removeAttribute("aria-busy");
     }
+    if (data.error) {
+      flush();  // bring the form's part up to date first, then say what went wrong in it
+      const el = alertFor(form);
+      setAlert(el, data.error, false);
+      el.setAttribute("tabindex", "-1");
+      el.focus();  // keyboard users land on the message
+      return;
+    }
+    setAlert(document.getElementById("page-alert"), data.message || "Done", true);
+    // Leave the form that was used so the next state's controls can replace it, and tell
+    // keyboard and screen-reader users where the result is.
+    const heading = document.getElementById("task-h") || document.getElementById("main");
+    if (heading) heading.focus(); else if (document.activeElement) document.activeElement.blur();
+    if (data.task_id !== undefined && String(data.task_id) !== params.get("task")) {
+      location.href = "/?task=" + encodeURIComponent(data.task_id);
+      return;
+    }
+    poll();
   }
 
   document.addEventListener("submit", function (ev) {
