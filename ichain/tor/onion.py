@@ -170,7 +170,7 @@ def publish_onion(tor: TorProcess, target_port: int, target_host: str = "127.0.0
                     _save_key(key_path, key_blob)
             _await_upload(events, service_id, deadline)
             if prove and not authorized_client:
-                prove_reachable(tor, f"{service_id}.onion", virtual_port, timeout=max(0.0, deadline - time.monotonic()))
+                _prove_until(tor, f"{service_id}.onion", virtual_port, deadline)
             return OnionService(service_id, (target_host, target_port), virtual_port, n,
                                 time.monotonic() - t0, log)
         except (TimeoutError, OnionUnreachable, stem.ControllerError) as exc:
@@ -190,15 +190,23 @@ def publish_onion(tor: TorProcess, target_port: int, target_host: str = "127.0.0
 
 
 def _await_upload(events: "queue.Queue", service_id: str, deadline: float) -> None:
-    """Wait for an HS_DESC UPLOADED event for ``service_id`` (raises TimeoutError at the deadline)."""
+    """Wait until tor has uploaded the descriptor of ``service_id`` (raises TimeoutError at the deadline).
+
+    Tor starts all uploads of a round at once (one UPLOAD event per responsible HSDir); we wait for all
+    of them to finish so a client asking any responsible HSDir finds it, and accept partial success
+    at the deadline if at least one HSDir has it.
+    """
     pending: set[str] = set()
+    uploaded: set[str] = set()
     failures = 0
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
+            if uploaded:
+                return
             raise TimeoutError(f"descriptor not uploaded in time ({failures} HSDir failures)")
         try:
-            event = events.get(timeout=min(left, 0.5))
+            event = events.get(timeout=min(left, 0.2))
         except queue.Empty:
             continue
         if event.address != service_id:
@@ -206,9 +214,25 @@ def _await_upload(events: "queue.Queue", service_id: str, deadline: float) -> No
         if event.action == stem.HSDescAction.UPLOAD:
             pending.add(event.directory_fingerprint)
         elif event.action == stem.HSDescAction.UPLOADED:
-            return
+            pending.discard(event.directory_fingerprint)
+            uploaded.add(event.directory_fingerprint)
         elif event.action == stem.HSDescAction.FAILED:
+            pending.discard(event.directory_fingerprint)
             failures += 1
+        if uploaded and not pending:
+            return
+
+
+def _prove_until(tor: TorProcess, onion_host: str, port: int, deadline: float) -> None:
+    """Prove reachability, retrying on fresh circuits until the deadline (descriptors take a moment to spread)."""
+    while True:
+        try:
+            prove_reachable(tor, onion_host, port, timeout=max(0.0, deadline - time.monotonic()))
+            return
+        except OnionUnreachable:
+            if deadline - time.monotonic() < 1.0:
+                raise
+            time.sleep(0.5)
 
 
 def prove_reachable(tor: TorProcess, onion_host: str, port: int = 80, *, timeout: float = 30.0) -> float:

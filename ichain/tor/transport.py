@@ -21,7 +21,9 @@ fresh circuit that avoids whatever relay stalled.
 
 from __future__ import annotations
 
+import asyncio
 import errno
+import time
 import re
 import threading
 from pathlib import Path
@@ -52,12 +54,22 @@ _TOR_SOCKS_ERRORS = {
 }
 
 
+#: Replies after which tor's cached view of the service (descriptor, failed intro points) may be stale.
+_STALE_SERVICE_CODES = {0xF0, 0xF2, 0xF3, 0xF7}
+
+
 class _TorConnector(ProxyConnector):
     """A SOCKS connector whose failures are aiohttp connection errors with tor's reason in one line.
 
     aiohttp-socks raises its own exception types; the fetcher (rightly) only classifies aiohttp's and
-    OSError, so a dead circuit or onion service becomes a retryable ``ClientOSError`` here.
+    OSError, so a dead circuit or onion service becomes a retryable ``ClientOSError`` here. After an
+    onion-level failure it asks the transport to refresh tor's client state first, so the fetcher's
+    retry fetches a fresh descriptor instead of re-trying the intro points tor remembers as failed.
     """
+
+    def __init__(self, *args, on_stale=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._on_stale = on_stale
 
     async def _wrap_create_connection(self, *args, **kwargs):
         try:
@@ -72,6 +84,8 @@ class _TorConnector(ProxyConnector):
                 match = re.search(r"0[xX]([0-9A-Fa-f]{2})", str(exc))
                 code = int(match.group(1), 16) if match else None
             reason = _TOR_SOCKS_ERRORS.get(code) or str(exc) or "SOCKS error"
+            if code in _STALE_SERVICE_CODES and self._on_stale is not None:
+                await asyncio.to_thread(self._on_stale)
             raise aiohttp.ClientOSError(errno.EHOSTUNREACH, f"tor: {reason}") from None
 
 
@@ -118,6 +132,8 @@ class TorTransport(Transport):
         # Which circuits carried streams to which onion service (for tests, the bench and progress).
         self._circuits: dict[str, set[str]] = {}
         self._stream_listener = None
+        self._last_refresh = 0.0
+        self.refreshes = 0
 
     # -- hosting ------------------------------------------------------------------------------
 
@@ -171,7 +187,25 @@ class TorTransport(Transport):
             self._socks_port = self.tor.socks_port
             self._watch_streams()
         return _TorConnector(host="127.0.0.1", port=self._socks_port, proxy_type=ProxyType.SOCKS5,
-                              username=f"ichain-{isolation_key}", password="x", rdns=True, limit=2)
+                              username=f"ichain-{isolation_key}", password="x", rdns=True, limit=2,
+                              on_stale=self.refresh_client_state)
+
+    def refresh_client_state(self) -> None:
+        """Make tor forget its client-side onion state (cached descriptors, failed intro points).
+
+        Sends ``SIGNAL NEWNYM`` (new streams get clean circuits; a hosted service is unaffected), at most
+        once every 5 s. Called after an onion-level SOCKS failure so the next attempt re-fetches the
+        service's current descriptor, e.g. after a relay on its intro circuits died and it moved.
+        """
+        with self._lock:
+            if time.monotonic() - self._last_refresh < 5.0:
+                return
+            self._last_refresh = time.monotonic()
+        try:
+            self.tor.controller.signal(stem.Signal.NEWNYM)
+            self.refreshes += 1
+        except stem.ControllerError:
+            pass  # tor gone: the retry will fail with its own clear error
 
     def circuits_used(self, address: str | None = None) -> int:
         """Distinct tor circuits that carried successful streams (to ``address`` if given) so far."""
