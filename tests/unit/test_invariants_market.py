@@ -1,0 +1,456 @@
+"""Stateful property test of TaskMarket on anvil: random actors, calls and time jumps.
+
+A hypothesis ``RuleBasedStateMachine`` drives the deployed contracts through the raw web3 of ape's provider (for
+speed: one ``eth_call`` to learn whether a call would revert and with which error, then the transaction). After
+every step it checks, against the chain:
+
+* solvency: the market's balance == the escrow of every open task + every unwithdrawn credit (+ ether forced in
+  by selfdestruct, which is nobody's);
+* only allowed state transitions: each successful call moves its task along the protocol's table (who may move
+  it, from which state, to which, before or after the deadline), and no other task changes;
+* money goes by rule: the credits a transition creates are exactly the escrow it releases, to the parties the
+  rules name, and no party is paid twice for a task;
+* every revert is one of the market's own custom errors (never a panic or a bare revert), and calls the rules
+  say must work (expire after a deadline, a due withdraw, the right party's due action) do work.
+
+At the end of every example all deadlines pass, an outsider settles every task with permissionless calls and
+everyone withdraws: each account must receive exactly what the rules gave it and only forced-in ether remains.
+Each example starts from an anvil snapshot and reverts to it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+import pytest
+from eth_abi import decode
+from eth_utils import keccak
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+
+REVIEW, VALIDATION, MIN_TIMEOUT, MAX_TIMEOUT = 100, 100, 10, 300
+# The issue's floor; ICHAIN_SM_EXAMPLES lowers it for a quick local look (the figures printed say so).
+EXAMPLES, STEPS = int(os.environ.get("ICHAIN_SM_EXAMPLES", 200)), 30
+GAS = 1_000_000
+
+# Status values (ITaskMarket.Status)
+NONE, PENDING, EXECUTING, AWAITING, VALIDATING, ACCEPTED, REJECTED, COMPLETED, CLOSED, CANCELLED, EXPIRED = range(11)
+OPEN = {PENDING, EXECUTING, AWAITING, VALIDATING, ACCEPTED}
+TASK_KEYS = ("requester", "status", "deadline", "pool_index", "timeout", "provider", "price", "validator", "fee")
+TASK_TYPE = "(address,uint8,uint32,uint32,uint24,address,uint96,address,uint96)"
+
+
+@dataclass
+class Env:
+    """What every example shares: the web3 handle, the market and its actors."""
+
+    w3: object
+    market: object  # web3 contract
+    feeder_abi: list
+    feeder_bytecode: str
+    actors: list[str]
+    outsider: str
+    errors: dict[bytes, str]
+    stats: dict = field(default_factory=lambda: {"examples": 0, "steps": 0, "tx": 0, "reverts": 0})
+
+
+def _abi_json(contract_type) -> list[dict]:
+    return [entry.model_dump(mode="json", by_alias=True) for entry in contract_type.abi]
+
+
+def _error_selectors(abi: list[dict]) -> dict[bytes, str]:
+    def canonical(t: dict) -> str:
+        if t["type"].startswith("tuple"):
+            return "(" + ",".join(canonical(c) for c in t["components"]) + ")" + t["type"][5:]
+        return t["type"]
+
+    return {
+        keccak(text=f'{e["name"]}({",".join(canonical(i) for i in e["inputs"])})')[:4]: e["name"]
+        for e in abi
+        if e["type"] == "error"
+    }
+
+
+@pytest.fixture(scope="module")
+def env(project, accounts, chain):
+    """A market with short windows and 6 funded actors, 5 of them registered workers."""
+    owner = accounts[0]
+    w3 = chain.provider.web3
+    # Blocks exactly 1 s apart whatever the wall clock: deadlines are judged deterministically.
+    w3.provider.make_request("anvil_setBlockTimestampInterval", [1])
+    # Raw eth_sendTransaction from the test accounts, whichever of them anvil holds keys for.
+    w3.provider.make_request("anvil_autoImpersonateAccount", [True])
+    deployed = project.TaskMarket.deploy(REVIEW, VALIDATION, MIN_TIMEOUT, MAX_TIMEOUT, sender=owner)
+    abi = _abi_json(deployed.contract_type)
+    abi += _abi_json(project.Ratings.contract_type)  # errors raised through the market's calls
+    market = w3.eth.contract(address=deployed.address, abi=abi)
+    actors = [a.address for a in accounts[1:7]]
+    for i, a in enumerate(actors[:5]):
+        market.functions.register(keccak(text=f"key{i}"), i * 10**15, True).transact({"from": a, "gas": GAS})
+    feeder = project.ForceFeeder.contract_type
+    yield Env(
+        w3=w3,
+        market=market,
+        feeder_abi=_abi_json(feeder),
+        feeder_bytecode=feeder.deployment_bytecode.bytecode,
+        actors=actors,
+        outsider=accounts[8].address,
+        errors=_error_selectors(abi),
+    )
+    w3.provider.make_request("anvil_removeBlockTimestampInterval", [])
+    w3.provider.make_request("anvil_autoImpersonateAccount", [False])
+
+
+class MarketMachine(RuleBasedStateMachine):
+    """Random walk over the market; see the module docstring for what is checked."""
+
+    env: Env  # set by the test before running
+
+    def __init__(self) -> None:
+        super().__init__()
+        e = self.env
+        self.w3, self.m = e.w3, e.market
+        self.snapshot = self.w3.provider.make_request("evm_snapshot", [])["result"]
+        e.stats["examples"] += 1
+        self.entitled: dict[str, int] = {a: 0 for a in e.actors}  # every wei the rules gave each actor
+        self.received: dict[str, int] = {a: 0 for a in e.actors}  # every wei each actor withdrew
+        self.forced = 0
+        self.tasks: dict[int, tuple] = {}  # last seen chain state of each task
+        self.results: dict[int, bytes] = {}
+        self.committed: list[bytes] = []
+        self.paid: dict[tuple[int, str], int] = {}  # (task, role) -> payouts
+        self.nonce = 0
+
+    # ------------------------------------------------------------------ plumbing
+
+    def now(self) -> int:
+        return self.w3.eth.get_block("latest")["timestamp"]
+
+    def task(self, task_id: int) -> dict:
+        return dict(zip(TASK_KEYS, self.m.functions.getTask(task_id).call()))
+
+    def read_all(self, last: int) -> tuple[list[dict], dict[str, int], int, int]:
+        """Every task, every actor's credit, the open-task count and the balance, in one JSON-RPC batch."""
+        m = self.m
+
+        def call(name: str, *args) -> tuple[str, list]:
+            return "eth_call", [{"to": m.address, "data": m.encode_abi(name, list(args))}, "latest"]
+
+        requests = [call("getTask", i) for i in range(1, last + 1)]
+        requests += [call("creditOf", a) for a in self.env.actors]
+        requests += [call("openTaskCount"), ("eth_getBalance", [m.address, "latest"])]
+        answers = [r["result"] for r in self.w3.provider.make_batch_request(requests)]
+        balance = int(answers.pop(), 16)
+        out = [bytes.fromhex(a[2:]) for a in answers]
+        tasks = [dict(zip(TASK_KEYS, decode([TASK_TYPE], raw)[0])) for raw in out[:last]]
+        for t in tasks:  # same spelling as web3's own decoding (checksummed addresses)
+            for k in ("requester", "provider", "validator"):
+                t[k] = self.w3.to_checksum_address(t[k])
+        credits = {a: int.from_bytes(raw, "big") for a, raw in zip(self.env.actors, out[last:-1])}
+        return tasks, credits, int.from_bytes(out[-1], "big"), balance
+
+    def send(self, fn, sender: str, value: int = 0) -> tuple[bool, str | None, dict]:
+        """Send the transaction (mined even when it reverts); returns (ok, custom error name, receipt).
+
+        Sending first and reading a revert's data from its trace (rather than eth_call then send) judges the
+        call in the very block it lands in, so deadline edges can't differ between the two.
+        """
+        tx_hash = fn.transact({"from": sender, "value": value, "gas": GAS})
+        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=60, poll_latency=0.01)
+        self.env.stats["tx"] += 1
+        if receipt["status"] == 1:
+            return True, None, receipt
+        trace = self.w3.provider.make_request(
+            "debug_traceTransaction", [self.w3.to_hex(tx_hash), {"tracer": "callTracer"}])["result"]
+        data = bytes.fromhex(trace.get("output", "0x")[2:])
+        name = self.env.errors.get(data[:4], f"no custom error (revert data 0x{data.hex()})")
+        assert name.startswith(("TaskMarket__", "Ratings__")), f"{fn.fn_name} reverted with {name}"
+        self.env.stats["reverts"] += 1
+        return False, name, receipt
+
+    def pick_task(self, seed: int) -> int | None:
+        last = self.m.functions.lastTaskId().call()
+        if last == 0:
+            return None
+        if seed % 3 and last > 3:
+            return last - (seed // 3) % 3  # mostly recent tasks, so lifecycles get far
+        return 1 + seed % last
+
+    def credit(self, account: str) -> int:
+        return self.m.functions.creditOf(account).call()
+
+    # ------------------------------------------------------------------ the rules of the protocol
+
+    def settle(self, task_id: int, before: dict, caller: str, op: str) -> None:
+        """Check a successful call's transition, then book the money it moved."""
+        after = self.task(task_id)
+        f, t = before["status"], after["status"]
+        deadline_passed = self.now() > before["deadline"]
+        allowed = {
+            "post": f == NONE and after["requester"] == caller
+            and t == (PENDING if int(after["provider"], 16) == 0 else EXECUTING),
+            "assign_provider": f == PENDING and t == EXECUTING and caller == before["requester"]
+            and after["provider"] not in (before["requester"], after["validator"]),
+            "assign_validator": t == VALIDATING and caller == before["requester"]
+            and ((f == AWAITING and not deadline_passed) or (f == VALIDATING and deadline_passed
+                                                              and after["validator"] != before["validator"]))
+            and after["validator"] not in (before["requester"], before["provider"]),
+            "submit_result": f == EXECUTING and caller == before["provider"] and not deadline_passed
+            and t == (AWAITING if int(before["validator"], 16) == 0 else VALIDATING),
+            "submit_verdict": f == VALIDATING and caller == before["validator"] and not deadline_passed
+            and t in (ACCEPTED, REJECTED),
+            "finalize": caller == before["requester"] and (f, t) in ((ACCEPTED, COMPLETED), (REJECTED, CLOSED)),
+            "cancel": f == PENDING and t == CANCELLED and caller == before["requester"],
+            "expire": f in OPEN and deadline_passed and t == EXPIRED,
+        }[op]
+        assert allowed, f"illegal transition {f} -> {t} by {op} from {caller}"
+        if f != NONE:
+            assert (after["requester"], after["price"], after["fee"]) == (
+                before["requester"], before["price"], before["fee"]), "a task's requester or amounts changed"
+
+        price, fee = before["price"], before["fee"]
+        pay = {"requester": 0, "provider": 0, "validator": 0}
+        if t == CANCELLED:
+            pay["requester"] = price + fee
+        elif (f, t) == (VALIDATING, ACCEPTED):
+            pay["validator"] = fee
+        elif t == REJECTED:
+            pay["requester"], pay["validator"] = price, fee
+        elif t == COMPLETED:
+            pay["provider"] = price
+        elif t == EXPIRED:
+            if f == AWAITING:
+                pay["provider"], pay["requester"] = price, fee
+            elif f == ACCEPTED:
+                pay["provider"] = price
+            else:
+                pay["requester"] = price + fee
+        if op == "post":
+            assert self.escrow(after) == after["price"] + after["fee"], "post: escrow != deposit"
+            self.tasks[task_id] = tuple(after.values())
+            return
+        released = self.escrow(before) - self.escrow(after)
+        assert released == sum(pay.values()), f"{op}: escrow released {released} != credited {sum(pay.values())}"
+        for role, amount in pay.items():
+            if amount:
+                key = (task_id, role)
+                self.paid[key] = self.paid.get(key, 0) + 1
+                assert self.paid[key] == 1, f"task {task_id} paid its {role} twice"
+                to = caller if op == "submit_verdict" and role == "validator" else before[role]
+                self.entitled[to] = self.entitled.get(to, 0) + amount
+        self.tasks[task_id] = tuple(after.values())
+
+    @staticmethod
+    def escrow(t: dict) -> int:
+        if t["status"] == ACCEPTED:
+            return t["price"]  # the validator was paid at the verdict
+        return t["price"] + t["fee"] if t["status"] in OPEN else 0
+
+    def act(self, op: str, task_id: int, caller: str, fn, must_work: bool, value: int = 0) -> bool:
+        before = self.task(task_id)
+        ok, error, _ = self.send(fn, caller, value)
+        if ok:
+            self.settle(task_id, before, caller, op)
+        else:
+            assert not must_work, f"{op} on task {task_id} by {caller} was refused: {error}"
+        return ok
+
+    # ------------------------------------------------------------------ rules (random actions)
+
+    actor = st.integers(0, 5)
+    seed = st.integers(0, 2**16)
+
+    @rule(who=actor, prov=st.integers(0, 8), val=st.integers(0, 8),
+          price=st.integers(0, 2 * 10**18), fee=st.integers(0, 10**17), timeout=st.integers(5, 320))
+    def post(self, who, prov, val, price, fee, timeout):
+        a = self.env.actors
+        requester = a[who]
+        zero = "0x" + "00" * 20
+        provider = zero if prov > 5 else a[prov]
+        validator = zero if val > 5 else a[val]
+        task_id = self.m.functions.lastTaskId().call() + 1
+        fn = self.m.functions.post(keccak(text=f"task{task_id}"), (provider, validator, price, fee, timeout), b"", b"")
+        self.act("post", task_id, requester, fn, must_work=False, value=price + fee)
+
+    @rule(task=seed, who=st.integers(0, 7), prov=actor)
+    def assign_provider(self, task, who, prov):
+        if (tid := self.pick_task(task)) is None:
+            return
+        t = self.task(tid)
+        caller = t["requester"] if who > 5 else self.env.actors[who]
+        self.act("assign_provider", tid, caller,
+                 self.m.functions.assignProvider(tid, self.env.actors[prov], b"loc"), must_work=False)
+
+    @rule(task=seed, who=st.integers(0, 7), val=actor, right=st.booleans())
+    def assign_validator(self, task, who, val, right):
+        if (tid := self.pick_task(task)) is None:
+            return
+        t = self.task(tid)
+        caller = t["requester"] if who > 5 else self.env.actors[who]
+        h = self.results.get(tid, b"\0" * 32) if right else keccak(text=f"wrong{tid}")
+        ok = self.act("assign_validator", tid, caller,
+                      self.m.functions.assignValidator(tid, self.env.actors[val], h, b"loc"), must_work=False)
+        assert not ok or h == self.results.get(tid), "a validator was named for another commitment"
+
+    @rule(task=seed, who=st.integers(0, 7), copy=st.booleans(), pick=seed)
+    def submit_result(self, task, who, copy, pick):
+        if (tid := self.pick_task(task)) is None:
+            return
+        t = self.task(tid)
+        caller = t["provider"] if who > 5 else self.env.actors[who]
+        replay = copy and bool(self.committed)
+        self.nonce += 1
+        h = self.committed[pick % len(self.committed)] if replay else keccak(text=f"result{tid}.{self.nonce}")
+        must = (not replay and caller == t["provider"] and t["status"] == EXECUTING and self.now() < t["deadline"])
+        # (blocks are 1 s apart: the transaction lands at now() + 1)
+        ok = self.act("submit_result", tid, caller, self.m.functions.submitResult(tid, h, b"r", b"v"), must)
+        assert not (ok and replay), "a copier's replayed result hash was accepted"
+        if ok:
+            self.results[tid] = h
+            self.committed.append(h)
+
+    @rule(task=seed, who=st.integers(0, 7), accept=st.booleans(), wrong=st.booleans())
+    def submit_verdict(self, task, who, accept, wrong):
+        if (tid := self.pick_task(task)) is None:
+            return
+        t = self.task(tid)
+        caller = t["validator"] if who > 5 else self.env.actors[who]
+        h = keccak(text=f"wrong{tid}") if wrong else self.results.get(tid, b"\0" * 32)
+        must = (not wrong and caller == t["validator"] and t["status"] == VALIDATING and self.now() < t["deadline"])
+        self.act("submit_verdict", tid, caller, self.m.functions.submitVerdict(tid, h, accept), must)
+
+    @rule(task=seed, who=st.integers(0, 7), rating=st.integers(0, 6))
+    def finalize(self, task, who, rating):
+        if (tid := self.pick_task(task)) is None:
+            return
+        t = self.task(tid)
+        caller = t["requester"] if who > 5 else self.env.actors[who]
+        must = caller == t["requester"] and 1 <= rating <= 5 and t["status"] in (ACCEPTED, REJECTED)
+        self.act("finalize", tid, caller, self.m.functions.finalize(tid, rating), must)
+
+    @rule(task=seed, who=st.integers(0, 7))
+    def cancel(self, task, who):
+        if (tid := self.pick_task(task)) is None:
+            return
+        t = self.task(tid)
+        caller = t["requester"] if who > 5 else self.env.actors[who]
+        must = caller == t["requester"] and t["status"] == PENDING
+        self.act("cancel", tid, caller, self.m.functions.cancel(tid), must)
+
+    @rule(task=seed, who=st.integers(0, 6))
+    def expire(self, task, who):
+        if (tid := self.pick_task(task)) is None:
+            return
+        t = self.task(tid)
+        caller = self.env.outsider if who == 6 else self.env.actors[who]
+        # the transaction lands at now() + 1 (blocks 1 s apart), so "passed" is judged against that
+        must = t["status"] in OPEN and self.now() >= t["deadline"]
+        self.act("expire", tid, caller, self.m.functions.expire(tid), must)
+
+    @rule(who=actor)
+    def withdraw(self, who):
+        self.withdraw_all(self.env.actors[who], must=False)
+
+    @rule(who=actor, kind=st.integers(0, 3), price=st.integers(0, 2 * 10**16))
+    def worker_op(self, who, kind, price):
+        a = self.env.actors[who]
+        key = keccak(text=f"k{who}.{price}")
+        fn = {0: self.m.functions.leave(), 1: self.m.functions.register(key, price, True),
+              2: self.m.functions.update(key, price, True), 3: self.m.functions.update(key, price, False)}[kind]
+        self.send(fn, a)
+
+    @rule(amount=st.integers(1, 10**18))
+    def force_feed(self, amount):
+        e = self.env
+        factory = self.w3.eth.contract(abi=e.feeder_abi, bytecode=e.feeder_bytecode)
+        tx = factory.constructor().transact({"from": e.outsider, "value": amount, "gas": GAS})
+        created = self.w3.eth.wait_for_transaction_receipt(tx, timeout=60, poll_latency=0.01)["contractAddress"]
+        feeder = self.w3.eth.contract(address=created, abi=e.feeder_abi)
+        feeder.functions.feed(self.m.address).transact({"from": e.outsider, "gas": GAS})
+        self.forced += amount
+
+    @rule(secs=st.integers(1, 250))
+    def warp(self, secs):
+        self.jump(secs)
+
+    def jump(self, secs: int) -> None:
+        self.w3.provider.make_request("evm_setNextBlockTimestamp", [self.now() + secs])
+        self.w3.provider.make_request("evm_mine", [])
+
+    def withdraw_all(self, account: str, must: bool) -> None:
+        credit = self.credit(account)
+        balance = self.w3.eth.get_balance(account)
+        ok, error, receipt = self.send(self.m.functions.withdraw(), account)
+        assert ok or not (must or credit), f"withdraw of {credit} by {account} refused: {error}"
+        gas = receipt["gasUsed"] * receipt["effectiveGasPrice"]
+        if ok:
+            assert self.w3.eth.get_balance(account) - balance + gas == credit, "withdraw paid the wrong amount"
+            assert self.credit(account) == 0, "credit left after withdraw"
+            self.received[account] += credit
+
+    # ------------------------------------------------------------------ invariants (after every step)
+
+    @invariant()
+    def solvent_and_consistent(self):
+        self.env.stats["steps"] += 1
+        last = self.m.functions.lastTaskId().call()
+        tasks, credits, open_pool, balance = self.read_all(last)
+        escrow, open_count = 0, 0
+        for tid, t in enumerate(tasks, start=1):
+            seen = self.tasks.get(tid)
+            assert seen is None or seen == tuple(t.values()), f"task {tid} changed without a call to it"
+            escrow += self.escrow(t)
+            open_count += t["status"] in OPEN
+        total = sum(credits.values())
+        assert balance == escrow + total + self.forced, (
+            f"balance {balance} != escrow {escrow} + credits {total} + forced {self.forced}")
+        assert open_pool == open_count, "open-task pool out of step"
+        for a in self.env.actors:  # owed by rule == withdrawn + still credited
+            assert self.entitled[a] == self.received[a] + credits[a], f"{a}'s credit differs from the rules"
+
+    def teardown(self):
+        try:
+            self.sweep()
+        finally:
+            self.w3.provider.make_request("evm_revert", [self.snapshot])
+
+    def sweep(self) -> None:
+        """All deadlines pass; an outsider settles every open task; everyone withdraws."""
+        last = self.m.functions.lastTaskId().call()
+        self.jump(MAX_TIMEOUT + REVIEW + VALIDATION + 1)
+        for tid in range(1, last + 1):
+            if self.task(tid)["status"] in OPEN:
+                before = self.task(tid)
+                ok, error, _ = self.send(self.m.functions.expire(tid), self.env.outsider)
+                assert ok, f"task {tid} could not be expired after all deadlines: {error}"
+                self.settle(tid, before, self.env.outsider, "expire")
+        assert self.m.functions.openTaskCount().call() == 0, "tasks still open after all deadlines"
+        for a in self.env.actors:
+            if self.credit(a):
+                self.withdraw_all(a, must=True)
+        for a in self.env.actors:
+            assert self.received[a] == self.entitled[a], f"{a} received {self.received[a]} != owed {self.entitled[a]}"
+        assert self.w3.eth.get_balance(self.m.address) == self.forced, "ether left beyond the forced-in"
+
+
+def test_market__random_calls_actors_and_time__invariants_hold(env):
+    """200 examples x 30 steps (the issue's floor); figures printed for the audit report."""
+    MarketMachine.env = env
+    started = time.monotonic()
+    run_state_machine_as_test(
+        MarketMachine,
+        settings=settings(
+            max_examples=EXAMPLES,
+            stateful_step_count=STEPS,
+            deadline=None,
+            database=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+        ),
+    )
+    s = env.stats
+    print(f"\nstate machine: {s['examples']} examples, {s['steps']} steps "
+          f"({s['tx']} transactions, {s['reverts']} refused calls) in {time.monotonic() - started:.1f} s")
+    assert s["examples"] >= EXAMPLES and s["steps"] >= EXAMPLES * STEPS
