@@ -257,7 +257,8 @@ class SenderSession:
 
 def new_sender_session(recipient_public: bytes, context: TransferContext) -> SenderSession:
     """Draw a fresh ephemeral key and transfer id and derive the keys for one transfer to ``recipient_public``."""
-    recipient_public = bytes(recipient_public) if isinstance(recipient_public, (bytearray, memoryview)) else recipient_public
+    if isinstance(recipient_public, (bytearray, memoryview)):
+        recipient_public = bytes(recipient_public)
     if not isinstance(context, TransferContext):
         raise ContextInvalid(f"context must be a TransferContext, got {type(context).__name__}")
     ephemeral = X25519PrivateKey.generate()
@@ -330,7 +331,8 @@ def open_locator(sealed: bytes, keypair: KeyPair, context: TransferContext) -> O
     address = plaintext[90 : 90 + address_len]
     padding = plaintext[90 + address_len :]
     # Authenticated, but the sender could still be hostile: check the structure strictly.
-    if not 0 < address_len <= MAX_ADDRESS or len(address) != address_len or any(padding) or len(padding) >= _LOCATOR_PAD:
+    well_formed = 0 < address_len <= MAX_ADDRESS and len(address) == address_len
+    if not well_formed or any(padding) or len(padding) >= _LOCATOR_PAD:
         raise LocatorInvalid("the locator's contents are malformed")
     try:
         address_text = address.decode("ascii")

@@ -42,6 +42,21 @@ _READ_BUFSIZE = 1024 * 1024
 _CONNECT_TIMEOUT = getattr(aiohttp, "ConnectionTimeoutError", ())  # aiohttp >= 3.10 tells it from a read stall
 
 
+class _LazyExecutor:
+    """The chunk-checking threads: as many as CPUs (more only fight over the GIL and the cores)."""
+
+    def __init__(self) -> None:
+        self._pool: ThreadPoolExecutor | None = None
+
+    def get(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max(2, os.cpu_count() or 1), thread_name_prefix="ichain-chunk")
+        return self._pool
+
+
+_EXECUTOR = _LazyExecutor()
+
+
 def default_concurrency() -> int:
     """Parallel streams by default: twice the CPU count, between 2 and 8."""
     return max(2, min(8, 2 * (os.cpu_count() or 1)))
@@ -205,7 +220,7 @@ async def fetch_async(
                 notify()
                 data = await stream.get(f"{base}/c/{index}", manifest.cipher_len(index), f"chunk {index}")
                 # Shielded: a cancelled fetch must not leave a thread writing into a closed file.
-                job = asyncio.get_running_loop().run_in_executor(None, receiver.accept, index, data)
+                job = asyncio.get_running_loop().run_in_executor(_EXECUTOR.get(), receiver.accept, index, data)
                 inflight.add(job)
                 job.add_done_callback(inflight.discard)
                 await asyncio.shield(job)

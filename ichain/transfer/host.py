@@ -61,7 +61,9 @@ class ChunkHost:
         chunk_size: Plaintext bytes per chunk for new offers.
     """
 
-    def __init__(self, folder: str | os.PathLike, transport: Transport | None = None, *, chunk_size: int = DEFAULT_CHUNK_SIZE):
+    def __init__(
+        self, folder: str | os.PathLike, transport: Transport | None = None, *, chunk_size: int = DEFAULT_CHUNK_SIZE
+    ):
         self.folder = Path(folder)
         self.transport = transport or DirectTransport()
         self.chunk_size = check_chunk_size(chunk_size)
@@ -94,7 +96,9 @@ class ChunkHost:
         ready = threading.Event()
         outcome: dict[str, Any] = {}
         host, port = self.transport.listen_address()
-        self._thread = threading.Thread(target=self._serve, args=(host, port, ready, outcome), name="chunk-host", daemon=True)
+        self._thread = threading.Thread(
+            target=self._serve, args=(host, port, ready, outcome), name="chunk-host", daemon=True
+        )
         self._thread.start()
         if not ready.wait(_START_TIMEOUT) or "error" in outcome:
             self._shutdown_server()
@@ -215,7 +219,9 @@ class ChunkHost:
         """
         if self.address is None:
             raise HostError("start the chunk host before offering files")
-        prepared = encrypt_file(path, recipient_public_key, context, self.folder, chunk_size=chunk_size or self.chunk_size)
+        prepared = encrypt_file(
+            path, recipient_public_key, context, self.folder, chunk_size=chunk_size or self.chunk_size
+        )
         tid = prepared.session.transfer_id.hex()
         self._register(tid, self.folder / tid, prepared.manifest.chunks, prepared.manifest.size)
         return SealedLocator(prepared.seal(self.address), tid)
