@@ -214,6 +214,10 @@ class RequesterSession:
         key = as_bytes(field_of(self.market.worker(worker), "enc_key", "encKey"))
         self.start_host()
         sealed = self.host.offer(path, key, self.context(role))
+        tid = getattr(sealed, "transfer_id", None)
+        if tid:
+            self.data.setdefault("uploads", {})[role] = str(tid)
+            self.save()
         return sealed
 
     # --- choosing parties ---------------------------------------------------------------------
@@ -351,16 +355,19 @@ class RequesterSession:
                  on_update: Callable[[dict], None] | None = None) -> str:
         """Follow the task until its status is one of ``statuses`` (or terminal); returns it.
 
+        ``on_update`` gets the :meth:`status` snapshot each time the on-chain status changes.
+
         Raises:
             RequestError: Not reached within ``timeout`` seconds.
         """
         end = time.time() + timeout
-        last = None
+        last = self.data.get("_reported")
         while True:
             status = status_name(self.refresh())
             snap = self.status()
             if on_update and status != last:
                 on_update(snap)
+                self.data["_reported"] = status
             last = status
             if status in statuses or status in TERMINAL:
                 return status
@@ -467,9 +474,12 @@ class RequesterSession:
             snap["deadline"] = int(field_of(task, "deadline", default=0) or 0)
             snap["chain_status"] = status_name(task)
         uploads = {}
-        if self.host is not None and hasattr(self.host, "progress"):
-            for tid in getattr(self.host, "transfers", lambda: [])() if callable(getattr(self.host, "transfers", None)) else []:
-                uploads[str(tid)] = _jsonable(self.host.progress(tid))
+        if self.host is not None:
+            for role, tid in self.data.get("uploads", {}).items():
+                try:
+                    uploads[role] = _jsonable(self.host.progress(tid))
+                except IChainError:  # no longer served
+                    continue
         snap["progress"] = {"download": self.progress.get("result"), "uploads": uploads}
         return snap
 

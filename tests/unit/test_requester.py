@@ -58,6 +58,8 @@ def test_post__best_provider__cheapest_chosen_and_task_executing(req_market, acc
         snap = s.status()
         json.dumps(snap)  # JSON-able for the web page
         assert snap["task_id"] == tid and snap["stage"] == "posted"
+        upload = snap["progress"]["uploads"]["task-provider"]  # per-chunk serving progress
+        assert upload["chunks"] == len(upload["served"]) >= 1
     finally:
         s.close()
 
