@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "bench" / "results" / "sandbox.json"
 TRIVIAL_RUNS = 9
-CPU_RUNS = 3
+CPU_RUNS = 5
 CPU_SECONDS = 10.0
 TRIVIAL_GOAL_S = 0.35
 CPU_GOAL_RATIO = 1.05
@@ -94,6 +94,9 @@ def _compare(box, python: str, folder: Path, root: Path, runs: int) -> dict:
         "runs": runs,
         "bare_median_s": round(statistics.median(bare), 4),
         "sandbox_median_s": round(statistics.median(boxed), 4),
+        # Best-of-N is the figure least disturbed by other work on a shared machine.
+        "bare_min_s": round(min(bare), 4),
+        "sandbox_min_s": round(min(boxed), 4),
         "sandbox_container_median_s": round(statistics.median(inside), 4),
         "bare_s": [round(x, 4) for x in bare],
         "sandbox_s": [round(x, 4) for x in boxed],
@@ -117,6 +120,7 @@ def main() -> None:
         shutil.rmtree(root / "warm-up", ignore_errors=True)
         trivial_cmp = _compare(box, python, trivial, root, 5 if quick else TRIVIAL_RUNS)
         trivial_cmp["added_s"] = round(trivial_cmp["sandbox_median_s"] - trivial_cmp["bare_median_s"], 4)
+        trivial_cmp["added_min_s"] = round(trivial_cmp["sandbox_min_s"] - trivial_cmp["bare_min_s"], 4)
         trivial_cmp["goal_added_s"] = TRIVIAL_GOAL_S
         trivial_cmp["meets_goal"] = trivial_cmp["added_s"] <= TRIVIAL_GOAL_S
 
@@ -126,6 +130,7 @@ def main() -> None:
         cpu_cmp = _compare(box, python, cpu, root, 2 if quick else CPU_RUNS)
         cpu_cmp["loop_count"] = n
         cpu_cmp["ratio"] = round(cpu_cmp["sandbox_median_s"] / cpu_cmp["bare_median_s"], 4)
+        cpu_cmp["ratio_min"] = round(cpu_cmp["sandbox_min_s"] / cpu_cmp["bare_min_s"], 4)
         cpu_cmp["goal_ratio"] = CPU_GOAL_RATIO
         cpu_cmp["meets_goal"] = cpu_cmp["ratio"] <= CPU_GOAL_RATIO
 
@@ -152,8 +157,9 @@ def main() -> None:
     part.write_text(json.dumps(report, indent=2) + "\n")
     os.replace(part, RESULTS)
     print(
-        f"trivial: +{trivial_cmp['added_s']:.3f} s (goal <= {TRIVIAL_GOAL_S}); "
-        f"cpu: x{cpu_cmp['ratio']:.3f} (goal <= {CPU_GOAL_RATIO}); image {status.size / 1e6:.0f} MB; "
+        f"trivial: +{trivial_cmp['added_s']:.3f} s median, +{trivial_cmp['added_min_s']:.3f} s best "
+        f"(goal <= {TRIVIAL_GOAL_S}); cpu: x{cpu_cmp['ratio']:.3f} median, x{cpu_cmp['ratio_min']:.3f} best "
+        f"(goal <= {CPU_GOAL_RATIO}); image {status.size / 1e6:.0f} MB; "
         f"no-op build {noop_build:.2f} s -> {RESULTS.relative_to(ROOT)}"
     )
 
