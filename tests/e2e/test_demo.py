@@ -1,0 +1,75 @@
+"""``make demo`` (``ape ichain demo``): prints the outcome and leaves nothing running, even on Ctrl-C.
+
+Every process the demo starts inherits a marker in its environment; after the demo exits, no
+process on the machine may carry it (checked by PID through /proc, so other engineers' anvils and
+daemons are never mistaken for ours)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.timeout(600)]
+
+ROOT = Path(__file__).resolve().parents[2]
+APE = str(Path(sys.executable).with_name("ape"))
+
+
+def _marked(mark: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if f"ICHAIN_DEMO_MARK={mark}".encode() in (entry / "environ").read_bytes():
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+def _start(mark: str) -> subprocess.Popen:
+    return subprocess.Popen([APE, "ichain", "demo", "--transport", "direct"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "ICHAIN_DEMO_MARK": mark})
+
+
+def _gone(mark: str, timeout: float = 20) -> list[int]:
+    end = time.time() + timeout
+    while (left := _marked(mark)) and time.time() < end:
+        time.sleep(0.5)
+    return left
+
+
+def test_demo__default_settings__prints_outcome_and_leaves_nothing_running():
+    mark = uuid.uuid4().hex
+    proc = _start(mark)
+    out, _ = proc.communicate(timeout=540)
+    assert proc.returncode == 0, out[-3000:]
+    for field in ("accuracy", "verdict       : Accepted", "payment", "new rating    : "):
+        assert field in out, out[-3000:]
+    assert _gone(mark) == []
+
+
+def test_demo__ctrl_c_while_daemons_run__stops_everything():
+    mark = uuid.uuid4().hex
+    proc = _start(mark)
+    seen = ""
+    end = time.time() + 300
+    while "submitting" not in seen and time.time() < end:  # daemons registered, task about to be posted
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen += line
+    assert "submitting" in seen, seen[-2000:]
+    assert len(_marked(mark)) >= 4  # demo, anvil, two daemons
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    assert _gone(mark) == []
