@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import shutil
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,7 +82,7 @@ def encrypt_file(
 ) -> Prepared:
     """Encrypt ``source`` to ``recipient_public`` into ``out_folder/<transfer id>/`` (chunks + manifest).
 
-    Streams: one chunk in memory at a time. The folder appears whole or not at all (written as
+    Streams: a few chunk buffers in memory, reused. The folder appears whole or not at all (written as
     ``.<id>.part`` and renamed).
 
     Raises:
@@ -101,25 +104,10 @@ def encrypt_file(
             if not os.path.isfile(source):
                 raise HostError(f"{source} is not a regular file")
             staging.mkdir(parents=True, mode=0o700)
-            plain_hash = hashlib.sha256()
-            hashes = []
             total = chunk_count(size, chunk_size)
             if total > MAX_CHUNKS:
                 raise HostError(f"{size} bytes at chunk size {chunk_size} is more than {MAX_CHUNKS} chunks")
-            aead = session.content.aead()
-            # Two reused buffers: no allocation per chunk (page faults dominate on some machines).
-            largest = min(chunk_size, size)
-            plain_buffer, sealed_buffer = bytearray(largest), bytearray(largest + TAG_SIZE)
-            for index in range(total):
-                expected = min(chunk_size, size - index * chunk_size)
-                plaintext = memoryview(plain_buffer)[:expected]
-                if handle.readinto(plaintext) != expected:
-                    raise HostError(f"{source} changed size while being encrypted")
-                plain_hash.update(plaintext)
-                sealed = encrypt_chunk(aead, session.content, index, total, plaintext, sealed_buffer)
-                hashes.append(hashlib.sha256(sealed).digest())
-                with open(staging / chunk_name(index), "wb") as out:
-                    out.write(sealed)
+            hashes, plain_sha256 = _encrypt_chunks(handle, source, size, chunk_size, total, session, staging)
             if handle.read(1):
                 raise HostError(f"{source} changed size while being encrypted")
             manifest = Manifest.build(session.transfer_id, chunk_size, size, hashes)
@@ -132,7 +120,53 @@ def encrypt_file(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return Prepared(session, manifest, manifest_bytes, plain_hash.digest())
+    return Prepared(session, manifest, manifest_bytes, plain_sha256)
+
+
+def _encrypt_chunks(
+    handle, source: Path, size: int, chunk_size: int, total: int, session: SenderSession, staging: Path
+) -> tuple[list[bytes], bytes]:
+    """Read and hash the plaintext in order (this thread) while workers seal, hash and write chunks.
+
+    Memory stays bounded: ``workers + 1`` plaintext buffers circulate (reading waits for a free one)
+    plus one sealed-chunk buffer per worker; buffers are reused, never reallocated per chunk.
+
+    Returns:
+        The SHA-256 of each encrypted chunk, in order, and the SHA-256 of the whole plaintext.
+    """
+    workers = max(1, min(4, (os.cpu_count() or 1) - 1))
+    largest = min(chunk_size, size)
+    aead = session.content.aead()
+    free: queue.Queue[bytearray] = queue.Queue()
+    for _ in range(workers + 1):
+        free.put(bytearray(largest))
+    local = threading.local()
+
+    def seal(index: int, buffer: bytearray, length: int) -> bytes:
+        try:
+            out = getattr(local, "out", None)
+            if out is None:
+                out = local.out = bytearray(largest + TAG_SIZE)
+            sealed = encrypt_chunk(aead, session.content, index, total, memoryview(buffer)[:length], out)
+            with open(staging / chunk_name(index), "wb") as chunk_file:
+                chunk_file.write(sealed)
+            return hashlib.sha256(sealed).digest()
+        finally:
+            free.put(buffer)
+
+    plain_hash = hashlib.sha256()
+    futures = []
+    with ThreadPoolExecutor(workers, thread_name_prefix="ichain-seal") as pool:
+        for index in range(total):
+            expected = min(chunk_size, size - index * chunk_size)
+            buffer = free.get()
+            plaintext = memoryview(buffer)[:expected]
+            if handle.readinto(plaintext) != expected:
+                raise HostError(f"{source} changed size while being encrypted")
+            plain_hash.update(plaintext)
+            futures.append(pool.submit(seal, index, buffer, expected))
+        hashes = [future.result() for future in futures]
+    return hashes, plain_hash.digest()
 
 
 def encrypt_bytes(

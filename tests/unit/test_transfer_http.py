@@ -323,10 +323,14 @@ def test_offer__host_not_started__raises_hosterror(tmp_path, source, recipient, 
         ChunkHost(tmp_path / "host").offer(path, recipient.public_bytes, context)
 
 
-def test_offer__missing_source__raises_hosterror_and_leaves_no_folder(tmp_path, recipient, context):
+@pytest.mark.parametrize("kind", ["missing", "folder"])
+def test_offer__unreadable_source__raises_hosterror_and_leaves_no_folder(tmp_path, recipient, context, kind):
+    source = tmp_path / "source"
+    if kind == "folder":
+        source.mkdir()
     with ChunkHost(tmp_path / "host") as host:
         with pytest.raises(HostError, match="cannot read"):
-            host.offer(tmp_path / "nope", recipient.public_bytes, context)
+            host.offer(source, recipient.public_bytes, context)
 
         assert host.transfers() == [] and list((tmp_path / "host").iterdir()) == []
 
