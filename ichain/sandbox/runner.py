@@ -23,6 +23,7 @@ import shutil
 import socket
 import stat
 import struct
+import subprocess
 import tempfile
 import threading
 import time
@@ -49,6 +50,7 @@ SANDBOX_USER = "65534:65534"
 TASK_MOUNT = "/task"
 WORK_MOUNT = "/work"
 TAIL_BYTES = 4096
+MAX_DEPTH = 64  # result folder nesting (deeper trees are refused, never walked recursively)
 _POLL = 0.1
 _SYMLINK_TARGET = TASK_MOUNT + "/"
 
@@ -478,7 +480,7 @@ class Sandbox:
         try:
             while True:
                 header = _read_exactly(sock, 8)
-                if header is None:
+                if header is None or len(header) < 8:
                     return
                 stream, size = struct.unpack(">BxxxL", header)
                 while size > 0:
@@ -517,6 +519,9 @@ class Sandbox:
         try:
             for root, dirs, names in os.walk(work):
                 rel_root = Path(root).relative_to(work)
+                if len(rel_root.parts) >= MAX_DEPTH:
+                    result.error = f"result folders nested deeper than {MAX_DEPTH} levels"
+                    raise _Discard()
                 for name in sorted(dirs):
                     src = Path(root) / name
                     if stat.S_ISDIR(src.lstat().st_mode):
@@ -551,6 +556,9 @@ class Sandbox:
             shutil.rmtree(work)
         except FileNotFoundError:
             pass
+        except RecursionError:
+            # A script can nest folders deeper than Python's recursion limit; rm has no such limit.
+            subprocess.run(["rm", "-rf", "--", str(work)], check=False)
         except PermissionError:
             if spec is None:
                 raise

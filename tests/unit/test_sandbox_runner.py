@@ -241,6 +241,21 @@ def test_execute__figure8_script__only_written_regular_files_come_back(sandbox, 
     assert sandbox.validate(folder, tmp_path / "out").accepted
 
 
+def test_execute__folders_nested_2000_deep__failed_and_cleaned_up(sandbox, make_task, tmp_path):
+    folder = make_task({"task.py": (
+        "import os\n"
+        "for _ in range(2000):\n"
+        "    os.mkdir('d')\n"
+        "    os.chdir('d')\n"
+        "open('leaf.txt', 'w').write('x')\n"
+    )})
+    run = sandbox.execute(folder, tmp_path / "out")
+    assert run.exit_code == 0 and not run.ok
+    assert run.error == "result folders nested deeper than 64 levels"
+    assert not (tmp_path / "out").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith((".ichain-run-", "out"))] == []
+
+
 def test_execute__script_fails__exit_status_and_stderr_tail(sandbox, make_task, tmp_path):
     folder = make_task({"task.py": "import sys\nopen('partial.txt', 'w').write('x')\nraise SystemExit(3)\n"})
     run = sandbox.execute(folder, tmp_path / "out")
