@@ -361,7 +361,9 @@ class Sandbox:
         work = Path(tempfile.mkdtemp(prefix=f".ichain-run-{run_id[:12]}-", dir=base))
         try:
             self._prepare_work(work, spec, result_folder)
-            self._run_container(spec, work, mode, run_id, result)
+            # Validate mode starts with the result files in /work: they do not count against the cap.
+            preloaded = _tree_size(work, 1 << 62) if result_folder is not None else 0
+            self._run_container(spec, work, mode, run_id, result, preloaded)
             if mode == "0" and result.ok:
                 self._collect(work, output, self.limits_for(spec)["output_limit"], result)  # type: ignore[arg-type]
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
@@ -399,7 +401,9 @@ class Sandbox:
                     os.chmod(os.path.join(root, name), 0o777)
             os.chmod(work, 0o777)
 
-    def _run_container(self, spec: TaskSpec, work: Path, mode: str, run_id: str, result: RunResult) -> None:
+    def _run_container(
+        self, spec: TaskSpec, work: Path, mode: str, run_id: str, result: RunResult, preloaded: int = 0
+    ) -> None:
         api = self.client.api
         limits = self.limits_for(spec)
         config = self.container_config(spec, work, mode, run_id)
@@ -420,7 +424,7 @@ class Sandbox:
             api.start(container_id)
             monitor = threading.Thread(
                 target=self._watch,
-                args=(container_id, work, limits["output_limit"], stop, reasons, peak),
+                args=(container_id, work, limits["output_limit"] + preloaded, stop, reasons, peak),
                 name=f"sandbox-watch-{run_id[:8]}",
                 daemon=True,
             )

@@ -199,6 +199,23 @@ def test_validate__overclaimed_accuracy__rejected(sandbox, tmp_path):
     assert "reject" in verdict.stdout_tail
 
 
+def test_validate__result_near_the_cap__not_killed_by_the_disk_watch(sandbox, make_task, tmp_path):
+    folder = make_task({
+        "ichain.json": '{"output_limit": "8m"}',
+        "task.py": (
+            "import os, sys\n"
+            "if sys.argv[1] == '0':\n"
+            "    open('big.bin', 'wb').write(os.urandom(7 * 1024 * 1024))\n"
+            "else:\n"
+            "    open('scratch.bin', 'wb').write(os.urandom(2 * 1024 * 1024))\n"
+            "    sys.exit(0 if os.path.getsize('big.bin') == 7 * 1024 * 1024 else 1)\n"
+        ),
+    })
+    assert sandbox.execute(folder, tmp_path / "out").ok
+    verdict = sandbox.validate(folder, tmp_path / "out")
+    assert verdict.accepted, verdict.error
+
+
 def test_validate__tampered_model__rejected(sandbox, digits_result, tmp_path):
     _result, out = digits_result
     tampered = tmp_path / "tampered"
