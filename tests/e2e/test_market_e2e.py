@@ -70,6 +70,8 @@ def test_lifecycle__honest_provider_and_validator__accepted_paid_withdrawn_and_r
     # The provider daemon withdraws its pay; the validator its fee.
     wait_until(lambda: _credit(e2e_market, prov) == 0 and prov.balance > balance_before, 60, "provider withdrawal")
     wait_until(lambda: _credit(e2e_market, val) == 0, 60, "validator withdrawal")
+    # SIGTERM: both daemons finish their pass, stop hosting and exit 0.
+    assert [proc.stop() for proc in daemons.procs] == [0, 0]
 
 
 def test_lifecycle__validator_named_after_result__requester_rehosts_and_task_accepted(

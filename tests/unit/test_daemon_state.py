@@ -129,3 +129,13 @@ def test_config__invalid_setting__raises_config_error(kwargs, message):
 def test_config__tor_network_env__reaches_tor_options(tmp_path, monkeypatch):
     monkeypatch.setenv("ICHAIN_TOR_NETWORK", str(tmp_path / "net.json"))
     assert load_config(transport="tor").tor["tor_network"] == str(tmp_path / "net.json")
+
+
+def test_load_config__ichain_section_in_ape_config__read_then_overridden(tmp_path):
+    (tmp_path / "ape-config.yaml").write_text("name: t\nichain:\n  transport: tor\n  concurrency: 5\n")
+    code = ("import sys; sys.path.insert(0, %r)\n"
+            "from ichain.config import load_config\n"
+            "a = load_config(); b = load_config(concurrency=1, transport='direct')\n"
+            "print(a.transport, a.concurrency, b.transport, b.concurrency)") % str(os.getcwd())
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.stdout.split()[-4:] == ["tor", "5", "direct", "1"], out.stderr[-2000:]
