@@ -45,6 +45,9 @@ STATUS_LABELS = {
 }
 
 
+#: Items listed per pool (the count shows the total).
+POOL_SHOWN = 25
+
 #: The pools shown by the viewer, in lifecycle order (keys of :meth:`WebService.pools`).
 POOLS = [("pending", "Pending tasks"), ("available", "Available workers"), ("executing", "Executing"),
          ("awaiting_validator", "Result in, no validator yet"), ("validating", "Validating"),
@@ -116,6 +119,7 @@ class WebService:
         self._cache: dict[Any, tuple[float, Any]] = {}
         self._cache_seconds = cache_seconds
         self._generation = 0
+        self._chain_cache: dict[Any, tuple[int, Any]] = {}
         self.uploads_dir = Path(config.state_dir) / "web-uploads"
         from ichain.web.sessions import Sessions
 
@@ -180,6 +184,30 @@ class WebService:
             self._cache[key] = (now, value)
         return value
 
+    def at_head(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """A chain read reused until the next block (chain state only changes with blocks).
+
+        One ``eth_blockNumber`` per refresh replaces the dozens of calls the pools, workers,
+        balances and task records take, so many open pages cost little on a quiet chain.
+        """
+        from ape import chain
+
+        head = chain.blocks.height
+        with self._lock:
+            hit = self._chain_cache.get(key)
+            if hit is not None and hit[0] == head:
+                return hit[1]
+        value = compute()
+        with self._lock:
+            if len(self._chain_cache) > 4096:
+                self._chain_cache.clear()
+            self._chain_cache[key] = (head, value)
+        return value
+
+    def chain_task(self, task_id: int) -> Any:
+        """The SDK's record of a task, read once per block."""
+        return self.at_head(("task", int(task_id)), lambda: self.market().task(int(task_id)))
+
     def invalidate(self) -> None:
         """Forget cached reads (after an action, so the page shows its effect at once)."""
         self._generation += 1
@@ -191,9 +219,12 @@ class WebService:
         net = self.network()
         account = None
         if self.account is not None:
-            account = {"address": str(self.account.address), "balance": int(self.account.balance), "credit": 0}
+            address = str(self.account.address)
+            balance = self.at_head(("balance", address), lambda: int(self.account.balance))
+            account = {"address": address, "balance": balance, "credit": 0}
             if not net["error"]:
-                account["credit"] = int(self.market().credit(self.account.address))
+                account["credit"] = self.at_head(("credit", address),
+                                                 lambda: int(self.market().credit(address)))
         return {"net": net, "account": account}
 
     def providers(self) -> list[dict]:
@@ -202,7 +233,7 @@ class WebService:
             market = self.market()
         except IChainError:
             return []
-        return [self._worker_row(w) for w in market.providers()]
+        return self.at_head("providers", lambda: [self._worker_row(w) for w in market.providers()])
 
     @staticmethod
     def _worker_row(worker: Any) -> dict:
@@ -220,18 +251,21 @@ class WebService:
         }
 
     def pools(self) -> dict:
-        """The four pools as lists of display items (``key``, ``label``, ``detail``, ``mine``)."""
-        empty = {name: [] for name, _ in POOLS}
+        """The pools, each ``{"items": [...], "total": n}``; items have ``key``, ``label``, ``detail``, ``mine``."""
+        empty = {name: {"items": [], "total": 0} for name, _ in POOLS}
         try:
             market = self.market()
         except IChainError:
             return empty
+        return self.at_head("pools", lambda: self._pools(market))
+
+    def _pools(self, market: Any) -> dict:
         pools = market.pools()
         me = str(self.account.address).lower() if self.account is not None else ""
         workers = {w["address"].lower(): w for w in self.providers()}
 
         def task_item(task_or_id: Any, who: str) -> dict:
-            task = market.task(task_or_id) if isinstance(task_or_id, int) else task_or_id
+            task = self.chain_task(task_or_id) if isinstance(task_or_id, int) else task_or_id
             tid = int(getattr(task, "id", getattr(task, "task_id", task_or_id)))
             requester = _addr(getattr(task, "requester", None)) or ""
             party = _addr(getattr(task, who, None)) if who else None
@@ -250,14 +284,15 @@ class WebService:
             return {"key": f"worker-{address}", "label": f"{address[:6]}…{address[-4:]}",
                     "detail": f"{eth(row['price'])} · {rating}", "mine": address.lower() == me}
 
-        return {
-            "pending": [task_item(t, "") for t in getattr(pools, "pending", [])],
-            "available": [worker_item(w) for w in getattr(pools, "available", [])],
-            "executing": [task_item(t, "provider") for t in getattr(pools, "executing", [])],
-            "awaiting_validator": [task_item(t, "provider") for t in getattr(pools, "awaiting_validator", [])],
-            "validating": [task_item(t, "validator") for t in getattr(pools, "validating", [])],
-            "accepted": [task_item(t, "provider") for t in getattr(pools, "accepted", [])],
-        }
+        roles = {"pending": "", "executing": "provider", "awaiting_validator": "provider",
+                 "validating": "validator", "accepted": "provider"}
+        out = {}
+        for name, _ in POOLS:
+            ids = list(getattr(pools, name, []) or [])
+            shown = ids[:POOL_SHOWN]  # bounded reads per refresh, however full the pool
+            items = [worker_item(w) for w in shown] if name == "available" else [task_item(t, roles[name]) for t in shown]
+            out[name] = {"items": items, "total": len(ids)}
+        return out
 
     def task_folders(self) -> list[dict]:
         """Task folders offered on the server (sub-folders of ``tasks_root``)."""
@@ -298,7 +333,7 @@ class WebService:
     def _context(self, view: str, task_id: int | None, provider: str | None) -> dict:
         ov = self.overview()
         ctx: dict[str, Any] = {
-            **ov, "alert": None, "pools": {name: [] for name, _ in POOLS},
+            **ov, "alert": None, "pools": {name: {"items": [], "total": 0} for name, _ in POOLS},
             "tasks": [], "task": None, "providers": [], "folders": self.task_folders(),
             "tasks_root": str(self.tasks_root), "provider_view": None,
             "default_price": "0.01", "default_fee": "0.001",

@@ -279,18 +279,16 @@ class Sessions:
         with self._lock:
             self._scan()
             sessions = sorted(self._by_id.values(), key=lambda s: -s.task_id)
-        market = self.service.market()
         out = []
         for s in sessions:
-            status = status_name(market.task(s.task_id).status)
+            status = status_name(self.service.chain_task(s.task_id).status)
             out.append({"id": s.task_id, "name": s.name, "status": status, "status_label": LABELS.get(status, status)})
         return out
 
     def snapshot(self, task_id: int) -> dict:
         """Everything the task panel shows: chain state (status, parties, deadline) and the session's."""
         session = self.get(task_id)
-        market = self.service.market()
-        task = market.task(task_id)
+        task = self.service.chain_task(task_id)
         status = status_name(task.status)
         snap = session.req.status()
         deadline = int(getattr(task, "deadline", 0) or 0)
