@@ -8,7 +8,7 @@ import click
 
 from ichain._cli._common import echo_table, eth, get_market, market_option
 from ichain._cli.options import IChainCommand, ichain_options, read_only_options
-from ichain.daemon.provider import field_of, status_name
+from ichain.daemon.provider import field_of
 
 
 def _worker_row(w) -> list[str]:

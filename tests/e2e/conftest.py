@@ -4,25 +4,14 @@ requester session in the test process. Every process a test starts is stopped by
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import threading
-import time
 from pathlib import Path
-from typing import Callable
 
 import pytest
+from marketplace_helpers import MAX_TIMEOUT, MIN_TIMEOUT, REVIEW_WINDOW, VALIDATION_WINDOW, TcpProxy, wait_until
 
 from ichain._cli.demo import DaemonProcess, provide_argv
 from ichain.config import load_config
-from ichain.daemon.provider import field_of, status_name
-
-from marketplace_helpers import (  # noqa: E402
-    DIGITS, MAX_TIMEOUT, MIN_TIMEOUT, REVIEW_WINDOW, VALIDATION_WINDOW, TcpProxy, wait_until,
-)
+from ichain.daemon.provider import field_of
 
 
 @pytest.fixture(scope="session")
