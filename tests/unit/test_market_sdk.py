@@ -378,3 +378,19 @@ def test_providers__ratings_and_prices__ranked_best_average_then_cheapest(market
     ranked = [w.address for w in market.providers()]
     assert ranked.index(provider2.address) < ranked.index(provider.address) < ranked.index(validator2.address)
     assert ranked.index(validator2.address) < ranked.index(validator.address)  # unrated: cheaper first
+
+
+def test_events__hand_rolled_decoder__matches_ape_decoding(market, market_contract, requester, workers, new_hash,
+                                                          chain):
+    start = chain.blocks.head.number + 1
+    receipt = market_contract.post(new_hash(), (workers[0].address, workers[1].address, 10**16, 10**15, 600),
+                                   b"\x01" * 77, b"", sender=requester, value=10**16 + 10**15)
+    [theirs] = receipt.decode_logs(market_contract.TaskPosted)
+    [ours] = [e for e in market.events(start) if isinstance(e, m.TaskPosted)]
+    args = theirs.event_arguments
+    assert (ours.task_id, ours.provider, ours.validator, ours.requester) == (
+        args["taskId"], args["provider"], args["validator"], args["requester"])
+    assert (ours.task_hash, ours.price, ours.validator_fee, ours.deadline) == (
+        args["taskHash"], args["price"], args["validatorFee"], args["deadline"])
+    assert (ours.provider_locator, ours.validator_locator) == (b"\x01" * 77, b"")
+    assert (ours.block_number, ours.log_index) == (theirs.block_number, theirs.log_index)
