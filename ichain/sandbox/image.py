@@ -280,7 +280,7 @@ def _build_with_mmdebstrap(client: docker.DockerClient, name: str, say: Callable
     log_file = work / "build.log"
     ok = False
     try:
-        say(f"image: building {name} with mmdebstrap from the host's {suite} sources (about a minute)")
+        say(f"image: building {name} with mmdebstrap from the host's {suite} sources (2-5 minutes)")
         debs = _placeholder_debs(work)
         rootfs = work / "rootfs.tar"
         cmd = [

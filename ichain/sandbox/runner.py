@@ -18,6 +18,7 @@ Only the regular files and folders the script wrote come back; links and special
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -325,6 +326,7 @@ class Sandbox:
             (task / "task.py").write_text(
                 source or "import numpy, sklearn\nopen('ok', 'w').write(numpy.__version__ + sklearn.__version__)\n"
             )
+            (task / "ichain.json").write_text(json.dumps({"image": self.image, "time_limit": 120}))
             return self.execute(task, Path(tmp) / "out")
 
     # -- the run itself -----------------------------------------------------------------------------
