@@ -128,6 +128,7 @@ def create_app(service: WebService) -> FastAPI:
                 try:
                     parts = await run_in_threadpool(fragments, view, task, provider)
                 except Exception as exc:  # a node hiccup must not end the stream
+                    log.warning("live update of %s failed: %s: %s", view, type(exc).__name__, exc)
                     parts = {"alert": user_message(exc) if isinstance(exc, IChainError) else
                              f"Live update failed: {type(exc).__name__}"}
                 for name, html in parts.items():
@@ -181,7 +182,7 @@ def create_app(service: WebService) -> FastAPI:
     def result(task_id: int) -> FileResponse:
         """Download the decrypted, verified result archive."""
         path = service.result_file(task_id)
-        return FileResponse(path, filename=path.name, media_type="application/octet-stream")
+        return FileResponse(path, filename=f"task-{task_id}-{path.name}", media_type="application/x-tar")
 
     # ---- actions -----------------------------------------------------------------------------
     @app.post("/api/tasks")

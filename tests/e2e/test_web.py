@@ -161,7 +161,11 @@ def test_requester_page__digits_task_end_to_end__result_downloaded_and_rated(ope
 
     seen = pools.evaluate("() => window.__seen")
     assert seen[0] == "pending" and "executing" in seen and "validating" in seen, seen
-    pools.wait_for_function(f"() => !document.querySelector('[data-item=\"task-{task_id}\"]')")
+    try:
+        pools.wait_for_function(f"() => !document.querySelector('[data-item=\"task-{task_id}\"]')", timeout=STEP_MS)
+    except Exception:
+        shot(pools, "08-pools-after-FAILED")
+        raise
     shot(pools, "08-pools-after")
 
     # The provider's dashboard: rating, tasks run, earnings, its daemon.

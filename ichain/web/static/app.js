@@ -31,7 +31,15 @@
       return;
     }
     delete pending[name];
-    if (el.innerHTML !== html) el.innerHTML = html;
+    if (el.innerHTML === html) return;
+    const before = name === "task" && el.querySelector("#task-status") ? el.querySelector("#task-status").dataset.status : null;
+    el.innerHTML = html;
+    // Screen readers hear the lifecycle changes, not every progress tick.
+    const now = name === "task" && el.querySelector("#task-status") ? el.querySelector("#task-status").dataset.status : null;
+    const badge = el.querySelector("#task-badge");
+    if (before && now && before !== now && badge) {
+      document.getElementById("sr-status").textContent = "Task status: " + badge.textContent;
+    }
   }
   function flush() { for (const n of Object.keys(pending)) apply(n, pending[n]); }
   document.addEventListener("focusout", function () { setTimeout(flush, 0); });
