@@ -620,10 +620,15 @@ class Market:
 
     def __init__(self, address: str, *, start_block: int = 0):
         from ape import project
+        from ape.exceptions import ApeException
 
-        self.contract = project.TaskMarket.at(address)
+        try:
+            self.contract = project.TaskMarket.at(address)
+            self.ratings = project.Ratings.at(self.contract.ratings())
+        except (ApeException, ValueError) as err:
+            first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise MarketError(f"no TaskMarket at {address} on this network: {first}") from None
         self.address = str(self.contract.address)
-        self.ratings = project.Ratings.at(self.contract.ratings())
         self.start_block = int(start_block)
         self._decoder = _EventDecoder(
             list(self.contract.contract_type.events) + list(self.ratings.contract_type.events)

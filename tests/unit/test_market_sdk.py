@@ -394,3 +394,10 @@ def test_events__hand_rolled_decoder__matches_ape_decoding(market, market_contra
         args["taskHash"], args["price"], args["validatorFee"], args["deadline"])
     assert (ours.provider_locator, ours.validator_locator) == (b"\x01" * 77, b"")
     assert (ours.block_number, ours.log_index) == (theirs.block_number, theirs.log_index)
+
+
+@pytest.mark.parametrize("address", ["0x" + "55" * 20, "not-an-address"])
+def test_market__no_contract_at_address__one_line_market_error(address):
+    with pytest.raises(m.MarketError) as info:
+        m.Market.at(address)
+    assert "no TaskMarket" in str(info.value) and "\n" not in str(info.value)
