@@ -6,7 +6,9 @@ Compares, in the same run and interleaved (bare, sandbox, bare, sandbox...) so m
   start, wait, collect, remove the container) against ``python3 task.py 0`` run bare on the host.
   Goal: at most 0.35 s added (median of repeated runs).
 - a ~10 s CPU-bound task (a pure-Python loop calibrated on this machine): same comparison. Goal: the
-  sandbox run within 5 % of the bare run (ratio of medians).
+  sandbox run within 5 % of the bare run (ratio of medians). The task also reports the CPU time it used
+  (``os.times``), so the CPU-time ratio shows the sandbox's own cost apart from scheduling: on a shared
+  machine all containers share one cgroup weight against host processes, which stretches wall time.
 
 The bare runs use the host's Debian python3 (the same build the runtime image carries) when present.
 Also recorded: the image's size and the time of ``build_image`` when the image is already up to date.
@@ -34,12 +36,14 @@ CPU_SECONDS = 10.0
 TRIVIAL_GOAL_S = 0.35
 CPU_GOAL_RATIO = 1.05
 
-CPU_TASK = """import sys
+CPU_TASK = """import os
 n = {n}
 total = 0
 for i in range(n):
     total += i * i % 7
+times = os.times()
 print(total)
+print("CPU", times.user + times.system)
 """
 
 
@@ -56,41 +60,64 @@ def _task(root: Path, name: str, source: str) -> Path:
     return folder
 
 
-def _bare(python: str, folder: Path, scratch: Path) -> float:
+def _cpu_seconds(stdout: str) -> float | None:
+    """The CPU time (user+system) the task reports for itself on its last line, if it does."""
+    lines = stdout.strip().splitlines()
+    if lines and lines[-1].startswith("CPU "):
+        return float(lines[-1].split()[1])
+    return None
+
+
+def _bare(python: str, folder: Path, scratch: Path) -> tuple[float, float | None]:
     scratch.mkdir()
     start = time.perf_counter()
-    subprocess.run([python, str(folder / "task.py"), "0"], cwd=scratch, check=True, stdout=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [python, str(folder / "task.py"), "0"], cwd=scratch, check=True, stdout=subprocess.PIPE, text=True
+    )
     elapsed = time.perf_counter() - start
     shutil.rmtree(scratch)
-    return elapsed
+    return elapsed, _cpu_seconds(proc.stdout)
 
 
-def _sandboxed(box, folder: Path, out: Path) -> tuple[float, float]:
+def _sandboxed(box, folder: Path, out: Path) -> tuple[float, float, float | None]:
     start = time.perf_counter()
     result = box.execute(folder, out)
     elapsed = time.perf_counter() - start
     if not result.ok:
         raise SystemExit(f"bench: sandbox run failed: {result.error or result.stderr_tail[-200:]}")
     shutil.rmtree(out)
-    return elapsed, result.wall_time
+    return elapsed, result.wall_time, _cpu_seconds(result.stdout_tail)
 
 
 def _calibrate(python: str, root: Path) -> int:
     """Loop count that takes about CPU_SECONDS bare on this machine."""
     n = 2_000_000
     probe = _task(root, "probe", CPU_TASK.format(n=n))
-    took = min(_bare(python, probe, root / f"probe-{i}") for i in range(2))
+    took = min(_bare(python, probe, root / f"probe-{i}")[0] for i in range(2))
     return int(n * CPU_SECONDS / max(took, 1e-3))
 
 
 def _compare(box, python: str, folder: Path, root: Path, runs: int) -> dict:
-    bare, boxed, inside = [], [], []
+    bare, boxed, inside, bare_cpu, boxed_cpu = [], [], [], [], []
     for i in range(runs):
-        bare.append(_bare(python, folder, root / f"bare-{folder.name}-{i}"))
-        total, wall = _sandboxed(box, folder, root / f"out-{folder.name}-{i}")
+        elapsed, cpu = _bare(python, folder, root / f"bare-{folder.name}-{i}")
+        bare.append(elapsed)
+        total, wall, cpu_inside = _sandboxed(box, folder, root / f"out-{folder.name}-{i}")
         boxed.append(total)
         inside.append(wall)
+        if cpu is not None and cpu_inside is not None:
+            bare_cpu.append(cpu)
+            boxed_cpu.append(cpu_inside)
+    cpu_time = {}
+    if bare_cpu:
+        # CPU seconds the script itself used: insensitive to how much of the machine others take.
+        cpu_time = {
+            "bare_cpu_median_s": round(statistics.median(bare_cpu), 4),
+            "sandbox_cpu_median_s": round(statistics.median(boxed_cpu), 4),
+            "cpu_time_ratio": round(statistics.median(boxed_cpu) / statistics.median(bare_cpu), 4),
+        }
     return {
+        **cpu_time,
         "runs": runs,
         "bare_median_s": round(statistics.median(bare), 4),
         "sandbox_median_s": round(statistics.median(boxed), 4),
@@ -159,7 +186,8 @@ def main() -> None:
     print(
         f"trivial: +{trivial_cmp['added_s']:.3f} s median, +{trivial_cmp['added_min_s']:.3f} s best "
         f"(goal <= {TRIVIAL_GOAL_S}); cpu: x{cpu_cmp['ratio']:.3f} median, x{cpu_cmp['ratio_min']:.3f} best "
-        f"(goal <= {CPU_GOAL_RATIO}); image {status.size / 1e6:.0f} MB; "
+        f"(goal <= {CPU_GOAL_RATIO}), CPU-time x{cpu_cmp.get('cpu_time_ratio', float('nan')):.3f}; "
+        f"image {status.size / 1e6:.0f} MB; "
         f"no-op build {noop_build:.2f} s -> {RESULTS.relative_to(ROOT)}"
     )
 
