@@ -74,6 +74,7 @@ class PrivateTorNetwork:
         self.dir_authority_line = ""
         self.bootstrap_seconds = 0.0
         self._relay_ports: dict[int, int] = {}
+        self._rejected: set[str] = set()
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -219,17 +220,38 @@ class PrivateTorNetwork:
             "TestingDirAuthVoteExit": "*",
         }, name="authority", tor_cmd=self.tor_cmd, socks=False)
 
-    def kill_relay(self, i: int) -> int:
-        """SIGKILL relay ``i`` (fault injection); returns its PID. :meth:`restart_relay` brings it back."""
+    def kill_relay(self, i: int, *, delist: bool = True) -> int:
+        """SIGKILL relay ``i`` (fault injection); returns its PID. :meth:`restart_relay` brings it back.
+
+        With ``delist`` the authority is told to drop it (``!reject`` in approved-routers + reload), as the
+        real authorities' reachability tests would: here AssumeReachable keeps a dead relay "Running"
+        forever, and every tor would keep building circuits (and placing intro points) through it.
+        The next consensus (about 10-20 s) no longer lists it.
+        """
         relay = self.relays[i]
+        fingerprint = relay.controller.get_info("fingerprint", "") if relay.alive() else ""
         relay.kill()
+        if delist and fingerprint:
+            self._rejected.add(fingerprint)
+            self._write_approved_routers()
         return relay.pid
 
     def restart_relay(self, i: int) -> TorProcess:
-        """Relaunch relay ``i`` with its keys and ORPort (same identity in the consensus)."""
+        """Relaunch relay ``i`` with its keys and ORPort (same identity), and let the authority list it again."""
         self.relays[i].stop()
         self.relays[i] = self._start_relay(i)
+        fingerprint = self.relays[i].controller.get_info("fingerprint", "")
+        if fingerprint in self._rejected:
+            self._rejected.discard(fingerprint)
+            self._write_approved_routers()
         return self.relays[i]
+
+    def _write_approved_routers(self) -> None:
+        path = self.authority.data_dir / "approved-routers"
+        tmp = path.with_name(path.name + ".part")
+        tmp.write_text("".join(f"!reject {fp}\n" for fp in sorted(self._rejected)))
+        os.replace(tmp, path)
+        self.authority.controller.signal(stem.Signal.RELOAD)
 
     def relay_index(self, fingerprint: str) -> int | None:
         """Index of the relay with this RSA fingerprint (None for the authority or unknown)."""

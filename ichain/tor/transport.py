@@ -67,26 +67,37 @@ class _TorConnector(ProxyConnector):
     retry fetches a fresh descriptor instead of re-trying the intro points tor remembers as failed.
     """
 
-    def __init__(self, *args, on_stale=None, **kwargs):
+    def __init__(self, *args, on_stale=None, retry_window: float = 0.0, **kwargs):
         super().__init__(*args, **kwargs)
         self._on_stale = on_stale
+        self._retry_window = retry_window
 
     async def _wrap_create_connection(self, *args, **kwargs):
-        try:
-            return await super()._wrap_create_connection(*args, **kwargs)
-        except ProxyTimeoutError as exc:
-            raise aiohttp.ClientOSError(errno.ETIMEDOUT, f"tor: connect timed out ({exc})") from None
-        except ProxyConnectionError as exc:
-            raise aiohttp.ClientOSError(errno.ECONNREFUSED, f"tor's SOCKS port is down ({exc})") from None
-        except ProxyError as exc:
-            code = getattr(exc, "error_code", None)
-            if code is None:  # python-socks reports tor's extended codes only in the text: "0XF2"
-                match = re.search(r"0[xX]([0-9A-Fa-f]{2})", str(exc))
-                code = int(match.group(1), 16) if match else None
-            reason = _TOR_SOCKS_ERRORS.get(code) or str(exc) or "SOCKS error"
-            if code in _STALE_SERVICE_CODES and self._on_stale is not None:
-                await asyncio.to_thread(self._on_stale)
-            raise aiohttp.ClientOSError(errno.EHOSTUNREACH, f"tor: {reason}") from None
+        # Reaching an onion service includes a descriptor fetch, an introduction and a rendezvous; when the
+        # service just moved (a relay under it died, the host restarted) those fail for a few seconds
+        # until its new descriptor is out. That is still "connecting": retry it within the window.
+        deadline = time.monotonic() + self._retry_window
+        delay = 0.5
+        while True:
+            try:
+                return await super()._wrap_create_connection(*args, **kwargs)
+            except ProxyTimeoutError as exc:
+                raise aiohttp.ClientOSError(errno.ETIMEDOUT, f"tor: connect timed out ({exc})") from None
+            except ProxyConnectionError as exc:
+                raise aiohttp.ClientOSError(errno.ECONNREFUSED, f"tor's SOCKS port is down ({exc})") from None
+            except ProxyError as exc:
+                code = getattr(exc, "error_code", None)
+                if code is None:  # python-socks reports tor's extended codes only in the text: "0XF2"
+                    match = re.search(r"0[xX]([0-9A-Fa-f]{2})", str(exc))
+                    code = int(match.group(1), 16) if match else None
+                reason = _TOR_SOCKS_ERRORS.get(code) or str(exc) or "SOCKS error"
+                stale = code in _STALE_SERVICE_CODES
+                if stale and self._on_stale is not None:
+                    await asyncio.to_thread(self._on_stale)
+                if not stale or time.monotonic() + delay > deadline:
+                    raise aiohttp.ClientOSError(errno.EHOSTUNREACH, f"tor: {reason}") from None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 4.0)
 
 
 class TorTransport(Transport):
@@ -188,7 +199,7 @@ class TorTransport(Transport):
             self._watch_streams()
         return _TorConnector(host="127.0.0.1", port=self._socks_port, proxy_type=ProxyType.SOCKS5,
                               username=f"ichain-{isolation_key}", password="x", rdns=True, limit=2,
-                              on_stale=self.refresh_client_state)
+                              on_stale=self.refresh_client_state, retry_window=self.connect_timeout)
 
     def refresh_client_state(self) -> None:
         """Make tor forget its client-side onion state (cached descriptors, failed intro points).

@@ -91,53 +91,6 @@ def _fetch_in_background(*args, **kwargs):
     return thread, outcome
 
 
-def _relay_carrying_streams(network, tor, onion_host: str) -> int:
-    """Index of one of our relays on a circuit that carries a stream to ``onion_host`` now (middle hops first)."""
-    controller = tor.controller
-    busy = {s.circ_id for s in controller.get_streams() if s.circ_id and (s.target_address or "") == onion_host}
-    candidates = []
-    for circuit in controller.get_circuits():
-        if circuit.id in busy:
-            for position, (fingerprint, _) in enumerate(circuit.path):
-                index = network.relay_index(fingerprint)
-                if index is not None:
-                    candidates.append((position == 0, index))
-    assert candidates, "no relay of ours carries the client's streams"
-    return sorted(candidates)[0][1]
-
-
-def test_fetch__relay_killed_mid_transfer__completes_on_fresh_circuits(tor_network, tor_pids, peer, tmp_path):
-    _, _, host = peer("host")
-    client, key, _ = peer("client", stall_timeout=8, connect_timeout=20)
-    blob = tmp_path / "bundle.tar"
-    digest = _bundle(blob, 16 * MiB)
-    ctx = TransferContext(31337, MARKET, 8, "task-provider")
-    sealed = host.offer(blob, key.public_bytes, ctx)
-    seen: list = []
-    first_chunk = threading.Event()
-
-    def progress(p) -> None:
-        seen.append(p.retries)
-        if p.fetched >= 1:
-            first_chunk.set()
-
-    thread, outcome = _fetch_in_background(sealed, key, ctx, tmp_path / "out.tar", transport=client, concurrency=4,
-                                           progress=progress, attempts=6)
-    assert first_chunk.wait(60)
-    victim = _relay_carrying_streams(tor_network, client.tor, host.address.split("//")[1])
-    killed = tor_network.kill_relay(victim)
-    try:
-        thread.join(90)
-        assert not thread.is_alive(), "fetch did not finish within its deadline"
-        assert "error" not in outcome, outcome.get("error")
-        assert outcome["result"].sha256 == digest
-        assert max(seen) >= 1  # the fetcher saw the failure and re-fetched ...
-        assert client.circuits_used(host.address) > 5  # ... on a fresh circuit
-    finally:
-        tor_pids.add(tor_network.restart_relay(victim).pid)
-    assert killed != tor_network.relays[victim].pid
-
-
 def test_fetch__host_restarts_mid_transfer__same_onion_address_and_completes(tor_network, tor_client, tor_pids,
                                                                            peer, tmp_path):
     client, key, _ = peer("client", stall_timeout=8, connect_timeout=30)
@@ -168,7 +121,7 @@ def test_fetch__host_restarts_mid_transfer__same_onion_address_and_completes(tor
 
 
 def test_fetch__host_gone_for_good__one_line_error_within_deadline(tor_client, peer, tmp_path):
-    client, key, _ = peer("client", stall_timeout=5, connect_timeout=10)
+    client, key, _ = peer("client", stall_timeout=5, connect_timeout=5)
     host = ChunkHost(tmp_path / "gone", transport=TorTransport(tor_client("doomed")), chunk_size=MiB)
     host.start()
     blob = tmp_path / "b.tar"
@@ -180,6 +133,52 @@ def test_fetch__host_gone_for_good__one_line_error_within_deadline(tor_client, p
     t0 = time.monotonic()
     with pytest.raises(TransferError) as err:
         fetch(sealed, key, ctx, tmp_path / "never.tar", transport=client, attempts=2, backoff=0.2)
-    assert time.monotonic() - t0 < 45
+    assert time.monotonic() - t0 < 40  # 2 attempts x (5 s connect window + one SOCKS attempt) + backoff
     assert isinstance(err.value, IChainError) and "\n" not in str(err.value)
     assert not (tmp_path / "never.tar").exists()
+
+
+# Last in the session: the network runs with a relay re-listed only from the next consensus on.
+def _relay_carrying_streams(network, tor, onion_host: str) -> int:
+    """Index of one of our relays on a circuit that carries a stream to ``onion_host`` now (middle hops first)."""
+    controller = tor.controller
+    busy = {s.circ_id for s in controller.get_streams() if s.circ_id and (s.target_address or "") == onion_host}
+    candidates = []
+    for circuit in controller.get_circuits():
+        if circuit.id in busy:
+            for position, (fingerprint, _) in enumerate(circuit.path):
+                index = network.relay_index(fingerprint)
+                if index is not None:
+                    candidates.append((position == 0, index))
+    assert candidates, "no relay of ours carries the client's streams"
+    return sorted(candidates)[0][1]
+
+
+def test_fetch__relay_killed_mid_transfer__completes_on_fresh_circuits(tor_network, tor_pids, peer, tmp_path):
+    _, _, host = peer("host")
+    client, key, _ = peer("client", stall_timeout=8, connect_timeout=30)
+    blob = tmp_path / "bundle.tar"
+    digest = _bundle(blob, 16 * MiB)
+    ctx = TransferContext(31337, MARKET, 8, "task-provider")
+    sealed = host.offer(blob, key.public_bytes, ctx)
+    first_chunk = threading.Event()
+
+    def progress(p) -> None:
+        if p.fetched >= 1:
+            first_chunk.set()
+
+    thread, outcome = _fetch_in_background(sealed, key, ctx, tmp_path / "out.tar", transport=client, concurrency=4,
+                                           progress=progress, attempts=6)
+    assert first_chunk.wait(60)
+    victim = _relay_carrying_streams(tor_network, client.tor, host.address.split("//")[1])
+    killed = tor_network.kill_relay(victim)  # and delisted, as real authorities would do
+    try:
+        thread.join(150)
+        assert not thread.is_alive(), "fetch did not finish within its deadline"
+        assert "error" not in outcome, outcome.get("error")
+        assert outcome["result"].sha256 == digest
+        # 5 circuits (4 streams + manifest) before the kill; more means chunks were re-fetched on fresh ones
+        assert client.circuits_used(host.address) > 5
+    finally:
+        tor_pids.add(tor_network.restart_relay(victim).pid)
+    assert killed != tor_network.relays[victim].pid
