@@ -367,7 +367,7 @@ class Sandbox:
             preloaded = _tree_size(work, 1 << 62) if result_folder is not None else 0
             self._run_container(spec, work, mode, run_id, result, preloaded)
             if mode == "0" and result.ok:
-                self._collect(work, output, self.limits_for(spec)["output_limit"], result)  # type: ignore[arg-type]
+                self._collect(work, output, self.limits_for(spec)["output_limit"], result, _task_names(spec))  # type: ignore[arg-type]
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             result.error = result.error or str(
                 EngineUnavailable(f"Docker engine error during the run: {str(exc).splitlines()[0][:200]}")
@@ -382,13 +382,16 @@ class Sandbox:
 
     def _prepare_work(self, work: Path, spec: TaskSpec, result_folder: Path | None) -> None:
         """Fill the host folder that becomes ``/work``: result copies (validate) and input symlinks."""
-        taken: set[str] = set()
+        reserved = _task_names(spec)
         if result_folder is not None:
-            # Copies, so the validator script cannot alter the result it judges.
-            shutil.copytree(result_folder, work, dirs_exist_ok=True, symlinks=True)
-            taken = {p.name for p in work.iterdir()}
-        top_level = {rel.split("/", 1)[0] for rel in spec.files}
-        for name in sorted(top_level - taken):
+            # Copies, so the validator script cannot alter the result it judges; a result entry named
+            # like a task file is left out, so a provider cannot swap the task's own data or config.
+            top = os.fspath(result_folder)
+            shutil.copytree(
+                result_folder, work, dirs_exist_ok=True, symlinks=True,
+                ignore=lambda folder, names: [n for n in names if folder == top and n in reserved],
+            )
+        for name in sorted(reserved):
             os.symlink(_SYMLINK_TARGET + name, work / name)
         # Only the sandbox user may write there (nobody else on the host needs to).
         if os.geteuid() == 0:
@@ -517,7 +520,7 @@ class Sandbox:
                 stop.set()
                 return
 
-    def _collect(self, work: Path, output: Path, output_limit: int, result: RunResult) -> None:
+    def _collect(self, work: Path, output: Path, output_limit: int, result: RunResult, reserved: set[str]) -> None:
         """Copy the regular files and folders the script wrote into ``output`` (``.part`` then rename)."""
         part = Path(tempfile.mkdtemp(prefix=output.name + ".part-", dir=output.parent))
         files: list[str] = []
@@ -525,6 +528,10 @@ class Sandbox:
         try:
             for root, dirs, names in os.walk(work):
                 rel_root = Path(root).relative_to(work)
+                if rel_root == Path("."):
+                    # Names of task files are the task's: whatever the script put there stays behind.
+                    dirs[:] = [d for d in dirs if d not in reserved]
+                    names = [n for n in names if n not in reserved]
                 if len(rel_root.parts) >= MAX_DEPTH:
                     result.error = f"result folders nested deeper than {MAX_DEPTH} levels"
                     raise _Discard()
@@ -581,6 +588,11 @@ class Sandbox:
             finally:
                 api.remove_container(container_id, force=True, v=True)
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _task_names(spec: TaskSpec) -> set[str]:
+    """Top-level names of the task folder: reserved in the working folder (inputs are linked there)."""
+    return {rel.split("/", 1)[0] for rel in spec.files}
 
 
 class _Discard(Exception):

@@ -216,6 +216,35 @@ def test_validate__result_near_the_cap__not_killed_by_the_disk_watch(sandbox, ma
     assert verdict.accepted, verdict.error
 
 
+def test_validate__result_ships_a_task_file_name__validator_sees_the_tasks_own(sandbox, make_task, tmp_path):
+    folder = make_task({
+        "config.json": '{"threshold": 0.9}',
+        "task.py": (
+            "import json, sys\n"
+            "if sys.argv[1] == '0':\n"
+            "    open('score.txt', 'w').write('0.5')\n"
+            "else:\n"
+            "    limit = json.load(open('config.json'))['threshold']\n"
+            "    sys.exit(0 if float(open('score.txt').read()) >= limit else 1)\n"
+        ),
+    })
+    assert sandbox.execute(folder, tmp_path / "out").ok
+    forged = tmp_path / "forged"
+    shutil.copytree(tmp_path / "out", forged)
+    (forged / "config.json").write_text('{"threshold": 0.1}')  # a provider's attempt to lower the bar
+    verdict = sandbox.validate(folder, forged)
+    assert verdict.exit_code == 1 and not verdict.accepted
+
+
+def test_execute__script_replaces_a_task_file__not_returned(sandbox, make_task, tmp_path):
+    folder = make_task({
+        "config.json": "{}",
+        "task.py": "import os\nos.unlink('config.json')\nopen('config.json', 'w').write('mine')\nopen('r.txt', 'w').write('r')\n",
+    })
+    run = sandbox.execute(folder, tmp_path / "out")
+    assert run.ok and run.files == ["r.txt"]
+
+
 def test_validate__tampered_model__rejected(sandbox, digits_result, tmp_path):
     _result, out = digits_result
     tampered = tmp_path / "tampered"
