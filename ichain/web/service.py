@@ -21,29 +21,12 @@ from pathlib import Path
 from typing import IO, Any, Callable
 
 from ichain.errors import IChainError
-from ichain.web.errors import NoAccount, NotReady, UnknownTask, WebInputError
+from ichain.web.errors import NoAccount, NotReady, WebInputError
 from ichain.web.format import parse_eth, user_message
 
 #: Largest upload accepted (the task archive), and its unpacked size.
 MAX_UPLOAD = 256 * 1024 * 1024
 MAX_UNPACKED = 1024 * 1024 * 1024
-
-#: The lifecycle shown as a stepper, and the states that end it early.
-LIFECYCLE = ["Pending", "Executing", "Validating", "Accepted", "Completed"]
-ENDINGS = {"Rejected", "Cancelled", "Refunded", "Expired"}
-STATUS_LABELS = {
-    "Pending": "waiting for a provider",
-    "Executing": "running at the provider",
-    "AwaitingValidator": "result in, choose a validator",
-    "Validating": "being validated",
-    "Accepted": "accepted: rate and pay",
-    "Completed": "completed",
-    "Rejected": "rejected: refunded",
-    "Cancelled": "stopped: refunded",
-    "Refunded": "refunded",
-    "Expired": "expired",
-}
-
 
 #: Items listed per pool (the count shows the total).
 POOL_SHOWN = 25
@@ -60,13 +43,6 @@ class Staged:
 
     name: str
     folder: Path
-
-
-def _status_name(value: Any) -> str:
-    """The name of a task status, whether the SDK gives an enum, a string or an int."""
-    name = getattr(value, "name", None) or str(value)
-    name = name.split(".")[-1]
-    return {"None_": "None"}.get(name, name[:1].upper() + name[1:])
 
 
 def _addr(value: Any) -> str | None:
@@ -555,4 +531,4 @@ def _safe_extract(archive: Path, dest: Path, *, zip_: bool) -> None:
         raise WebInputError(f"Upload: not a readable archive ({type(err).__name__})") from None
 
 
-__all__ = ["WebService", "Staged", "LIFECYCLE", "STATUS_LABELS", "ENDINGS"]
+__all__ = ["WebService", "Staged", "POOLS", "POOL_SHOWN"]
