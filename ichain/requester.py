@@ -34,6 +34,8 @@ from ichain.daemon.provider import ZERO, as_bytes, field_of, free_port, make_tra
 from ichain.errors import IChainError
 
 TERMINAL = ("Completed", "Closed", "Cancelled", "Expired")
+#: Gas limit for expire() (it costs under 60k); given explicitly so no estimate runs on a stale block.
+EXPIRE_GAS = 150_000
 
 
 class RequestError(IChainError):
@@ -375,6 +377,14 @@ class RequesterSession:
                 raise RequestError(f"task {self.task_id} still {status} after {timeout:.0f}s")
             time.sleep(poll)
 
+    def overdue(self) -> bool:
+        """Whether the task's current deadline has passed (by the chain's clock)."""
+        from ape import chain
+
+        task = self._chain_task or self.refresh()
+        # One second of margin: the node's next block may still carry the deadline's second.
+        return int(chain.pending_timestamp) > int(field_of(task, "deadline", default=0) or 0) + 1
+
     # --- the result ---------------------------------------------------------------------------
     def fetch_result_archive(self) -> Path:
         """Download the result archive (sealed to us), check it against the on-chain commitment."""
@@ -458,7 +468,9 @@ class RequesterSession:
             self.market.cancel(tid, sender=self.account)
             how = "cancelled"
         else:
-            self.market.expire(tid, sender=self.account)
+            # A fixed gas limit: estimating would run against the last block, whose timestamp on a
+            # quiet automine chain is still before the deadline (the new block's is not).
+            self.market.expire(tid, sender=self.account, gas=EXPIRE_GAS)
             how = "expired"
         self.refresh()
         self._log("refunded", f"task {tid} {how}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import click
@@ -10,6 +11,8 @@ import click
 from ichain._cli._common import echo_table, eth, get_config, get_market, market_option
 from ichain._cli.options import IChainCommand, ether_amount, host_options, ichain_options, read_only_options
 from ichain.daemon.provider import field_of, status_name
+from ichain.errors import IChainError
+from ichain.requester import TERMINAL, RequestError
 
 
 def _rating_line(market, address: str) -> str:
@@ -24,7 +27,8 @@ def _rating_line(market, address: str) -> str:
 @ichain_options
 @host_options
 @market_option()
-@click.option("--provider", default="best", show_default=True, help="Provider address, or 'best' (ranked).")
+@click.option("--provider", "provider_choice", default="best", show_default=True,
+              help="Provider address, or 'best' (ranked).")
 @click.option("--validator", default="auto", show_default=True,
               help="Validator address, 'auto' (best other worker, named at post) or 'later' (after the result).")
 @click.option("--price", default=None, help="Price for the provider (default: its asking price).")
@@ -35,7 +39,7 @@ def _rating_line(market, address: str) -> str:
               help="Folder for the result (default ./result-<task id>).")
 @click.option("--wait-timeout", type=float, default=900.0, show_default=True, help="Seconds to wait for each step.")
 @click.option("--no-finalize", is_flag=True, help="Stop after downloading the result (finalize later).")
-def submit(task_dir, account, transport, state_dir, host, port, market_address, provider, validator, price,
+def submit(task_dir, account, transport, state_dir, host, port, market_address, provider_choice, validator, price,
            validator_fee, timeout, rating, out, wait_timeout, no_finalize):
     """Package, encrypt, post and follow TASK_DIR; download the result; finalize with a rating."""
     from ichain.requester import RequesterSession
@@ -46,7 +50,8 @@ def submit(task_dir, account, transport, state_dir, host, port, market_address, 
     click.echo(f"task {session.data['task_name']}: {session.data['task_size']} bytes, "
                f"sha256 {session.data['task_hash'][:16]}... (session {session.data['id']})")
     try:
-        run_submission(session, market, provider=provider, validator=validator, price=ether_amount(price),
+        # (not `provider`: Ape's connected command passes its ProviderAPI under that name)
+        run_submission(session, market, provider=provider_choice, validator=validator, price=ether_amount(price),
                        validator_fee=ether_amount(validator_fee), timeout=timeout, rating=rating, out=out,
                        wait_timeout=wait_timeout, finalize=not no_finalize)
     finally:
@@ -77,12 +82,41 @@ def run_submission(session, market, *, provider="best", validator="auto", price=
     def show(snap: dict) -> None:
         echo(f"  task {task_id}: {snap.get('chain_status')}")
 
-    status = session.wait_for("AwaitingValidator", "Validating", "Accepted", "Rejected", timeout=wait_timeout,
-                              on_update=show)
+    def follow(*targets: str) -> str:
+        """Wait for ``targets``; a silent provider means a refund, a silent validator a new one."""
+        end = time.time() + wait_timeout
+        while True:
+            try:
+                return session.wait_for(*targets, timeout=10, on_update=show)
+            except RequestError:
+                if time.time() > end:
+                    raise
+            current = status_name(session.refresh())
+            if not session.overdue():
+                continue
+            if current in ("Pending", "Executing"):
+                echo(f"task {task_id}: the provider missed its deadline; taking the deposit back")
+                try:
+                    session.refund()
+                except IChainError as err:  # e.g. the deadline's last second: try again next tick
+                    echo(f"  not yet: {err}")
+                    continue
+                return status_name(session.refresh())
+            if current == "Validating":
+                echo(f"task {task_id}: the validator missed its deadline; naming another")
+                try:
+                    echo(f"validator {session.choose_validator('auto')} named")
+                except IChainError as err:
+                    echo(f"no other validator ({err}); taking the deposit back")
+                    session.refund()
+                    return status_name(session.refresh())
+
+    status = follow("AwaitingValidator", "Validating", "Accepted", "Rejected")
     if status == "AwaitingValidator":
         val = session.choose_validator("auto" if validator in ("later", "auto", None) else validator)
         echo(f"validator {val} named")
-    status = session.wait_for("Accepted", "Rejected", timeout=wait_timeout, on_update=show)
+    if status not in TERMINAL:
+        status = follow("Accepted", "Rejected")
     summary: dict = {"task_id": task_id, "verdict": status}
     if status in ("Accepted", "Rejected"):
         dest = session.fetch_result(out or Path(f"result-{task_id}"))
@@ -101,7 +135,9 @@ def run_submission(session, market, *, provider="best", validator="auto", price=
             summary["provider_rating"] = _rating_line(market, session.data["provider"])
             echo(f"provider {session.data['provider']} rating now {summary['provider_rating']}")
     else:
-        echo(f"task {task_id} ended {status}")
+        settled = session.data.get("settled", {})
+        echo(f"task {task_id} ended {status}: refund {eth(settled.get('refund', 0))} credited "
+             f"(ape ichain withdraw pays it out)")
     return summary
 
 
@@ -174,7 +210,9 @@ def refund(task_id, account, transport, state_dir, market_address):
     if st == "Pending":
         market.cancel(task_id, sender=account)
     else:
-        market.expire(task_id, sender=account)
+        from ichain.requester import EXPIRE_GAS
+
+        market.expire(task_id, sender=account, gas=EXPIRE_GAS)
     credit = int(market.credit(account.address))
     click.echo(f"task {task_id} is now {status_name(market.task(task_id))}; your credit: {eth(credit)} "
                f"(ape ichain withdraw pays it out)")

@@ -373,7 +373,9 @@ class ProviderDaemon:
             self.txs.send(
                 f"expire:{record.task_id}",
                 lambda: status_name(self.market.task(record.task_id)) in ("AwaitingValidator", "Accepted"),
-                lambda nonce: self.market.expire(record.task_id, sender=self.account, nonce=nonce),
+                # Fixed gas: an estimate would run on the last block, still before the deadline on a
+                # quiet automine chain, and revert.
+                lambda nonce: self.market.expire(record.task_id, sender=self.account, nonce=nonce, gas=150_000),
                 fault="claim",
             )
             self.wake(record.task_id, "provider")

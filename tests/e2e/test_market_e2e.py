@@ -164,3 +164,23 @@ def test_submit__bad_task_folder__one_line_error_and_no_deposit(tmp_path, node_u
     assert len(errors) == 1, proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
     assert requester.nonce == nonce_before  # no transaction, no deposit
+
+
+def test_submit_cli__silent_provider__refunds_itself_after_the_deadline(
+    tmp_path, node_uri, market_address, e2e_market, accounts, requester
+):
+    silent = accounts[5]
+    if not field_of(e2e_market.worker(silent.address), "registered", default=False):
+        e2e_market.register(KeyPair.generate().public_bytes, PRICE, sender=silent)
+    credit_before = _credit(e2e_market, requester)
+    ape = str(Path(sys.executable).with_name("ape"))
+    proc = subprocess.run(
+        [ape, "ichain", "submit", str(DIGITS), "--network", node_uri, "--account", "TEST::0", "--market",
+         market_address, "--state-dir", str(tmp_path / "state"), "--provider", silent.address, "--validator",
+         "later", "--price", str(PRICE), "--validator-fee", "0", "--timeout", str(MIN_TIMEOUT),
+         "--wait-timeout", "180"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "missed its deadline" in proc.stdout and "ended Expired" in proc.stdout, proc.stdout[-2000:]
+    assert _credit(e2e_market, requester) == credit_before + PRICE
