@@ -85,6 +85,11 @@ def steps_for(status: str) -> list[dict]:
     return out
 
 
+#: What each upload of a requester session is (keys of its ``progress.uploads``), in lifecycle order.
+_UPLOAD_LABELS = {"task-provider": "Task sent to the provider", "task-validator": "Task sent to the validator",
+                  "result-validator": "Result sent to the validator"}
+_UPLOAD_ORDER = {k: i for i, k in enumerate(_UPLOAD_LABELS)}
+
 #: Per-chunk states of a fetch (ichain.transfer.progress map letters) as percent done.
 _FETCH_PCT = {"p": 0, "f": 50, "r": 25, "v": 100, "u": 100, "x": 0}
 
@@ -93,12 +98,13 @@ def transfers_view(snap: dict) -> list[dict]:
     """Per-chunk progress bars from a requester snapshot (``progress.uploads`` / ``progress.download``)."""
     out = []
     progress = snap.get("progress") or {}
-    for tid, up in sorted((progress.get("uploads") or {}).items()):
+    for key, up in sorted((progress.get("uploads") or {}).items(), key=lambda kv: _UPLOAD_ORDER.get(kv[0], 9)):
         if not isinstance(up, dict):
             continue
         pcts = [100 if n else 0 for n in up.get("served") or []]
         size = _size(int(up.get("size") or 0))
-        out.append(_bar("upload", f"Served to a worker · transfer {str(tid)[:8]} · {size}", pcts))
+        what = _UPLOAD_LABELS.get(key, f"Served to a worker ({key})")
+        out.append(_bar(f"upload-{key}", f"{what} · {size}", pcts))
     down = progress.get("download")
     if isinstance(down, dict):
         pcts = [_FETCH_PCT.get(c, 0) for c in down.get("map", "")]

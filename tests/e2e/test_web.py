@@ -127,6 +127,10 @@ def test_requester_page__digits_task_end_to_end__result_downloaded_and_rated(ope
     wait_status(page, "Executing", "AwaitingValidator")
     assert page.text_content("#task-status").count(provider) == 1
 
+    # Per-chunk progress: the provider fetched every chunk of the task the page hosts.
+    page.wait_for_function("() => /100%/.test((document.querySelector('[data-transfer=upload-task-provider] h3')"
+                           " || {}).textContent)", timeout=STEP_MS)
+
     # The result comes in: downloaded over the per-chunk transfer and verified.
     wait_status(page, "AwaitingValidator")
     page.wait_for_selector('[data-transfer="download"]', timeout=STEP_MS)
@@ -139,6 +143,8 @@ def test_requester_page__digits_task_end_to_end__result_downloaded_and_rated(ope
     wait_status(page, "Validating", "Accepted")
     shot(pools, "05-pools-moving")
     assert wait_status(page, "Accepted", "Rejected") == "Accepted"
+    for upload in ("upload-task-validator", "upload-result-validator"):  # what the validator fetched
+        assert "100%" in page.text_content(f'[data-transfer="{upload}"] h3')
 
     # Download the result: the bytes the provider committed on chain.
     page.wait_for_selector("#download-result", timeout=STEP_MS)
