@@ -150,8 +150,8 @@ def status(task, account, state_dir, market_address, as_json):
     """Show a task (by on-chain id) or, without TASK, this account's requests and daemon state."""
     from ichain.requester import RequesterSession
 
-    market = get_market(market_address)
     if task:
+        market = get_market(market_address)
         t = market.task(int(task.lstrip("#")))
         data = {"task_id": int(task.lstrip("#")), "status": status_name(t),
                 **{k: str(field_of(t, k, default="")) for k in ("requester", "provider", "validator", "price",
