@@ -13,7 +13,7 @@ One run, separate processes (so neither side's CPU or memory is counted for the 
 
 Reported: throughput of each (best and median of the repeats), the ratio encrypted / plain (goal
 >= 0.5; the paper's system moved about 1.25 MB/s), the offer (encrypt + write) rate, and the peak RSS
-(ru_maxrss) of the sender and of each receiver, which must stay far below the file size.
+(VmHWM) of the sender and of each receiver, which must stay far below the file size.
 
 Run: ``.venv/bin/python bench/bench_transfer.py`` (env ``ICHAIN_BENCH_TRANSFER_MIB`` sets the size,
 ``ICHAIN_BENCH_TRANSFER_REPEATS`` the repeats). Big temporary files are deleted at the end.
@@ -46,6 +46,14 @@ MARKET = "0x" + "be" * 20
 
 
 def _peak_rss_mib() -> float:
+    """This process's peak RSS. VmHWM, not ru_maxrss: the latter keeps the forking parent's peak across exec."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
@@ -222,7 +230,7 @@ def main() -> None:
             "paper_mb_per_s": 1.25,
             "speedup_vs_paper": round(summary("encrypted")["median_mib_per_s"] * MIB / 1e6 / 1.25, 1),
             "machine": {"cpus": os.cpu_count(), "loadavg_at_end": os.getloadavg(), "python": platform.python_version()},
-            "notes": ("ratios use the median of alternating runs (same machine, same moment); RSS is ru_maxrss; "
+            "notes": ("ratios use the median of alternating runs (same machine, same moment); RSS is VmHWM (peak resident set) of each process; "
                       "cpu_seconds_per_gib is user+sys CPU of the receiver process, robust to machine load"),
         }
         result["goal_met"] = result["ratio_encrypted_vs_plain"] >= 0.5

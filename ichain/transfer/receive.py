@@ -30,6 +30,7 @@ from ichain.transfer.manifest import Manifest
 
 _STATE_MAGIC = b"ichain-transfer-state-v1\n"
 _READ_BLOCK = 1024 * 1024
+WRITE_PIECE = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -205,7 +206,8 @@ class Receiver:
         offset = index * manifest.chunk_size
         view = memoryview(plaintext)
         while view:
-            written = os.pwrite(self._fd, view, offset)
+            # In pieces: one multi-MiB pwrite measured ~1.6x the CPU of the same bytes in 256 KiB writes.
+            written = os.pwrite(self._fd, view[:WRITE_PIECE], offset)
             view, offset = view[written:], offset + written
         with self._lock:
             if index in self._verified:

@@ -22,6 +22,7 @@ from ichain.transfer.crypto import (
 )
 from ichain.transfer.errors import HostError
 from ichain.transfer.manifest import MAX_CHUNK_SIZE, Manifest, chunk_count
+from ichain.transfer.receive import WRITE_PIECE
 
 DEFAULT_CHUNK_SIZE = 4 * 1024 * 1024
 MANIFEST_NAME = "manifest.json"
@@ -148,8 +149,10 @@ def _encrypt_chunks(
             if out is None:
                 out = local.out = bytearray(largest + TAG_SIZE)
             sealed = encrypt_chunk(aead, session.content, index, total, memoryview(buffer)[:length], out)
-            with open(staging / chunk_name(index), "wb") as chunk_file:
-                chunk_file.write(sealed)
+            with open(staging / chunk_name(index), "wb", buffering=0) as chunk_file:
+                view = memoryview(sealed)
+                while view:  # in pieces: see receive.WRITE_PIECE
+                    view = view[chunk_file.write(view[:WRITE_PIECE]) :]
             return hashlib.sha256(sealed).digest()
         finally:
             free.put(buffer)
