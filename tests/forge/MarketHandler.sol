@@ -34,7 +34,7 @@ contract MarketHandler is TestBase {
     RevertingPayee public immutable reverting;
     /// @notice Where the reverting payee's credit goes (withdrawTo).
     address public constant SINK = address(0x51A4);
-    uint256 public constant MAX_WARP = 250;
+    uint256 public constant MAX_WARP = 400;
 
     address[] internal _actors;
 
@@ -90,12 +90,16 @@ contract MarketHandler is TestBase {
 
     /// @notice A requester posts a task, naming a provider and/or a validator now or later.
     function post(uint256 who, uint256 prov, uint256 val, uint96 price, uint96 fee, uint24 timeout) external {
+        // Mostly well-formed (so lifecycles get far), about one in ten ill-formed on purpose.
         address requester = _actor(who);
-        address provider = prov % 3 == 0 ? address(0) : _actor(prov / 3);
-        address validator = val % 3 == 0 ? address(0) : _actor(val / 3);
-        price = uint96(_bound(price, 0, 2 ether));
+        uint256 n = _actors.length;
+        address provider = prov % 3 == 0 ? address(0) : _actors[(who % n + 1 + (prov / 3) % (n - 1)) % n];
+        address validator = val % 3 == 0 ? address(0) : _actors[(who % n + 1 + (val / 3) % (n - 1)) % n];
+        if (prov % 10 == 1) provider = requester; // refused: InvalidProvider
+        // at least any asking price (<= 0.02 ether), except sometimes below it
+        price = uint96(price % 10 == 0 ? _bound(price, 0, 0.02 ether) : _bound(price, 0.02 ether, 2 ether));
         fee = uint96(_bound(fee, 0, 0.5 ether));
-        timeout = uint24(_bound(timeout, 5, 320)); // a little outside [10, 300] on purpose
+        timeout = uint24(timeout % 10 == 0 ? _bound(timeout, 0, 400) : _bound(timeout, 10, 300));
         uint256 deposit = uint256(price) + fee;
         vm.deal(requester, requester.balance + deposit);
         uint256 id = market.lastTaskId() + 1;
@@ -149,7 +153,7 @@ contract MarketHandler is TestBase {
         if (id == 0) return;
         ITaskMarket.Task memory b = market.getTask(id);
         address caller = who % 4 == 0 ? _actor(who / 4) : b.provider;
-        bool replay = copy && _committed.length != 0;
+        bool replay = copy && seed % 4 == 0 && _committed.length != 0; // a copier, one time in eight
         bytes32 h = replay ? _committed[seed % _committed.length] : keccak256(abi.encode("result", id, seed));
         bool mustWork = !replay && caller == b.provider && b.status == ITaskMarket.Status.Executing
             && block.timestamp <= b.deadline && resultOf[id] == 0 && !_isCommitted(h);
@@ -180,6 +184,7 @@ contract MarketHandler is TestBase {
         if (id == 0) return;
         ITaskMarket.Task memory b = market.getTask(id);
         address caller = who % 4 == 0 ? _actor(who / 4) : b.validator;
+        wrongHash = wrongHash && who % 4 == 1; // one time in eight
         bytes32 h = wrongHash ? keccak256(abi.encode("wrong", id)) : resultOf[id];
         bool mustWork = caller == b.validator && b.status == ITaskMarket.Status.Validating
             && block.timestamp <= b.deadline && !wrongHash;
@@ -199,7 +204,7 @@ contract MarketHandler is TestBase {
         if (id == 0) return;
         ITaskMarket.Task memory b = market.getTask(id);
         address caller = who % 4 == 0 ? _actor(who / 4) : b.requester;
-        rating = uint8(_bound(rating, 0, 6));
+        rating = uint8(rating % 10 == 0 ? _bound(rating, 0, 6) : _bound(rating, 1, 5)); // sometimes invalid
         bool mustWork = caller == b.requester && rating >= 1 && rating <= 5
             && (b.status == ITaskMarket.Status.Accepted || b.status == ITaskMarket.Status.Rejected);
         vm.prank(caller);
@@ -231,8 +236,17 @@ contract MarketHandler is TestBase {
     function expire(uint256 task, uint256 who) external {
         uint256 id = _task(task);
         if (id == 0) return;
+        _expire(id, who % 2 == 0 ? address(uint160(0xBEEF0000 + who % 1000)) : _actor(who));
+    }
+
+    /// @notice An outsider expires one given task (also used by the end-of-run sweep, so it is booked too).
+    function expireTask(uint256 id) external {
+        if (id == 0 || id > market.lastTaskId()) return;
+        _expire(id, address(0xDEAD01));
+    }
+
+    function _expire(uint256 id, address caller) internal {
         ITaskMarket.Task memory b = market.getTask(id);
-        address caller = who % 2 == 0 ? address(uint160(0xBEEF0000 + who % 1000)) : _actor(who);
         bool mustWork = b.status.holdsEscrow() && block.timestamp > b.deadline;
         vm.prank(caller);
         try market.expire(id) {
@@ -299,7 +313,8 @@ contract MarketHandler is TestBase {
 
     /// @notice Time passes.
     function warp(uint256 secs) external {
-        vm.warp(block.timestamp + _bound(secs, 1, MAX_WARP));
+        // mostly short steps (lifecycles progress within windows), sometimes past every window
+        vm.warp(block.timestamp + (secs % 8 == 0 ? _bound(secs, 1, MAX_WARP) : _bound(secs, 1, 30)));
     }
 
     // ================================================================== the rules
@@ -429,8 +444,9 @@ contract MarketHandler is TestBase {
     function _task(uint256 seed) internal view returns (uint256) {
         uint256 last = market.lastTaskId();
         if (last == 0) return 0;
-        // mostly recent tasks, so lifecycles get far
-        if (seed % 3 != 0 && last > 4) return last - (seed / 3) % 4;
+        // mostly the latest tasks, so lifecycles get far; sometimes any task
+        if (seed % 4 < 2) return last;
+        if (seed % 4 == 2 && last > 3) return last - (seed / 4) % 3;
         return 1 + seed % last;
     }
 

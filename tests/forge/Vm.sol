@@ -12,6 +12,18 @@ interface Vm {
     function label(address account, string calldata name) external;
 }
 
+/// @notice forge's console (shown with -vv), without forge-std.
+library console {
+    address internal constant CONSOLE = 0x000000000000000000636F6e736F6c652e6c6f67;
+
+    function log(string memory label, uint256 value) internal view {
+        bytes memory payload = abi.encodeWithSignature("log(string,uint256)", label, value);
+        // a view-compatible call: forge intercepts it; on a real chain there is no code there
+        (bool ok,) = CONSOLE.staticcall(payload);
+        ok;
+    }
+}
+
 /// @notice Shared base: the cheatcode handle and small assertion helpers with messages.
 abstract contract TestBase {
     Vm internal constant vm = Vm(address(uint160(uint256(keccak256("hevm cheat code")))));
