@@ -226,3 +226,19 @@ def test_outsider_calls__cover_every_state_changing_function(market):
     open_to_anyone = {"post", "register"}  # anyone may post a task or register as a worker
     mutable = {abi.name for abi in market.contract_type.mutable_methods}
     assert mutable - open_to_anyone == set(OUTSIDER_CALLS)
+
+
+@pytest.mark.xfail(strict=True, reason="known open finding: the once-ever result commitment lets a copier who sees "
+                   "a pending submitResult front-run it from a zero-price task of its own, blocking the honest "
+                   "provider (see the audit report)")
+def test_submit_result__copier_front_runs_commitment__honest_provider_still_commits(
+        market, post, provider, copier, accounts):
+    honest = post(provider)
+    accomplice = accounts[6]  # posts a free task naming the copier, so the copier has something to commit to
+    market.post(keccak(text="decoy"), (copier.address, ZERO, 0, 0, TIMEOUT), b"", b"", value=0, sender=accomplice)
+    decoy = market.lastTaskId()
+    h = keccak(b"honest result seen in the mempool")
+    market.submitResult(decoy, h, b"", b"", sender=copier)  # mined first: same hash, the copier's own task
+
+    market.submitResult(honest, h, b"", b"", sender=provider)  # reverts today: ResultAlreadyCommitted
+    assert market.getTask(honest).status == 3

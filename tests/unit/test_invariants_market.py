@@ -1,7 +1,8 @@
 """Stateful property test of TaskMarket on anvil: random actors, calls and time jumps.
 
-A hypothesis ``RuleBasedStateMachine`` drives the deployed contracts through the raw web3 of ape's provider (for
-speed: one ``eth_call`` to learn whether a call would revert and with which error, then the transaction). After
+A hypothesis ``RuleBasedStateMachine`` drives the deployed contracts through a lean web3 on ape's anvil (for
+speed: transactions sent as they are, a revert's custom error read from its trace, and the whole state read back
+in one JSON-RPC batch per step). Blocks are exactly 1 s apart, so deadlines are judged deterministically. After
 every step it checks, against the chain:
 
 * solvency: the market's balance == the escrow of every open task + every unwithdrawn credit (+ ether forced in
