@@ -7,7 +7,6 @@ sealed locator, the manifest bytes, the delivered chunks (flip, truncate, extend
 drop, move, splice from another transfer, add after final), or the key/context used to open it.
 """
 
-import hashlib
 import os
 import random
 from collections import Counter
