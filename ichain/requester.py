@@ -269,8 +269,10 @@ class RequesterSession:
         self.data["predicted_id"] = int(self.market.last_task_id()) + 1
         task_file = self.root / "task.tar"
         me = self._keypair().public_bytes
-        prov_loc = Envelope(me, (self._offer(task_file, prov, "task-provider"),)).encode() if prov else b""
-        val_loc = Envelope(me, (self._offer(task_file, val, "task-validator"),)).encode() if val else b""
+        # Sealed before the id exists: the envelope names the id the context was made for.
+        pid = self.data["predicted_id"]
+        prov_loc = Envelope(me, (self._offer(task_file, prov, "task-provider"),), pid).encode() if prov else b""
+        val_loc = Envelope(me, (self._offer(task_file, val, "task-validator"),), pid).encode() if val else b""
         self.data.update(provider=prov, validator=val, price=int(price), validator_fee=int(validator_fee),
                          post_block=int(self._web3().eth.block_number))
         self.save()
@@ -282,12 +284,8 @@ class RequesterSession:
         )
         task_id = int(field_of(task, "task_id", "id"))
         self.data["task_id"] = task_id
-        if task_id != self.data["predicted_id"]:
-            # Another requester posted in between: our sealed locators name the wrong task id.
-            self._log("posted", f"posted as task {task_id}, but locators were sealed for "
-                                f"{self.data['predicted_id']}: the provider can't open them; refund after deadline")
-        else:
-            self._log("posted", f"posted task {task_id} with {int(price) + int(validator_fee)} wei deposit")
+        # (Another post may have taken the expected id: the envelopes name the id they were sealed for.)
+        self._log("posted", f"posted task {task_id} with {int(price) + int(validator_fee)} wei deposit")
         return task_id
 
     def assign_provider(self, provider: str = "best") -> str:

@@ -311,7 +311,7 @@ class ProviderDaemon:
     def _chain_now(self) -> int:
         return max(int(self.web3.eth.get_block("latest")["timestamp"]), int(time.time()))
 
-    def _fetch_task(self, record: TaskRecord, sealed_hex: str) -> Path:
+    def _fetch_task(self, record: TaskRecord, sealed_hex: str, context_id: int = 0) -> Path:
         """Fetch, verify against the on-chain task hash, and unpack a task; returns its folder."""
         from ichain.sandbox import unpack
         from ichain.transfer import fetch
@@ -323,7 +323,8 @@ class ProviderDaemon:
             return folder
         faults.point("task-fetch-start")
         if not archive.exists():
-            fetch(bytes.fromhex(sealed_hex), self.keypair, self.context(record.task_id, f"task-{record.role}"), archive,
+            ctx = self.context(context_id or record.task_id, f"task-{record.role}")
+            fetch(bytes.fromhex(sealed_hex), self.keypair, ctx, archive,
                   transport=self.host.transport if self.host else None)
         faults.point("task-fetched")
         want = record.data.get("task_hash")
@@ -395,7 +396,7 @@ class ProviderDaemon:
         work = self.files / f"{record.task_id}-provider"
         result = work / "result.tar"
         if not record.data.get("result_hash") or not result.exists():
-            folder = self._fetch_task(record, env.sealed[0].hex())
+            folder = self._fetch_task(record, env.sealed[0].hex(), env.context_id)
             out = work / "output"
             shutil.rmtree(out, ignore_errors=True)
             out.mkdir()
@@ -501,7 +502,7 @@ class ProviderDaemon:
             raise DaemonError(f"task {record.task_id}: locators not seen yet")
         task_env = Envelope.decode(bytes.fromhex(task_loc))
         result_env = Envelope.decode(bytes.fromhex(result_loc))
-        folder = self._fetch_task(record, task_env.sealed[0].hex())
+        folder = self._fetch_task(record, task_env.sealed[0].hex(), task_env.context_id)
         work = self.files / f"{record.task_id}-validator"
         result = work / "result.tar"
         if not result.exists():

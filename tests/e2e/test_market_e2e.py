@@ -184,3 +184,20 @@ def test_submit_cli__silent_provider__refunds_itself_after_the_deadline(
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "missed its deadline" in proc.stdout and "ended Expired" in proc.stdout, proc.stdout[-2000:]
     assert _credit(e2e_market, requester) == credit_before + PRICE
+
+
+def test_post__another_post_takes_the_expected_id__provider_still_opens_the_task(
+    daemons, session_factory, e2e_market, accounts, monkeypatch
+):
+    prov = accounts[3]
+    daemons.start(3, PRICE)
+    racer, mine = session_factory(), session_factory()
+    stale = int(e2e_market.last_task_id())  # what `mine` read before the other post landed
+    other = racer.post(provider=None, validator=None, price=PRICE, validator_fee=0, timeout=600)
+    monkeypatch.setattr(e2e_market, "last_task_id", lambda: stale)  # replay that stale read
+    tid = mine.post(provider=prov.address, validator=None, price=PRICE, validator_fee=0, timeout=600)
+    monkeypatch.undo()
+    assert (other, tid) == (stale + 1, stale + 2)
+    assert mine.wait_for("AwaitingValidator", timeout=240) == "AwaitingValidator"
+    racer.refund()  # cancel the pending one
+    assert task_status(e2e_market, other) == "Cancelled"

@@ -89,7 +89,7 @@ def test_state__process_killed_mid_transaction__file_still_consistent(tmp_path):
 
 
 def test_envelope__round_trip__keeps_key_and_locators():
-    env = Envelope(b"k" * 32, (b"one", b"", b"x" * 300))
+    env = Envelope(b"k" * 32, (b"one", b"", b"x" * 300), context_id=7)
     assert Envelope.decode(env.encode()) == env
 
 
@@ -98,9 +98,9 @@ def test_envelope__round_trip__keeps_key_and_locators():
     [
         (b"", "not an iChain envelope"),
         (b"XX" + bytes(40), "not an iChain envelope"),
-        (b"IC\x02" + bytes(33), "unsupported envelope version"),
-        (b"IC\x01" + bytes(32) + b"\x01\x00\x05abc", "truncated"),
-        (b"IC\x01" + bytes(32) + b"\x00junk", "trailing bytes"),
+        (b"IC\x01" + bytes(41), "unsupported envelope version"),
+        (b"IC\x02" + bytes(40) + b"\x01\x00\x05abc", "truncated"),
+        (b"IC\x02" + bytes(40) + b"\x00junk", "trailing bytes"),
     ],
 )
 def test_envelope_decode__malformed__raises_one_line_error(data, message):
