@@ -180,8 +180,9 @@ for c in wanted:
               "lines_pct": round(100.0 * s["LH"] / s["LF"], 2) if s["LF"] else 100.0,
               "missed_branch_lines": sorted(set(s["missed"]))}
     if branch < minimum:
-        short.append(f'{c} {branch:.2f}% < {minimum:g}% ({s["BRH"]}/{s["BRF"]} branches; '
-                     f'missed at lines {",".join(map(str, sorted(set(s["missed"]))))})')
+        missed = ",".join(map(str, sorted(set(s["missed"]))))
+        short.append(f'{c} {branch:.2f}% < {minimum:g}% ({s["BRH"]}/{s["BRF"]} branches'
+                     + (f'; missed at lines {missed})' if missed else ')'))
 out["shortfalls"] = short
 print(json.dumps(out))
 EOF

@@ -421,6 +421,8 @@ contract TaskMarketAttacks is TestBase {
         market.leave();
         vm.prank(outsider); // registered but unavailable
         market.register(keccak256("out"), 0, false);
+        vm.prank(outsider); // becomes available
+        market.update(keccak256("out2"), 0, true);
         // re-register keeps the old id
         uint32 oldId = market.getWorker(provider).id;
         vm.prank(provider);
@@ -430,7 +432,7 @@ contract TaskMarketAttacks is TestBase {
         vm.prank(provider); // still available: no change
         market.update(keccak256("again"), 2, true);
         address[] memory page = market.availableWorkers(0, 10);
-        assertEq(page.length, 2, "validator and provider available");
+        assertEq(page.length, 3, "validator, outsider and provider available");
         assertEq(market.availableWorkers(5, 10).length, 0, "past the end");
         assertEq(market.availableWorkers(0, 1).length, 1, "limited page");
     }
