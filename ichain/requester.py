@@ -35,7 +35,6 @@ from ichain.errors import IChainError
 
 TERMINAL = ("Completed", "Closed", "Cancelled", "Expired")
 #: Gas limit for expire() (it costs under 60k); given explicitly so no estimate runs on a stale block.
-EXPIRE_GAS = 150_000
 
 
 class RequestError(IChainError):
@@ -468,7 +467,7 @@ class RequesterSession:
         else:
             # A fixed gas limit: estimating would run against the last block, whose timestamp on a
             # quiet automine chain is still before the deadline (the new block's is not).
-            self.market.expire(tid, sender=self.account, gas=EXPIRE_GAS)
+            self.market.expire(tid, sender=self.account)
             how = "expired"
         self.refresh()
         self._log("refunded", f"task {tid} {how}")

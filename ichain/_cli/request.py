@@ -210,9 +210,7 @@ def refund(task_id, account, transport, state_dir, market_address):
     if st == "Pending":
         market.cancel(task_id, sender=account)
     else:
-        from ichain.requester import EXPIRE_GAS
-
-        market.expire(task_id, sender=account, gas=EXPIRE_GAS)
+        market.expire(task_id, sender=account)
     credit = int(market.credit(account.address))
     click.echo(f"task {task_id} is now {status_name(market.task(task_id))}; your credit: {eth(credit)} "
                f"(ape ichain withdraw pays it out)")

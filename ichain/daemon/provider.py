@@ -376,7 +376,7 @@ class ProviderDaemon:
                 lambda: status_name(self.market.task(record.task_id)) in ("AwaitingValidator", "Accepted"),
                 # Fixed gas: an estimate would run on the last block, still before the deadline on a
                 # quiet automine chain, and revert.
-                lambda nonce: self.market.expire(record.task_id, sender=self.account, nonce=nonce, gas=150_000),
+                lambda nonce: self.market.expire(record.task_id, sender=self.account, nonce=nonce),
                 fault="claim",
             )
             self.wake(record.task_id, "provider")
