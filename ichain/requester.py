@@ -383,8 +383,12 @@ class RequesterSession:
         return int(chain.pending_timestamp) > int(field_of(task, "deadline", default=0) or 0) + 1
 
     # --- the result ---------------------------------------------------------------------------
-    def fetch_result_archive(self) -> Path:
-        """Download the result archive (sealed to us), check it against the on-chain commitment."""
+    def fetch_result_archive(self, on_progress: Callable[[Any], None] | None = None) -> Path:
+        """Download the result archive (sealed to us), check it against the on-chain commitment.
+
+        Args:
+            on_progress: Also called with each fetch progress update (e.g. a CLI progress bar).
+        """
         from ichain.transfer import fetch
 
         path = self.root / "result.tar"
@@ -398,6 +402,8 @@ class RequesterSession:
 
         def progress(p: Any) -> None:
             self.progress["result"] = _jsonable(p)
+            if on_progress is not None:
+                on_progress(p)
 
         # The provider's host may be restarting (its daemon resumes from its state): retry a while.
         from ichain.transfer import HostUnreachable, Stalled, TransferIncomplete
@@ -428,11 +434,12 @@ class RequesterSession:
         self.save()
         return path
 
-    def fetch_result(self, dest: str | Path | None = None) -> Path:
+    def fetch_result(self, dest: str | Path | None = None,
+                     on_progress: Callable[[Any], None] | None = None) -> Path:
         """Download, verify and unpack the result into ``dest`` (default: the session's ``result/``)."""
         from ichain.sandbox import unpack_result
 
-        archive = self.fetch_result_archive()
+        archive = self.fetch_result_archive(on_progress)
         dest = Path(dest) if dest else self.root / "result"
         part = dest.with_name(dest.name + ".part")
         shutil.rmtree(part, ignore_errors=True)

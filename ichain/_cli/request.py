@@ -13,6 +13,7 @@ from ichain._cli.options import IChainCommand, ether_amount, host_options, ichai
 from ichain.daemon.provider import field_of, status_name
 from ichain.errors import IChainError
 from ichain.requester import TERMINAL, RequestError
+from ichain.transfer import progress_bar
 
 
 def _rating_line(market, address: str) -> str:
@@ -119,7 +120,8 @@ def run_submission(session, market, *, provider="best", validator="auto", price=
         status = follow("Accepted", "Rejected")
     summary: dict = {"task_id": task_id, "verdict": status}
     if status in ("Accepted", "Rejected"):
-        dest = session.fetch_result(out or Path(f"result-{task_id}"))
+        with progress_bar("result (encrypted, in chunks)") as on_progress:
+            dest = session.fetch_result(out or Path(f"result-{task_id}"), on_progress=on_progress)
         summary["result_dir"] = str(dest)
         summary["metrics"] = session.data.get("metrics", {})
         echo(f"result in {dest}: {json.dumps(summary['metrics'])}")
