@@ -35,8 +35,8 @@ def _marked(mark: str) -> list[int]:
     return pids
 
 
-def _start(mark: str) -> subprocess.Popen:
-    return subprocess.Popen([APE, "ichain", "demo", "--transport", "direct"], cwd=ROOT, stdout=subprocess.PIPE,
+def _start(mark: str, transport: str = "direct") -> subprocess.Popen:
+    return subprocess.Popen([APE, "ichain", "demo", "--transport", transport], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env={**os.environ, "ICHAIN_DEMO_MARK": mark})
 
 
@@ -73,3 +73,17 @@ def test_demo__ctrl_c_while_daemons_run__stops_everything():
     proc.communicate(timeout=120)
     assert proc.returncode != 0
     assert _gone(mark) == []
+
+
+@pytest.mark.tor
+def test_demo__tor_transport__round_over_onion_services_and_leaves_nothing_running():
+    """`make demo TRANSPORT=tor`: the same round with every file moved through a private Tor network."""
+    mark = uuid.uuid4().hex
+    proc = _start(mark, "tor")
+    out, _ = proc.communicate(timeout=540)
+    assert proc.returncode == 0, out[-3000:]
+    hosted = [line for line in out.splitlines() if line.startswith("task hosted (encrypted) at ")]
+    assert hosted and hosted[0].rstrip().endswith(".onion"), out[-3000:]
+    for field in ("accuracy", "verdict       : Accepted", "payment", "new rating    : "):
+        assert field in out, out[-3000:]
+    assert _gone(mark, timeout=40) == []  # anvil, daemons and every tor process of the private network
