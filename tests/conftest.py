@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import os
+import shutil
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable
 
@@ -192,3 +195,13 @@ def task_in(market, post_task, requester, workers) -> Callable[..., Any]:
         return market.finalize(task.task_id, 4, sender=requester), rh
 
     return _task_in
+
+
+@pytest.fixture
+def overclaim_task(tmp_path) -> Path:
+    """examples/digits with ``claim_offset`` 0.03 in its config: it runs fine and every validator rejects it."""
+    folder = tmp_path / "digits-overclaim"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "examples" / "digits", folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "claim_offset": 0.03}))
+    return folder

@@ -91,12 +91,12 @@ def test_lifecycle__validator_named_after_result__requester_rehosts_and_task_acc
 
 
 def test_lifecycle__overclaimed_result__validator_rejects_provider_unpaid_requester_refunded(
-    daemons, session_factory, e2e_market, accounts, requester, tmp_path
+    daemons, session_factory, e2e_market, accounts, requester, tmp_path, overclaim_task
 ):
     prov, val = accounts[1], accounts[2]
     daemons.start(1, PRICE)
     daemons.start(2, FEE)
-    s = session_factory(DIGITS.with_name("digits-overclaim"))  # claims 3 points more accuracy than it has
+    s = session_factory(overclaim_task)  # claims 3 points more accuracy than it has
     credit_before = _credit(e2e_market, requester)
     prov_balance = prov.balance
     tid = s.post(provider=prov.address, validator=val.address, price=PRICE, validator_fee=FEE, timeout=600)

@@ -191,10 +191,10 @@ def test_validate__digits_result__accepted(sandbox, digits_result):
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the result is never modified
 
 
-def test_validate__overclaimed_accuracy__rejected(sandbox, tmp_path):
-    run = sandbox.execute(EXAMPLES / "digits-overclaim", tmp_path / "out")
+def test_validate__overclaimed_accuracy__rejected(sandbox, tmp_path, overclaim_task):
+    run = sandbox.execute(overclaim_task, tmp_path / "out")
     assert run.ok
-    verdict = sandbox.validate(EXAMPLES / "digits-overclaim", tmp_path / "out")
+    verdict = sandbox.validate(overclaim_task, tmp_path / "out")
     assert verdict.exit_code == 1 and not verdict.accepted
     assert "reject" in verdict.stdout_tail
 
