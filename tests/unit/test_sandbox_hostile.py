@@ -20,7 +20,7 @@ from typing import Callable
 import docker
 import pytest
 
-from ichain.sandbox import RunResult, Sandbox, image_status
+from ichain.sandbox import RunResult, Sandbox
 from ichain.sandbox.runner import RUN_LABEL, SANDBOX_LABEL, TASK_MOUNT, WORK_MOUNT
 
 pytestmark = [pytest.mark.docker]
@@ -137,19 +137,6 @@ def _run_all(box_factory: Callable[[], Sandbox], root: Path, listener: Listener,
 
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
         return {case.name: case for case in pool.map(one, CASES)}
-
-
-@pytest.fixture(scope="module")
-def engine() -> docker.DockerClient:
-    """The real Docker engine (the module is skipped without one)."""
-    try:
-        client = docker.from_env()
-        client.ping()
-    except Exception:
-        pytest.skip("no Docker engine")
-    if not image_status(client).present:
-        pytest.skip("runtime image missing: run 'ape ichain sandbox build'")
-    return client
 
 
 @pytest.fixture(scope="module")

@@ -27,19 +27,6 @@ SESSION = uuid.uuid4().hex  # labels this module's containers: other engineers r
 
 
 @pytest.fixture(scope="module")
-def engine() -> docker.DockerClient:
-    """The real Docker engine (the module is skipped without one)."""
-    try:
-        client = docker.from_env()
-        client.ping()
-    except Exception:
-        pytest.skip("no Docker engine")
-    if not image_status(client).present:
-        pytest.skip("runtime image missing: run 'ape ichain sandbox build'")
-    return client
-
-
-@pytest.fixture(scope="module")
 def sandbox(engine) -> Sandbox:
     """A provider's sandbox whose containers carry this module's session label."""
     return Sandbox(client=engine, labels={"ichain.test": SESSION})
