@@ -35,7 +35,6 @@ import yarl
 from aiohttp_socks import ProxyConnectionError, ProxyConnector, ProxyError, ProxyTimeoutError, ProxyType
 from stem.control import EventType
 
-from ichain.tor.errors import TorConfigError
 from ichain.tor.onion import ClientAuthKey, OnionService, add_client_auth, publish_onion
 from ichain.tor.process import TorProcess
 from ichain.transfer.transport import Transport

@@ -64,7 +64,7 @@ def two_workers(web_market, tmp_path):
 def wait_status(page, *statuses: str, timeout: int = STEP_MS) -> str:
     """Wait until the task panel shows one of the statuses (it updates live, no reload)."""
     wanted = "|".join(statuses)
-    page.wait_for_selector(f"#task-status[data-status]", timeout=timeout)
+    page.wait_for_selector("#task-status[data-status]", timeout=timeout)
     page.wait_for_function(
         "re => new RegExp('^(' + re + ')$').test(document.querySelector('#task-status').dataset.status)",
         arg=wanted, timeout=timeout)

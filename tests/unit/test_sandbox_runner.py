@@ -10,7 +10,6 @@ import time
 import uuid
 from pathlib import Path
 
-import docker
 import pytest
 from click.testing import CliRunner
 

@@ -1,5 +1,4 @@
 """Exfiltration by DNS: send a query (carrying data in the name) to every configured resolver."""
-import os
 import socket
 import struct
 
