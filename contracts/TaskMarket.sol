@@ -10,8 +10,9 @@ import {Ratings} from "./Ratings.sol";
 /// @dev Gas design (every state-changing function is O(1)):
 ///      - a task is 2 packed slots: workers get a permanent uint32 id at registration, so the provider and the
 ///        validator fit beside the price and the fee; the task hash and all locators are only emitted;
-///      - the result commitment is one slot, `_resultTask[resultHash] = taskId`: it is both the "committed once
-///        ever" check and the binding the verdict is checked against;
+///      - the result commitment is one slot per task, `_resultOf[taskId] = resultHash`: it is the binding the
+///        validator assignment and the verdict are checked against; keyed by the task, so the same hash committed
+///        on another task (a copier) never collides with it, and the status change makes it once per task;
 ///      - open tasks (those holding escrow) and available workers live in swap-and-pop index sets whose
 ///        position is stored in the element itself; popped set slots are left dirty on purpose, so a later push
 ///        rewrites a non-zero slot instead of creating one;
@@ -54,7 +55,7 @@ contract TaskMarket is ITaskMarket {
     mapping(uint256 taskId => StoredTask) private _tasks;
     mapping(address worker => Worker) private _workers;
     mapping(uint32 id => address worker) private _workerAt;
-    mapping(bytes32 resultHash => uint256 taskId) private _resultTask;
+    mapping(uint256 taskId => bytes32 resultHash) private _resultOf;
     mapping(address account => uint256 creditPlusOne) private _credits;
     mapping(uint256 position => uint256 taskId) private _openTaskAt;
     mapping(uint256 position => address worker) private _availableWorkerAt;
@@ -194,7 +195,7 @@ contract TaskMarket is ITaskMarket {
             revert TaskMarket__WrongState(taskId, status);
         }
         uint32 validatorId = _checkValidator(validator, t.providerId, t.validatorId);
-        if (_resultTask[resultHash] != taskId) revert TaskMarket__WrongResult(taskId, resultHash);
+        if (_resultOf[taskId] != resultHash) revert TaskMarket__WrongResult(taskId, resultHash);
 
         uint32 deadline = uint32(block.timestamp + validationWindow);
         t.status = Status.Validating;
@@ -225,7 +226,7 @@ contract TaskMarket is ITaskMarket {
         if (callerId == 0 || callerId != t.validatorId) revert TaskMarket__NotValidator(taskId, msg.sender);
         if (status != Status.Validating) revert TaskMarket__WrongState(taskId, status);
         if (block.timestamp > t.deadline) revert TaskMarket__DeadlinePassed(taskId, t.deadline);
-        if (_resultTask[resultHash] != taskId) revert TaskMarket__WrongResult(taskId, resultHash);
+        if (_resultOf[taskId] != resultHash) revert TaskMarket__WrongResult(taskId, resultHash);
 
         uint96 fee = t.validatorFee;
         address requester = t.requester;
@@ -348,8 +349,8 @@ contract TaskMarket is ITaskMarket {
     }
 
     /// @inheritdoc ITaskMarket
-    function resultTask(bytes32 resultHash) external view returns (uint256) {
-        return _resultTask[resultHash];
+    function resultOf(uint256 taskId) external view returns (bytes32) {
+        return _resultOf[taskId];
     }
 
     /// @inheritdoc ITaskMarket
@@ -457,9 +458,8 @@ contract TaskMarket is ITaskMarket {
         if (status != Status.Executing) revert TaskMarket__WrongState(taskId, status);
         if (block.timestamp > t.deadline) revert TaskMarket__DeadlinePassed(taskId, t.deadline);
         if (resultHash == bytes32(0)) revert TaskMarket__ZeroResultHash();
-        if (_resultTask[resultHash] != 0) revert TaskMarket__ResultAlreadyCommitted(resultHash);
 
-        _resultTask[resultHash] = taskId;
+        _resultOf[taskId] = resultHash;
         uint32 validatorId = t.validatorId;
         if (validatorId == 0) {
             deadline = uint32(block.timestamp + reviewWindow);

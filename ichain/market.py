@@ -107,10 +107,6 @@ class InvalidValidator(MarketError):
     """The validator cannot be the requester, the provider or the current validator."""
 
 
-class ResultAlreadyCommitted(MarketError):
-    """That result hash was already committed (by this or another task)."""
-
-
 class WrongResult(MarketError):
     """The result hash is not the task's committed result."""
 
@@ -151,7 +147,6 @@ _ERRORS_BY_NAME: dict[str, type[MarketError]] = {
     "TimeoutOutOfBounds": TimeoutOutOfBounds,
     "InvalidProvider": InvalidProvider,
     "InvalidValidator": InvalidValidator,
-    "ResultAlreadyCommitted": ResultAlreadyCommitted,
     "WrongResult": WrongResult,
     "InvalidRating": InvalidRating,
     "NothingToWithdraw": NothingToWithdraw,
@@ -817,24 +812,15 @@ class Market:
         )
 
     def result_hash(self, task_id: int) -> bytes:
-        """The result hash committed for ``task_id`` (from its ResultSubmitted event).
+        """The result hash committed for ``task_id`` (the contract's per-task ``resultOf`` view).
 
         Raises:
             WrongState: No result committed yet.
         """
-        from ape import chain
-
-        topic0 = "0x" + keccak(text="ResultSubmitted(uint256,address,address,address,bytes32,uint32,bytes,bytes)").hex()
-        logs = chain.provider.make_request(
-            "eth_getLogs",
-            [{"address": self.address, "fromBlock": hex(self.start_block), "toBlock": "latest",
-              "topics": [topic0, "0x" + int(task_id).to_bytes(32, "big").hex()]}],
-        )
-        for log in logs:
-            event = self._decoder.decode(dict(log))
-            if isinstance(event, ResultSubmitted):
-                return event.result_hash
-        raise WrongState(f"task {task_id} has no committed result")
+        rh = self.result_of(task_id)
+        if rh is None:
+            raise WrongState(f"task {task_id} has no committed result")
+        return rh
 
     # ------------------------------------------------------------------ helpers
     def _now(self) -> int:
@@ -995,7 +981,7 @@ class Market:
         """Name the validator after the result, or replace a silent one after its deadline.
 
         Args:
-            result_hash: The committed result (looked up from the task's ResultSubmitted event if omitted).
+            result_hash: The committed result (looked up with the per-task ``resultOf`` view if omitted).
 
         Raises:
             NotRequester, WrongState, DeadlinePassed, DeadlineNotReached, InvalidValidator, NotAWorker,
@@ -1025,7 +1011,7 @@ class Market:
         """Commit the result of an executing task (provider only).
 
         Raises:
-            InvalidInput, NotProvider, WrongState, DeadlinePassed, ResultAlreadyCommitted: before sending.
+            InvalidInput, NotProvider, WrongState, DeadlinePassed: before sending.
         """
         rh = _bytes32(result_hash, "result hash")
         task = self.task(task_id)
@@ -1034,15 +1020,14 @@ class Market:
         self._expect(task, Status.Executing)
         if self._now() > task.deadline:
             raise DeadlinePassed(f"task {task_id}: the result was due by {task.deadline}")
-        if self.result_task(rh) != 0:
-            raise ResultAlreadyCommitted(f"result hash 0x{rh.hex()} was already committed")
         self._send("submitResult", int(task_id), rh, bytes(requester_locator), bytes(validator_locator),
                    sender=sender, **tx)
         return self.task(task_id)
 
-    def result_task(self, result_hash: bytes) -> int:
-        """The task a result hash is committed to (0 if never committed)."""
-        return int(self.contract.resultTask(_bytes32(result_hash, "result hash")))
+    def result_of(self, task_id: int) -> bytes | None:
+        """The result hash committed for ``task_id`` (None while none is committed); one view call."""
+        rh = bytes(self.contract.resultOf(int(task_id)))
+        return None if rh == bytes(32) else rh
 
     def submit_verdict(self, task_id: int, result_hash: bytes, accept: bool, *, sender: Any, **tx: Any) -> Task:
         """Judge the committed result (validator only).
@@ -1057,7 +1042,7 @@ class Market:
         self._expect(task, Status.Validating)
         if self._now() > task.deadline:
             raise DeadlinePassed(f"task {task_id}: the verdict was due by {task.deadline}")
-        if self.result_task(rh) != int(task_id):
+        if self.result_of(task_id) != rh:
             raise WrongResult(f"0x{rh.hex()} is not the result committed for task {task_id}")
         self._send("submitVerdict", int(task_id), rh, bool(accept), sender=sender, **tx)
         return self.task(task_id)

@@ -149,7 +149,6 @@ interface ITaskMarket {
     error TaskMarket__DeadlinePassed(uint256 taskId, uint256 deadline);
     error TaskMarket__DeadlineNotReached(uint256 taskId, uint256 deadline);
     error TaskMarket__ZeroResultHash();
-    error TaskMarket__ResultAlreadyCommitted(bytes32 resultHash);
     error TaskMarket__WrongResult(uint256 taskId, bytes32 resultHash);
     error TaskMarket__InvalidRating(uint8 rating);
     error TaskMarket__NothingToWithdraw(address account);
@@ -202,7 +201,10 @@ interface ITaskMarket {
 
     /// @notice Commit the result of an executing task (provider only, before the deadline).
     /// @param taskId The task.
-    /// @param resultHash sha256 of the packaged result; each hash can be committed only once ever.
+    /// @param resultHash sha256 of the packaged result; non-zero, committed once per task (the status moves on).
+    ///        The commitment is bound to this task only: another task committing the same hash (a copier)
+    ///        neither blocks nor affects it, and the package itself names (chain id, market, task id, provider),
+    ///        so a copied hash fails the validator's off-chain check.
     /// @param requesterLocator Result locator sealed to the requester (only emitted).
     /// @param validatorLocator Task and result locator sealed to the validator, if one is named (only emitted).
     function submitResult(
@@ -263,10 +265,11 @@ interface ITaskMarket {
     /// @return The worker (registered false when unknown).
     function getWorker(address worker) external view returns (Worker memory);
 
-    /// @notice The task a result hash is committed to.
-    /// @param resultHash The result commitment.
-    /// @return The task id (0 if never committed).
-    function resultTask(bytes32 resultHash) external view returns (uint256);
+    /// @notice The result hash committed for a task.
+    /// @dev Keyed by the task: the same hash committed on another task (a copier's) neither blocks nor binds this one.
+    /// @param taskId The task.
+    /// @return The committed result hash (bytes32(0) while none is committed).
+    function resultOf(uint256 taskId) external view returns (bytes32);
 
     /// @notice The withdrawable credit of an account.
     /// @param account The account.

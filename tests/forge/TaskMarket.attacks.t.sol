@@ -154,9 +154,10 @@ contract TaskMarketAttacks is TestBase {
         market.withdraw();
     }
 
-    /// A copier (another provider) replaying a committed result hash is refused, and cannot use it as a
-    /// verdict's or a validator assignment's commitment on its own task.
-    function test_submitResult__copierReplaysCommitment__refused() public {
+    /// A copier (another provider) replaying a committed result hash commits it to its own task only: the honest
+    /// task keeps its commitment and is paid; the copied task is bound to its own commitment and, judged on its own
+    /// (the package names another task), rejected: the copier gets nothing.
+    function test_submitResult__copierReplaysCommitment__boundToItsOwnTask() public {
         address copier = address(0xC0C0);
         _register(copier, 0);
         uint256 honest = _post(provider, address(0));
@@ -164,19 +165,41 @@ contract TaskMarketAttacks is TestBase {
         bytes32 h = keccak256("honest result");
         _result(honest, h);
         vm.prank(copier);
-        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__ResultAlreadyCommitted.selector, h));
         market.submitResult(copied, h, "", "");
+        assertTrue(market.resultOf(honest) == h, "honest commitment kept");
+        assertTrue(market.resultOf(copied) == h, "copied commitment bound to the copier's task");
+        // once per task
         vm.prank(copier);
-        market.submitResult(copied, keccak256("copier's own"), "", "");
-        // the honest commitment does not bind the copier's task
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                ITaskMarket.TaskMarket__WrongState.selector, copied, ITaskMarket.Status.AwaitingValidator
+            )
+        );
+        market.submitResult(copied, keccak256("copier's second try"), "", "");
+        // each task binds only its own commitment
+        bytes32 other = keccak256("other");
         vm.prank(requester);
-        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__WrongResult.selector, copied, h));
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__WrongResult.selector, honest, other));
+        market.assignValidator(honest, validator, other, "");
+        vm.prank(requester);
+        market.assignValidator(honest, validator, h, "");
+        vm.prank(requester);
         market.assignValidator(copied, validator, h, "");
-        vm.prank(requester);
-        market.assignValidator(copied, validator, keccak256("copier's own"), "");
         vm.prank(validator);
-        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__WrongResult.selector, copied, h));
-        market.submitVerdict(copied, h, true);
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__WrongResult.selector, copied, other));
+        market.submitVerdict(copied, other, true);
+
+        vm.prank(validator);
+        market.submitVerdict(honest, h, true);
+        vm.prank(validator);
+        market.submitVerdict(copied, h, false); // the package's meta.json names the honest task
+        vm.prank(requester);
+        market.finalize(honest, 5);
+        vm.prank(requester);
+        market.finalize(copied, 1);
+        assertEq(market.creditOf(provider), PRICE, "honest provider paid");
+        assertEq(market.creditOf(copier), 0, "copier paid nothing");
+        assertEq(market.creditOf(requester), PRICE, "copied task's price refunded");
     }
 
     /// An outsider calling every state-changing function on every task state is refused with the right error.

@@ -115,6 +115,6 @@ contract TaskMarketInvariants is TestBase {
             console.log(ops[i], handler.successes(i));
         }
         console.log("refused calls", handler.expectedReverts());
-        console.log("copier replays refused", handler.copierAttempts());
+        console.log("copier replays (own task only)", handler.copierReplays());
     }
 }

@@ -168,21 +168,39 @@ def test_force_feed__selfdestruct__accounting_unbroken(project, market, post, pr
         market.withdraw(sender=owner)
 
 
-def test_submit_result__copier_replays_commitment__refused(market, post, provider, copier, validator, requester):
+def test_submit_result__copier_replays_commitment__bound_to_its_own_task(
+        market, post, provider, copier, validator, requester):
+    """A copier replaying a seen result hash commits it to its own task only: the honest task keeps its
+    commitment and is paid; the copier's task is judged on its own (the package names another task, so an
+    honest validator rejects it) and the copier gets nothing."""
     honest = post(provider)
     copied = post(copier)
     h = keccak(b"honest result")
     market.submitResult(honest, h, b"", b"", sender=provider)
+    market.submitResult(copied, h, b"", b"", sender=copier)  # same hash, another task: no collision
+    assert market.resultOf(honest) == market.resultOf(copied) == h
+    # once per task, and only by the task's own provider
+    with ape.reverts(market.TaskMarket__WrongState, taskId=copied):
+        market.submitResult(copied, keccak(b"copier's second try"), b"", b"", sender=copier)
+    with ape.reverts(market.TaskMarket__NotProvider, taskId=honest, caller=copier.address):
+        market.submitResult(honest, keccak(b"copier's own"), b"", b"", sender=copier)
+    # each task is bound to its own commitment only
+    with ape.reverts(market.TaskMarket__WrongResult, taskId=honest, resultHash=keccak(b"copier's own")):
+        market.assignValidator(honest, validator, keccak(b"copier's own"), b"", sender=requester)
+    market.assignValidator(honest, validator, h, b"", sender=requester)
+    market.assignValidator(copied, validator, h, b"", sender=requester)
+    with ape.reverts(market.TaskMarket__WrongResult, taskId=copied, resultHash=keccak(b"other")):
+        market.submitVerdict(copied, keccak(b"other"), True, sender=validator)
 
-    with ape.reverts(market.TaskMarket__ResultAlreadyCommitted, resultHash=h):
-        market.submitResult(copied, h, b"", b"", sender=copier)
-    # nor can the copier's task borrow the honest commitment for its validator or verdict
-    market.submitResult(copied, keccak(b"copier's own"), b"", b"", sender=copier)
-    with ape.reverts(market.TaskMarket__WrongResult, taskId=copied, resultHash=h):
-        market.assignValidator(copied, validator, h, b"", sender=requester)
-    market.assignValidator(copied, validator, keccak(b"copier's own"), b"", sender=requester)
-    with ape.reverts(market.TaskMarket__WrongResult, taskId=copied, resultHash=h):
-        market.submitVerdict(copied, h, True, sender=validator)
+    provider_before, copier_before = market.creditOf(provider), market.creditOf(copier)
+    requester_before = market.creditOf(requester)
+    market.submitVerdict(honest, h, True, sender=validator)
+    market.submitVerdict(copied, h, False, sender=validator)  # meta.json names the honest task: rejected
+    market.finalize(honest, 5, sender=requester)
+    market.finalize(copied, 1, sender=requester)
+    assert market.creditOf(provider) - provider_before == PRICE
+    assert market.creditOf(copier) == copier_before
+    assert market.creditOf(requester) - requester_before == PRICE  # the copied task's price came back
 
 
 OUTSIDER_CALLS = {
@@ -228,9 +246,6 @@ def test_outsider_calls__cover_every_state_changing_function(market):
     assert mutable - open_to_anyone == set(OUTSIDER_CALLS)
 
 
-@pytest.mark.xfail(strict=True, reason="known open finding: the once-ever result commitment lets a copier who sees "
-                   "a pending submitResult front-run it from a zero-price task of its own, blocking the honest "
-                   "provider (see the audit report)")
 def test_submit_result__copier_front_runs_commitment__honest_provider_still_commits(
         market, post, provider, copier, accounts):
     honest = post(provider)
@@ -240,5 +255,6 @@ def test_submit_result__copier_front_runs_commitment__honest_provider_still_comm
     h = keccak(b"honest result seen in the mempool")
     market.submitResult(decoy, h, b"", b"", sender=copier)  # mined first: same hash, the copier's own task
 
-    market.submitResult(honest, h, b"", b"", sender=provider)  # reverts today: ResultAlreadyCommitted
+    market.submitResult(honest, h, b"", b"", sender=provider)  # the commitment is per task: no collision
     assert market.getTask(honest).status == 3
+    assert market.resultOf(honest) == market.resultOf(decoy) == h

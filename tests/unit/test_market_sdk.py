@@ -175,9 +175,10 @@ def test_assign_provider__pending__executing(market, requester, workers, task_in
     assert (task.status, task.provider) == (m.Status.Executing, workers[2].address)
 
 
-def test_assign_validator__result_hash_omitted__looked_up_from_events(market, requester, workers, task_in):
+def test_assign_validator__result_hash_omitted__looked_up_from_result_of(market, requester, workers, task_in):
     task, rh = task_in("AwaitingValidator")
     assert market.result_hash(task.task_id) == rh
+    assert market.result_of(task.task_id) == rh
     task = market.assign_validator(task.task_id, workers[3], b"loc", sender=requester)
     assert (task.status, task.validator) == (m.Status.Validating, workers[3].address)
 
@@ -209,11 +210,20 @@ def test_submit_result__not_provider__typed_error(market, workers, task_in, new_
         market.submit_result(task.task_id, new_hash(), b"", sender=workers[2])
 
 
-def test_submit_result__copied_commitment__typed_error(market, workers, task_in, post_task, no_tx):
-    _, rh = task_in("Validating")
+def test_result_of__uncommitted__none_and_result_hash_wrong_state(market, task_in):
+    task, _ = task_in("Executing")
+    assert market.result_of(task.task_id) is None
+    with pytest.raises(m.WrongState):
+        market.result_hash(task.task_id)
+
+
+def test_submit_result__copied_commitment__bound_to_its_own_task(market, workers, task_in, post_task):
+    """A hash committed on another task does not block this one (the commitment is per task)."""
+    task, rh = task_in("Validating")
     copy = post_task(provider=workers[2])
-    with no_tx(), pytest.raises(m.ResultAlreadyCommitted):
-        market.submit_result(copy.task_id, rh, b"", sender=workers[2])
+    copy = market.submit_result(copy.task_id, rh, b"", sender=workers[2])
+    assert copy.status == m.Status.Validating
+    assert market.result_of(copy.task_id) == market.result_of(task.task_id) == rh
 
 
 def test_submit_result__after_deadline__typed_error(market, workers, task_in, new_hash, past_deadline, no_tx):

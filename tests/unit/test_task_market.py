@@ -281,7 +281,7 @@ def test_submit_result__with_validator__validating_and_event(mc, workers, task_i
     t = mc.getTask(task.task_id)
     assert Status(t.status) == Status.Validating
     assert t.deadline == receipt.timestamp + consts.VALIDATION_WINDOW
-    assert mc.resultTask(rh) == task.task_id
+    assert mc.resultOf(task.task_id) == rh
     [event] = receipt.decode_logs(mc.ResultSubmitted)
     assert (event.resultHash, event.validator, event.requesterLocator, event.validatorLocator) == (
         rh, validator.address, b"r-loc", b"v-loc")
@@ -327,12 +327,20 @@ def test_submit_result__zero_hash__reverts(mc, workers, task_in):
         mc.submitResult(task.task_id, bytes(32), b"", b"", sender=workers[0])
 
 
-def test_submit_result__copier_replays_commitment__reverts(mc, workers, task_in, post_task):
-    """A second provider replaying another task's result commitment is rejected."""
-    _, rh = task_in("Validating")
+def test_submit_result__copier_replays_commitment__bound_to_its_own_task(mc, workers, task_in, post_task):
+    """A second provider replaying another task's result hash commits it to its own task only: the commitment is
+    keyed by the task, so the original task keeps its own and nothing collides."""
+    task, rh = task_in("Validating")
     copied = post_task(provider=workers[2], validator=workers[1])
-    with ape.reverts(mc.TaskMarket__ResultAlreadyCommitted, resultHash=rh):
-        mc.submitResult(copied.task_id, rh, b"", b"", sender=workers[2])
+    mc.submitResult(copied.task_id, rh, b"", b"", sender=workers[2])
+    assert (mc.resultOf(task.task_id), mc.resultOf(copied.task_id)) == (rh, rh)
+    assert Status(mc.getTask(task.task_id).status) == Status.Validating
+
+
+def test_result_of__uncommitted_task__zero(mc, task_in):
+    task, _ = task_in("Executing")
+    assert mc.resultOf(task.task_id) == bytes(32)
+    assert mc.resultOf(999) == bytes(32)
 
 
 # ====================================================================== assignValidator
