@@ -37,6 +37,14 @@ def _run_setup(*steps: str, env: dict, user: str | None = None) -> subprocess.Co
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
 
 
+def _the_error_line(result: subprocess.CompletedProcess) -> str:
+    """A failed setup must say exactly one line on stderr; returns it."""
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
 def _stamps() -> dict[str, str]:
     folder = ROOT / ".tools" / "stamps"
     return {p.name: p.read_text() for p in sorted(folder.iterdir())}
@@ -66,11 +74,9 @@ def test_setup__no_npm__one_line_error_naming_it(tmp_path):
 
     result = _run_setup("tools", env=env)
 
-    assert result.returncode != 0
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("setup: tools: npm not found")
-    assert "apt-get install nodejs npm" in lines[0]
+    line = _the_error_line(result)
+    assert line.startswith("setup: tools: npm not found")
+    assert "apt-get install nodejs npm" in line
 
 
 def test_setup__no_docker_engine_and_no_apt__one_line_error_naming_it(tmp_path):
@@ -84,10 +90,8 @@ def test_setup__no_docker_engine_and_no_apt__one_line_error_naming_it(tmp_path):
 
     result = _run_setup("docker", env=env)
 
-    assert result.returncode != 0
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("setup: docker: apt-get not found — install docker.io")
+    line = _the_error_line(result)
+    assert line.startswith("setup: docker: apt-get not found — install docker.io")
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("runuser"), reason="needs root to switch to nobody")
@@ -111,10 +115,8 @@ def test_setup__not_root_and_no_sudo__one_line_error_naming_it():
     finally:
         shutil.rmtree(tmp_path, ignore_errors=True)
 
-    assert result.returncode != 0
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0] == (
+    line = _the_error_line(result)
+    assert line == (
         "setup: tor: needs root to install tor with apt-get — run make as root or give this user passwordless sudo"
     )
 
@@ -122,6 +124,4 @@ def test_setup__not_root_and_no_sudo__one_line_error_naming_it():
 def test_setup__unknown_step__one_line_error(tmp_path):
     result = _run_setup("nonsense", env={**os.environ, "ICHAIN_TOOLS_DIR": str(tmp_path / "tools")})
 
-    assert result.returncode != 0
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("setup: nonsense: unknown step (known: python venv ")
+    assert _the_error_line(result).startswith("setup: nonsense: unknown step (known: python venv ")
