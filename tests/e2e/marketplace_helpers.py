@@ -79,6 +79,11 @@ class TcpProxy:
                 client, _ = srv.accept()
             except OSError:
                 return
+            if not self.up or srv is not self._server:
+                # Accepted by a call that was already blocked when the proxy was cut: an outage
+                # refuses it, or the "outage" would silently carry a fresh keep-alive connection.
+                client.close()
+                return
             try:
                 upstream = socket.create_connection(self.target)
             except OSError:
@@ -107,6 +112,12 @@ class TcpProxy:
         """Refuse new connections and drop the open ones."""
         self.up = False
         if self._server:
+            # shutdown() wakes the accept() blocked in the proxy thread; close() alone does not on
+            # Linux, and that pending accept would let one more connection through the outage.
+            try:
+                self._server.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             self._server.close()
             self._server = None
         with self._lock:

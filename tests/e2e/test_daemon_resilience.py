@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 
 import pytest
@@ -33,6 +34,8 @@ def test_daemon__idle_chain_then_30s_rpc_outage__survives_and_serves_next_task(
 
     # The node disappears for 30 s (connections refused and dropped), then comes back.
     proxy.cut()
+    with pytest.raises(ConnectionRefusedError):  # a real outage: nothing gets through to the node
+        socket.create_connection(("127.0.0.1", proxy.port), timeout=2).close()
     time.sleep(OUTAGE_SECONDS)
     assert proc.alive(), proc.tail(10)
     proxy.start()
