@@ -240,10 +240,9 @@ class WebService:
         me = str(self.account.address).lower() if self.account is not None else ""
         workers = {w["address"].lower(): w for w in self.providers()}
 
-        def task_item(task_or_id: Any, who: str) -> dict:
-            task = self.chain_task(task_or_id) if isinstance(task_or_id, int) else task_or_id
-            tid = int(getattr(task, "id", getattr(task, "task_id", task_or_id)))
-            requester = _addr(getattr(task, "requester", None)) or ""
+        def task_item(task: Any, who: str) -> dict:
+            tid = int(task.task_id)
+            requester = _addr(task.requester) or ""
             party = _addr(getattr(task, who, None)) if who else None
             detail = f"by {requester[:6]}…{requester[-4:]}" if requester else ""
             if party:
@@ -262,12 +261,15 @@ class WebService:
 
         roles = {"pending": "", "executing": "provider", "awaiting_validator": "provider",
                  "validating": "validator", "accepted": "provider"}
+        listed = {name: list(getattr(pools, name, []) or []) for name, _ in POOLS}
+        shown = {name: ids[:POOL_SHOWN] for name, ids in listed.items()}  # bounded reads, however full the pools
+        task_ids = [tid for name, ids in shown.items() if name != "available" for tid in ids]
+        tasks = dict(zip(task_ids, market.tasks(task_ids)))  # every task shown, in one round trip
         out = {}
-        for name, _ in POOLS:
-            ids = list(getattr(pools, name, []) or [])
-            shown = ids[:POOL_SHOWN]  # bounded reads per refresh, however full the pool
-            items = [worker_item(w) for w in shown] if name == "available" else [task_item(t, roles[name]) for t in shown]
-            out[name] = {"items": items, "total": len(ids)}
+        for name, ids in shown.items():
+            items = [worker_item(w) for w in ids] if name == "available" else [task_item(tasks[t], roles[name])
+                                                                                for t in ids]
+            out[name] = {"items": items, "total": len(listed[name])}
         return out
 
     def task_folders(self) -> list[dict]:

@@ -390,6 +390,70 @@ def test_providers__ratings_and_prices__ranked_best_average_then_cheapest(market
     assert ranked.index(validator2.address) < ranked.index(validator.address)  # unrated: cheaper first
 
 
+def _one_by_one(market_contract, ratings_contract, task_ids, addresses):
+    """What ape's own per-call path returns, for comparing with the batched reads."""
+    tasks = [market_contract.getTask(i) for i in task_ids]
+    workers = [(market_contract.getWorker(a), tuple(ratings_contract.stats(a))) for a in addresses]
+    return tasks, workers
+
+
+def test_tasks__several_ids__one_round_trip_same_records_as_ape(market, task_in, market_contract, ratings_contract,
+                                                                workers, monkeypatch):
+    ids = [task_in(s)[0].task_id for s in ("Pending", "Executing", "Completed")]
+    sent = []
+    real = market._call_one
+    monkeypatch.setattr(market, "_call_one", lambda *a: sent.append(a) or real(*a))
+    batched = market.tasks(ids)
+    theirs, _ = _one_by_one(market_contract, ratings_contract, ids, [])
+    assert sent == []  # nothing fell back to one call per item
+    assert [t.task_id for t in batched] == ids
+    assert [(t.requester, int(t.status), t.deadline, t.price, t.validator_fee, t.timeout) for t in batched] == [
+        (r.requester, int(r.status), r.deadline, r.price, r.validatorFee, r.timeout) for r in theirs]
+    assert [t.status for t in batched] == [m.Status.Pending, m.Status.Executing, m.Status.Completed]
+
+
+def test_tasks__unknown_id_among_known__task_not_found(market, task_in):
+    known = task_in("Pending")[0].task_id
+    with pytest.raises(m.TaskNotFound, match=f"task {known + 1000} does not exist"):
+        market.tasks([known, known + 1000])
+
+
+def test_workers__several__same_stats_as_ape(market, task_in, workers, market_contract, ratings_contract, outsider):
+    task_in("Completed")  # gives the provider a rating
+    addresses = [w.address for w in workers] + [outsider.address]
+    ours = market.workers(addresses)
+    _, theirs = _one_by_one(market_contract, ratings_contract, [], addresses)
+    assert [(w.worker_id, w.price, w.registered, w.available, w.rating_sum, w.rating_count) for w in ours] == [
+        (r.id, r.price, r.registered, r.available, s[0], s[1]) for r, s in theirs]
+    assert ours[0].rating_count == 1 and ours[-1].registered is False
+
+
+def test_read_many__node_refuses_batches__same_answers_one_by_one(market, task_in, workers, monkeypatch):
+    ids = [task_in("Pending")[0].task_id, task_in("Executing")[0].task_id]
+    batched = (market.tasks(ids), market.workers(workers), market.pools())
+    w3, _ = market._web3_contracts()
+
+    def refuse():
+        raise ValueError("batch requests are not supported by this node")
+
+    monkeypatch.setattr(w3, "batch_requests", refuse)
+    single = []
+    real = market._call_one
+    monkeypatch.setattr(market, "_call_one", lambda *a: single.append(a[0]) or real(*a))
+    assert (market.tasks(ids), market.workers(workers), market.pools()) == batched
+    assert single.count("getTask") == 2 and single.count("ratings.stats") == len(workers)
+
+
+def test_pools__more_tasks_than_a_page__every_id_listed(market, post_task, workers, monkeypatch):
+    posted = [post_task().task_id for _ in range(5)]
+    monkeypatch.setattr(m, "PAGE", 2)  # five executing tasks and four workers take several pages
+    pools = market.pools()
+    assert set(posted) <= set(pools.executing)
+    assert {w.address for w in workers} <= set(pools.available)
+    assert market.tasks_in(m.Status.Executing) == pools.executing
+    assert market.available_workers() == pools.available
+
+
 def test_events__hand_rolled_decoder__matches_ape_decoding(market, market_contract, requester, workers, new_hash,
                                                           chain):
     start = chain.blocks.head.number + 1
