@@ -261,3 +261,49 @@ def test_requester_page__stop_and_refund__deposit_back_then_withdrawn(open_page,
     assert requester.balance > before + credit - 10**15  # minus gas
     assert "Withdrew 0.022 ETH" in page.text_content("#page-alert")
     shot(page, "15-requester-withdrawn")
+
+
+def test_requester_page__result_rejected__refund_shown_and_provider_rated(open_page, web, web_market, two_workers,
+                                                                         overclaim_task):
+    """A result its validator rejects (the task overclaims its accuracy): the page shows the verdict, offers
+    the rating without payment, and the chain has refunded the price to the requester, paid the validator's
+    fee, paid the provider nothing and recorded the rating."""
+    requester = accounts.test_accounts[4]
+    provider, validator = (str(accounts.test_accounts[i].address) for i in (1, 2))
+    price, fee = 2 * 10**16, 5 * 10**15
+    start = chain.blocks.head.number + 1
+
+    def earned(who: str) -> int:
+        """Credited since the test began: what is still credited plus what the daemons withdrew."""
+        withdrawn = [e.amount for e in web_market.events(start) if e.name == "Withdrawn" and e.account == who]
+        return web_market.credit(who) + sum(withdrawn)
+
+    earned_before = {who: web_market.credit(who) for who in (provider, validator, str(requester.address))}
+    server = web(requester, lambda: web_market, tasks_root=overclaim_task.parent, daemon_states=two_workers)
+
+    page = open_page(server.url + "/")
+    page.wait_for_selector("body[data-live=on]")
+    page.select_option("#folder", label=overclaim_task.name)
+    page.fill("#price", "0.02")
+    page.fill("#validator_fee", "0.005")
+    page.click("#submit-form button[type=submit]")
+    page.wait_for_url(re.compile(r"/\?task=\d+$"), timeout=60_000)
+    wait_status(page, "Pending")
+    page.check(f'input[name=provider][value="{provider}"]')
+    page.click("#provider-choice button[type=submit]")
+    wait_status(page, "AwaitingValidator")
+    page.check(f'input[name=validator][value="{validator}"]')
+    page.click("#validator-choice button[type=submit]")
+    assert wait_status(page, "Rejected", "Accepted") == "Rejected"
+    assert "refunded" in page.text_content("#finalize-form legend")
+    shot(page, "16-requester-rejected")
+
+    page.check("#rating-1")
+    page.click("#finalize-form button[type=submit]")
+    assert wait_status(page, "Closed") == "Closed"
+    shot(page, "17-requester-rejected-rated")
+    assert earned(str(requester.address)) == earned_before[str(requester.address)] + price
+    assert earned(validator) == earned_before[validator] + fee
+    assert earned(provider) == earned_before[provider]
+    rated = web_market.worker(provider)
+    assert (rated.rating_count, rated.rating_sum) == (1, 1)
