@@ -7,7 +7,9 @@ On a local anvil (ape-foundry), with the page served in-process and Debian's Chr
 - render cost of one live refresh of the pool viewer (``/api/fragments?view=pools``) with 1 and with
   60 open tasks, and their ratio (the viewer lists at most ``POOL_SHOWN`` items per pool, so the cost
   must stay bounded as the market fills up);
-- first load of the requester page.
+- first load of the requester page;
+- the same refresh with the SDK's chain reads batched (the default) and made one call at a time, and
+  their ratio.
 
 Run: ``python bench/bench_web.py`` from the project root.
 """
@@ -120,6 +122,17 @@ def main() -> dict:
                 refresh[60]["new_block_ms"] / refresh[open_now]["new_block_ms"], 2)
             results["pools_refresh_same_vs_new_block_ratio_at_60"] = round(
                 refresh[60]["same_block_ms"] / refresh[60]["new_block_ms"], 3)
+
+            # The same refresh with the SDK's reads one call at a time (what a node refusing JSON-RPC
+            # batches gets, and what the SDK did before it batched them).
+            def refuse_batches():
+                raise ValueError("no batches")
+
+            market._web3_contracts = refuse_batches
+            one_by_one = _median_ms(url, 15, before=new_block)
+            del market._web3_contracts
+            results["pools_refresh_60_new_block_one_call_each_ms"] = one_by_one
+            results["pools_refresh_batched_over_one_call_each"] = round(refresh[60]["new_block_ms"] / one_by_one, 3)
         service.close()
     OUT.parent.mkdir(parents=True, exist_ok=True)
     part = OUT.with_name(OUT.name + ".part")
