@@ -307,3 +307,50 @@ def test_requester_page__result_rejected__refund_shown_and_provider_rated(open_p
     assert earned(provider) == earned_before[provider]
     rated = web_market.worker(provider)
     assert (rated.rating_count, rated.rating_sum) == (1, 1)
+
+
+def test_requester_page__silent_validator__replaced_from_the_page_then_accepted(open_page, web, web_market,
+                                                                               two_workers):
+    """The validator named from the page never answers: once its window has passed the page offers the choice
+    again (the silent one left out), the new validator accepts, the requester pays; the silent one earns nothing."""
+    from ichain.transfer import KeyPair
+
+    requester, silent = accounts.test_accounts[6], accounts.test_accounts[5]
+    provider, validator = (str(accounts.test_accounts[i].address) for i in (1, 2))
+    web_market.register(KeyPair.generate().public_bytes, 10**15, sender=silent)  # no daemon behind it
+    start = chain.blocks.head.number + 1
+    server = web(requester, lambda: web_market, daemon_states=two_workers)
+
+    page = open_page(server.url + "/")
+    page.wait_for_selector("body[data-live=on]")
+    page.select_option("#folder", label="digits")
+    page.fill("#price", "0.02")
+    page.fill("#validator_fee", "0.005")
+    page.click("#submit-form button[type=submit]")
+    page.wait_for_url(re.compile(r"/\?task=\d+$"), timeout=60_000)
+    wait_status(page, "Pending")
+    page.check(f'input[name=provider][value="{provider}"]')
+    page.click("#provider-choice button[type=submit]")
+    wait_status(page, "AwaitingValidator")
+    page.check(f'input[name=validator][value="{silent.address}"]')
+    page.click("#validator-choice button[type=submit]")
+    wait_status(page, "Validating")
+    assert page.locator("#validator-choice").count() == 0  # a named validator keeps its whole window
+
+    # Nobody answers: the validation window passes.
+    chain.provider.make_request("evm_increaseTime", [web_market.windows["validation_window"] + 5])
+    chain.provider.make_request("evm_mine", [])
+    page.wait_for_selector("#validator-choice", timeout=STEP_MS)
+    assert "silent" in page.text_content("#validator-choice legend")
+    assert page.locator(f'input[name=validator][value="{silent.address}"]').count() == 0
+    shot(page, "18-requester-silent-validator")
+    page.check(f'input[name=validator][value="{validator}"]')
+    page.click("#validator-choice button[type=submit]")
+    assert wait_status(page, "Accepted", "Rejected") == "Accepted"
+
+    page.check("#rating-5")
+    page.click("#finalize-form button[type=submit]")
+    assert wait_status(page, "Completed") == "Completed"
+    verdicts = [e for e in web_market.events(start) if e.name == "VerdictSubmitted"]
+    assert [(v.validator, v.accepted) for v in verdicts] == [(validator, True)]
+    assert web_market.credit(silent.address) == 0
