@@ -307,6 +307,23 @@ class Pools:
     available: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class TaskTransaction:
+    """A transaction that moved a task, and what it cost.
+
+    Attributes:
+        transaction_hash: 0x hex.
+        sender: Who sent (and paid for) it.
+        gas_used: Gas used, from its receipt.
+        events: Names of the task's events it emitted, in order.
+    """
+
+    transaction_hash: str
+    sender: str
+    gas_used: int
+    events: tuple[str, ...]
+
+
 # ====================================================================== events
 
 
@@ -880,6 +897,28 @@ class Market:
               "toBlock": hex(int(stop_block))}],
         )
 
+    def task_transactions(self, task_id: int, start_block: int | None = None) -> list[TaskTransaction]:
+        """The transactions that moved ``task_id`` (found by its events), in chain order, with their gas.
+
+        Withdrawals are not among them: they move an account's credit, not a task.
+
+        Args:
+            task_id: The task.
+            start_block: First block to search (default: the market's deployment block).
+        """
+        from ape import chain
+
+        found: dict[str, list[str]] = {}
+        for event in self.events(self.start_block if start_block is None else start_block):
+            if getattr(event, "task_id", None) == int(task_id):
+                found.setdefault(event.transaction_hash, []).append(event.name)
+        out = []
+        for tx_hash, names in found.items():
+            receipt = chain.provider.web3.eth.get_transaction_receipt(tx_hash)
+            out.append(TaskTransaction(tx_hash, to_checksum_address(receipt["from"]), int(receipt["gasUsed"]),
+                                       tuple(names)))
+        return out
+
     def result_hash(self, task_id: int) -> bytes:
         """The result hash committed for ``task_id`` (the contract's per-task ``resultOf`` view).
 
@@ -1182,7 +1221,7 @@ def rank_key(worker: Worker) -> tuple:
 
 
 __all__: Sequence[str] = [
-    "Market", "MarketError", "Task", "Worker", "Pools", "Status", "MarketEvent", "EVENT_TYPES",
+    "Market", "MarketError", "Task", "Worker", "Pools", "Status", "MarketEvent", "EVENT_TYPES", "TaskTransaction",
     *[cls.__name__ for cls in MarketError.__subclasses__()],
     *EVENT_TYPES,
 ]

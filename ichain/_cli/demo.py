@@ -172,6 +172,10 @@ def demo(transport, task_dir, keep):
         click.echo(f"verdict       : {summary.get('verdict')}")
         click.echo(f"payment       : {eth(summary.get('paid', 0))} to {session.data.get('provider')}")
         click.echo(f"new rating    : {summary.get('provider_rating')}")
+        txs = market.task_transactions(int(session.data["task_id"]))
+        mine = sum(1 for tx in txs if tx.sender == str(requester.address))
+        click.echo(f"chain cost    : {sum(tx.gas_used for tx in txs):,} gas in {len(txs)} transactions "
+                   f"({mine} sent by the requester)")
         for addr, proc in daemons.items():
             if not proc.alive():
                 raise DemoError(f"daemon {proc.name} died during the demo: {proc.tail(3)}")

@@ -54,6 +54,7 @@ def test_demo__default_settings__prints_outcome_and_leaves_nothing_running():
     assert proc.returncode == 0, out[-3000:]
     for field in ("accuracy", "verdict       : Accepted", "payment", "new rating    : "):
         assert field in out, out[-3000:]
+    assert "in 4 transactions (2 sent by the requester)" in out, out[-3000:]
     assert _gone(mark) == []
 
 

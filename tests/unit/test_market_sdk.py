@@ -454,6 +454,23 @@ def test_pools__more_tasks_than_a_page__every_id_listed(market, post_task, worke
     assert market.available_workers() == pools.available
 
 
+def test_task_transactions__completed_task__four_txs_two_from_requester_gas_from_receipts(market, task_in,
+                                                                                         requester, workers, chain):
+    provider, validator, *_ = workers
+    start = chain.blocks.head.number + 1
+    task, _ = task_in("Completed")
+    txs = market.task_transactions(task.task_id, start_block=start)
+    assert [(tx.sender, tx.events) for tx in txs] == [
+        (requester.address, ("TaskPosted",)), (provider.address, ("ResultSubmitted",)),
+        (validator.address, ("VerdictSubmitted",)), (requester.address, ("TaskFinalized", "Rated"))]
+    for tx in txs:
+        assert tx.gas_used == chain.provider.web3.eth.get_transaction_receipt(tx.transaction_hash)["gasUsed"] > 21_000
+
+
+def test_task_transactions__unknown_task__empty(market, chain):
+    assert market.task_transactions(10**6, start_block=chain.blocks.head.number) == []
+
+
 def test_events__hand_rolled_decoder__matches_ape_decoding(market, market_contract, requester, workers, new_hash,
                                                           chain):
     start = chain.blocks.head.number + 1
