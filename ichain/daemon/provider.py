@@ -193,10 +193,11 @@ class ProviderDaemon:
         self.host.start()
         self._register()
         from ichain.daemon.handlers import register_handlers
+        from ichain.daemon.runner import Runner
 
         start_block = int(field_of(self.market, "deploy_block", "start_block", default=0) or 0)
         self.runner = register_handlers(
-            __import__("ichain.daemon.runner", fromlist=["Runner"]).Runner(
+            Runner(
                 self.market,
                 self.state,
                 self.web3,
@@ -205,6 +206,7 @@ class ProviderDaemon:
                 reorg_depth=self.config.reorg_depth,
                 ws_uri=self.ws_uri,
                 on_tick=self.schedule,
+                on_reorg=self.wake_all,
             ),
             self,
         )
@@ -290,6 +292,11 @@ class ProviderDaemon:
         """Make a task due now (an event said something changed)."""
         self.next_check.pop((int(task_id), role), None)
 
+    def wake_all(self) -> None:
+        """Make every task due now: after a reorg, any of them may have gone back a step (a result or a
+        verdict of ours dropped with its block) and must be re-derived from the chain before its timer."""
+        self.next_check.clear()
+
     def _job(self, record: TaskRecord) -> None:
         faults.point("job-start")
         if record.role == "provider":
@@ -366,8 +373,10 @@ class ProviderDaemon:
             self._execute_and_submit(record, task)
         elif status in ("AwaitingValidator", "Accepted"):
             deadline = int(field_of(task, "deadline", default=0))
-            if self._chain_now() < deadline:
-                self.later(record, max(0.5, deadline - time.time()))
+            now = self._chain_now()
+            if now < deadline:
+                # Seconds left on the chain's clock (a test chain moved forward is ahead of ours).
+                self.later(record, max(0.5, deadline - now))
                 return
             # The requester stayed silent past the review window: claim payment.
             self.state.set_stage(record.task_id, "provider", "claiming")
@@ -400,6 +409,7 @@ class ProviderDaemon:
             out = work / "output"
             shutil.rmtree(out, ignore_errors=True)
             out.mkdir()
+            log.info("task %d: running in the sandbox", record.task_id)
             run = self.sandbox.execute(folder, out)
             faults.point("executed")
             if run.sandbox_fault:
@@ -448,6 +458,7 @@ class ProviderDaemon:
             fault="submit",
         )
         faults.point("submitted")
+        log.info("task %d: result %s committed", record.task_id, result_hash.hex()[:16])
         self.state.set_stage(record.task_id, "provider", "submitted")
         self.later(record, 1.0)
 

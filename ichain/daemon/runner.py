@@ -105,6 +105,7 @@ class Runner:
         max_range: Largest block range asked in one ``events`` call.
         ws_uri: Websocket URI for head notifications, if any.
         on_tick: Called after every pass (schedule jobs, check deadlines).
+        on_reorg: Called after a reorg was seen and the checkpoint rewound (re-check every job).
     """
 
     def __init__(
@@ -119,6 +120,7 @@ class Runner:
         max_range: int = 2000,
         ws_uri: str | None = None,
         on_tick: Callable[[], None] | None = None,
+        on_reorg: Callable[[], None] | None = None,
     ):
         self.market = market
         self.state = state
@@ -128,6 +130,7 @@ class Runner:
         self.reorg_depth = int(reorg_depth)
         self.max_range = int(max_range)
         self.on_tick = on_tick
+        self.on_reorg = on_reorg
         self.handlers: dict[str, list[Handler]] = defaultdict(list)
         self.stop_event = threading.Event()
         self.wake = threading.Event()
@@ -182,6 +185,8 @@ class Runner:
             log.warning("reorg or reset seen at block %s: rescanning from %s", checkpoint, safe + 1)
             self.state.rewind(safe)
             checkpoint = safe
+            if self.on_reorg:
+                self.on_reorg()
         processed = 0
         while checkpoint < head and not self.stop_event.is_set():
             stop = min(head, checkpoint + self.max_range)

@@ -9,7 +9,7 @@ import pytest
 
 from ichain.requester import RequesterSession
 
-from marketplace_helpers import DIGITS, task_status, wait_until
+from marketplace_helpers import DIGITS, REVIEW_WINDOW, task_status, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.timeout(420)]
 
@@ -49,3 +49,37 @@ def test_daemon__idle_chain_then_30s_rpc_outage__survives_and_serves_next_task(
         session.close()
     assert proc.alive()
     assert "pass failed" in proc.log_path.read_text()  # the outage was seen and survived
+
+
+def test_daemon__reorg_drops_its_result__commits_it_again_without_waiting_for_its_timer(
+    daemons, e2e_market, requester, requester_config, accounts, chain
+):
+    provider = accounts[1]
+    proc = daemons.start(1, PRICE)
+    session = RequesterSession.prepare(DIGITS, market=e2e_market, account=requester, config=requester_config)
+    try:
+        start = chain.blocks.head.number
+        tid = session.post(provider=provider.address, validator=None, price=PRICE, validator_fee=0, timeout=600)
+        wait_until(lambda: task_status(e2e_market, tid) == "AwaitingValidator", 180, "the result", interval=0.2)
+        committed = e2e_market.result_hash(tid)
+        time.sleep(3)  # the daemon checks once more right after committing, then sleeps on its review timer
+        [submitted] = [e for e in e2e_market.events(start) if e.name == "ResultSubmitted" and e.task_id == tid]
+
+        # Blocks go by (more than the daemon rescans after a reorg, so no replayed event of this task can wake
+        # it), then the block holding the result and all after it are replaced: the commitment is gone.
+        for _ in range(20):
+            chain.provider.make_request("evm_mine", [])
+        chain.provider.make_request("anvil_reorg", [chain.blocks.head.number - submitted.block_number + 1, []])
+        assert task_status(e2e_market, tid) == "Executing"
+
+        # The daemon's own timer for this task is the review window (REVIEW_WINDOW s of chain time); the reorg
+        # must wake it well before that.
+        wait_until(lambda: task_status(e2e_market, tid) == "AwaitingValidator", REVIEW_WINDOW - 10,
+                   "the daemon to commit its result again after the reorg", interval=0.2)
+    finally:
+        session.close()
+    assert e2e_market.result_hash(tid) == committed  # the same result, from the daemon's saved work
+    log = proc.log_path.read_text()
+    assert "reorg or reset seen" in log, proc.tail(20)
+    assert log.count("running in the sandbox") == 1 and log.count("committed") == 2, proc.tail(20)
+    assert proc.alive()

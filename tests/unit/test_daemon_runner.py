@@ -57,7 +57,8 @@ def test_poll_once__new_events__dispatched_in_order_and_checkpoint_advanced(runn
 
 
 def test_poll_once__reorg_replaced_checkpoint_block__rescans_from_safe_depth(runner_market, state, chain, accounts):
-    runner, seen = _runner(runner_market, state, chain, reorg_depth=3)
+    reorgs = []
+    runner, seen = _runner(runner_market, state, chain, reorg_depth=3, on_reorg=lambda: reorgs.append(state.checkpoint))
     first = _post(runner_market, accounts[0], accounts[3], 2000).task_id
     runner.poll_once()
     head = chain.blocks.head.number
@@ -69,6 +70,9 @@ def test_poll_once__reorg_replaced_checkpoint_block__rescans_from_safe_depth(run
     runner.poll_once()
     assert state.checkpoint == chain.blocks.head.number
     assert seen[0] == first and seen[-1] == second  # the rescan found the new event; replays are harmless
+    assert len(reorgs) == 1 and reorgs[0] < head  # told once, after the checkpoint went back before the reorg
+    runner.poll_once()
+    assert len(reorgs) == 1
 
 
 def test_run__node_unreachable__backs_off_and_stops_cleanly(runner_market, state):
