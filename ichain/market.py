@@ -806,13 +806,15 @@ class Market:
 
     def pools(self) -> Pools:
         """Open tasks by status and the available workers (first pages of every pool in one round trip)."""
-        statuses = (Status.Pending, Status.Executing, Status.AwaitingValidator, Status.Validating, Status.Accepted)
+        pools = {"pending": Status.Pending, "executing": Status.Executing,
+                 "awaiting_validator": Status.AwaitingValidator, "validating": Status.Validating,
+                 "accepted": Status.Accepted}
         total, workers_total, workers, *pages = self._read_many(
             [("openTaskCount", ()), ("availableWorkerCount", ()), ("availableWorkers", (0, PAGE))]
-            + [("tasksInStatus", (int(s), 0, PAGE)) for s in statuses]
+            + [("tasksInStatus", (int(s), 0, PAGE)) for s in pools.values()]
         )
-        ids = [self._rest_of_scan(s, int(total), page) for s, page in zip(statuses, pages)]
-        return Pools(*ids, available=self._rest_of_workers(int(workers_total), list(workers)))
+        ids = {name: self._rest_of_scan(s, int(total), page) for (name, s), page in zip(pools.items(), pages)}
+        return Pools(**ids, available=self._rest_of_workers(int(workers_total), list(workers)))
 
     def providers(self) -> list[Worker]:
         """Available workers ranked by average rating (best first; unrated last), then price, then address."""
