@@ -71,6 +71,23 @@ def wait_status(page, *statuses: str, timeout: int = STEP_MS) -> str:
     return page.get_attribute("#task-status", "data-status")
 
 
+def submit_folder(page, label: str) -> int:
+    """Post the task folder ``label`` from the page (0.02 ETH + 0.005 ETH fee); its id once it shows Pending."""
+    page.select_option("#folder", label=label)
+    page.fill("#price", "0.02")
+    page.fill("#validator_fee", "0.005")
+    page.click("#submit-form button[type=submit]")
+    page.wait_for_url(re.compile(r"/\?task=\d+$"), timeout=60_000)
+    assert wait_status(page, "Pending") == "Pending"
+    return int(page.url.rsplit("=", 1)[1])
+
+
+def choose(page, role: str, address: str) -> None:
+    """Pick ``address`` in the page's provider or validator list and send the choice."""
+    page.check(f'input[name={role}][value="{address}"]')
+    page.click(f"#{role}-choice button[type=submit]")
+
+
 RECORD_POOLS = """tid => {
   window.__seen = [];
   const note = () => {
@@ -99,13 +116,7 @@ def test_requester_page__digits_task_end_to_end__result_downloaded_and_rated(ope
     shot(page, "01-requester-start")
 
     # Submit the example task from a folder on the server.
-    page.select_option("#folder", label="digits")
-    page.fill("#price", "0.02")
-    page.fill("#validator_fee", "0.005")
-    page.click("#submit-form button[type=submit]")
-    page.wait_for_url(re.compile(r"/\?task=\d+$"), timeout=60_000)
-    task_id = int(page.url.rsplit("=", 1)[1])
-    assert wait_status(page, "Pending") == "Pending"
+    task_id = submit_folder(page, "digits")
 
     # A second tab on the pool viewer records every pool the task appears in.
     pools = open_page(server.url + "/pools")
@@ -138,8 +149,7 @@ def test_requester_page__digits_task_end_to_end__result_downloaded_and_rated(ope
                            timeout=STEP_MS)
     shot(page, "04-requester-result-in")
     assert page.locator("#validator-choice tbody tr").count() == 1  # never the provider nor the requester
-    page.check(f'input[name=validator][value="{validator}"]')
-    page.click("#validator-choice button[type=submit]")
+    choose(page, "validator", validator)
     wait_status(page, "Validating", "Accepted")
     shot(pools, "05-pools-moving")
     assert wait_status(page, "Accepted", "Rejected") == "Accepted"
@@ -236,8 +246,7 @@ def test_requester_page__stop_and_refund__deposit_back_then_withdrawn(open_page,
 
     second = post()
     assert second == first + 1
-    page.check(f'input[name=provider][value="{silent.address}"]')
-    page.click("#provider-choice button[type=submit]")
+    choose(page, "provider", silent.address)
     wait_status(page, "Executing")
     page.click("#stop-form button[type=submit]")
     alert = page.locator("#task-actions [data-form-alert]")
@@ -283,17 +292,10 @@ def test_requester_page__result_rejected__refund_shown_and_provider_rated(open_p
 
     page = open_page(server.url + "/")
     page.wait_for_selector("body[data-live=on]")
-    page.select_option("#folder", label=overclaim_task.name)
-    page.fill("#price", "0.02")
-    page.fill("#validator_fee", "0.005")
-    page.click("#submit-form button[type=submit]")
-    page.wait_for_url(re.compile(r"/\?task=\d+$"), timeout=60_000)
-    wait_status(page, "Pending")
-    page.check(f'input[name=provider][value="{provider}"]')
-    page.click("#provider-choice button[type=submit]")
+    submit_folder(page, overclaim_task.name)
+    choose(page, "provider", provider)
     wait_status(page, "AwaitingValidator")
-    page.check(f'input[name=validator][value="{validator}"]')
-    page.click("#validator-choice button[type=submit]")
+    choose(page, "validator", validator)
     assert wait_status(page, "Rejected", "Accepted") == "Rejected"
     assert "refunded" in page.text_content("#finalize-form legend")
     shot(page, "16-requester-rejected")
@@ -323,17 +325,10 @@ def test_requester_page__silent_validator__replaced_from_the_page_then_accepted(
 
     page = open_page(server.url + "/")
     page.wait_for_selector("body[data-live=on]")
-    page.select_option("#folder", label="digits")
-    page.fill("#price", "0.02")
-    page.fill("#validator_fee", "0.005")
-    page.click("#submit-form button[type=submit]")
-    page.wait_for_url(re.compile(r"/\?task=\d+$"), timeout=60_000)
-    wait_status(page, "Pending")
-    page.check(f'input[name=provider][value="{provider}"]')
-    page.click("#provider-choice button[type=submit]")
+    submit_folder(page, "digits")
+    choose(page, "provider", provider)
     wait_status(page, "AwaitingValidator")
-    page.check(f'input[name=validator][value="{silent.address}"]')
-    page.click("#validator-choice button[type=submit]")
+    choose(page, "validator", silent.address)
     wait_status(page, "Validating")
     assert page.locator("#validator-choice").count() == 0  # a named validator keeps its whole window
 
@@ -344,8 +339,7 @@ def test_requester_page__silent_validator__replaced_from_the_page_then_accepted(
     assert "silent" in page.text_content("#validator-choice legend")
     assert page.locator(f'input[name=validator][value="{silent.address}"]').count() == 0
     shot(page, "18-requester-silent-validator")
-    page.check(f'input[name=validator][value="{validator}"]')
-    page.click("#validator-choice button[type=submit]")
+    choose(page, "validator", validator)
     assert wait_status(page, "Accepted", "Rejected") == "Accepted"
 
     page.check("#rating-5")
