@@ -614,6 +614,12 @@ def _amount(value: int, what: str) -> int:
     return value
 
 
+def _target(name: str) -> tuple[str, str]:
+    """``"getTask"`` -> ``("market", "getTask")``; ``"ratings.stats"`` -> ``("ratings", "stats")``."""
+    contract, _, fn = name.rpartition(".")
+    return contract or "market", fn
+
+
 def _sender_address(sender: Any) -> str:
     return to_checksum_address(str(getattr(sender, "address", sender)))
 
@@ -833,7 +839,7 @@ class Market:
             for start in range(0, len(calls), _BATCH):
                 with w3.batch_requests() as batch:
                     for name, args in calls[start : start + _BATCH]:
-                        contract, fn = ("ratings", name[8:]) if name.startswith("ratings.") else ("market", name)
+                        contract, fn = _target(name)
                         batch.add(getattr(contracts[contract].functions, fn)(*args))
                     out.extend(batch.execute())
             if len(out) == len(calls) and not any(isinstance(r, dict) and "error" in r for r in out):
@@ -843,9 +849,8 @@ class Market:
         return [self._call_one(name, args) for name, args in calls]
 
     def _call_one(self, name: str, args: tuple) -> Any:
-        if name.startswith("ratings."):
-            return getattr(self.ratings, name[8:])(*args)
-        return getattr(self.contract, name)(*args)
+        contract, fn = _target(name)
+        return getattr(self.ratings if contract == "ratings" else self.contract, fn)(*args)
 
     def _web3_contracts(self) -> tuple[Any, dict[str, Any]]:
         """web3 contract objects over ape's own connection (rebuilt when ape reconnects)."""
