@@ -30,11 +30,11 @@ def _bin_dir(tmp_path: Path, extra: tuple[str, ...] = ()) -> Path:
     return bin_dir
 
 
-def _run_setup(*steps: str, env: dict, user: str | None = None) -> subprocess.CompletedProcess:
-    cmd = ["bash", str(SETUP), *steps]
+def _run_setup(*steps: str, env: dict, user: str | None = None, root: Path = ROOT) -> subprocess.CompletedProcess:
+    cmd = ["bash", str(root / "tools" / "setup.sh"), *steps]
     if user:
         cmd = [shutil.which("runuser") or "/usr/sbin/runuser", "-u", user, "--", *cmd]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, cwd=root)
 
 
 def _the_error_line(result: subprocess.CompletedProcess) -> str:
@@ -96,9 +96,14 @@ def test_setup__no_docker_engine_and_no_apt__one_line_error_naming_it(tmp_path):
 
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("runuser"), reason="needs root to switch to nobody")
 def test_setup__not_root_and_no_sudo__one_line_error_naming_it():
-    # pytest's tmp_path is private to root; nobody needs a folder it can traverse.
+    # pytest's tmp_path is private to root, and so may be the checkout (a clone under `mktemp -d`): nobody
+    # runs a copy of the script from a folder it can traverse.
     tmp_path = Path(tempfile.mkdtemp(prefix="ichain-setup-"))
     tmp_path.chmod(0o755)
+    checkout = tmp_path / "checkout"
+    (checkout / "tools").mkdir(parents=True)
+    shutil.copy(SETUP, checkout / "tools" / "setup.sh")
+    shutil.copy(ROOT / "ape-config.yaml", checkout / "ape-config.yaml")
     bin_dir = _bin_dir(tmp_path, extra=("apt-get",))  # apt-get is there, tor and sudo are not
     admindir = tmp_path / "dpkg"
     admindir.mkdir()
@@ -111,7 +116,7 @@ def test_setup__not_root_and_no_sudo__one_line_error_naming_it():
     }
 
     try:
-        result = _run_setup("tor", env=env, user="nobody")
+        result = _run_setup("tor", env=env, user="nobody", root=checkout)
     finally:
         shutil.rmtree(tmp_path, ignore_errors=True)
 
