@@ -190,8 +190,14 @@ class Runner:
         processed = 0
         while checkpoint < head and not self.stop_event.is_set():
             stop = min(head, checkpoint + self.max_range)
-            events = self.market.events(checkpoint + 1, stop)
             stop_hash = self._block_hash(stop)
+            events = self.market.events(checkpoint + 1, stop)
+            # A reorg while reading mixes two chains in one range (the checkpoint checked on the old, the end on
+            # the new): take the range only if both ends are unchanged, else the next pass sees the reorg.
+            known = self.state.block_hash(checkpoint)
+            if self._block_hash(stop) != stop_hash or (known is not None and self._block_hash(checkpoint) != known):
+                log.info("the chain changed while reading blocks %s-%s; reading them again", checkpoint + 1, stop)
+                break
             # Handlers' writes and the checkpoint commit together: all of a range or none of it.
             with self.state.transaction():
                 handled = self.dispatch(events)

@@ -75,6 +75,44 @@ def test_poll_once__reorg_replaced_checkpoint_block__rescans_from_safe_depth(run
     assert len(reorgs) == 1
 
 
+class _ReorgWhileReading:
+    """The market, except that the chain reorganises while the runner reads a range's events."""
+
+    def __init__(self, market, chain, depth: int):
+        self.market, self.chain, self.depth, self.fired = market, chain, depth, False
+
+    def __getattr__(self, name):
+        return getattr(self.market, name)
+
+    def events(self, *args, **kwargs):
+        found = self.market.events(*args, **kwargs)
+        if not self.fired:
+            self.fired = True
+            self.chain.provider.make_request("anvil_reorg", [self.depth, []])
+        return found
+
+
+def test_poll_once__reorg_while_reading_a_range__not_taken_and_seen_next_pass(runner_market, state, chain, accounts):
+    # Seen in CI: the runner checked its checkpoint's hash before a reorg and read the range's end hash after
+    # it, so it stored a checkpoint on the new chain over events of the old one, and never saw the reorg.
+    reorgs = []
+    runner, seen = _runner(runner_market, state, chain, reorg_depth=3, on_reorg=lambda: reorgs.append(1))
+    _post(runner_market, accounts[0], accounts[3], 3000)
+    runner.poll_once()
+    before = state.checkpoint
+    for i in range(2):
+        _post(runner_market, accounts[0], accounts[3], 3001 + i)
+    # Mid-read, the checkpoint's block and the two posts after it are replaced.
+    runner.market = _ReorgWhileReading(runner_market, chain, depth=3)
+    head = chain.blocks.head.number
+    runner.poll_once()
+    assert state.checkpoint == before == head - 2  # the mixed range was not committed
+    runner.poll_once()
+    assert reorgs == [1]
+    assert state.checkpoint == chain.blocks.head.number
+    assert state.block_hash(head) == chain.provider.web3.eth.get_block(head)["hash"].hex()
+
+
 def test_run__node_unreachable__backs_off_and_stops_cleanly(runner_market, state):
     dead = Web3(HTTPProvider("http://127.0.0.1:9", request_kwargs={"timeout": 0.5}))  # nothing listens there
     runner = Runner(runner_market, state, dead, poll_interval=0.05)
