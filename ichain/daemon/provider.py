@@ -392,9 +392,9 @@ class ProviderDaemon:
         elif status in ("AwaitingValidator", "Accepted"):
             deadline = int(field_of(task, "deadline", default=0))
             now = self._chain_now()
-            if now < deadline:
-                # Seconds left on the chain's clock (a test chain moved forward is ahead of ours).
-                self.later(record, max(0.5, deadline - now))
+            if now <= deadline:
+                # The chain settles only in a block after the deadline: wait that long on the chain's clock.
+                self.later(record, max(0.5, deadline + 1 - now))
                 return
             # The requester stayed silent past the review window: claim payment.
             self.state.set_stage(record.task_id, "provider", "claiming")
