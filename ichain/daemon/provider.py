@@ -104,7 +104,6 @@ def make_transport(config: IChainConfig, port: int, key_dir: Path | None = None)
     return DirectTransport(host=config.host, port=port)
 
 
-
 def next_block_timestamp(web3: Any) -> int:
     """The timestamp the next block will have: the clock the contract judges deadlines by.
 
@@ -121,6 +120,7 @@ def next_block_timestamp(web3: Any) -> int:
         return int(pending["timestamp"])
     # The node answered "pending" with its latest block: the next one comes no earlier than now.
     return max(int(latest["timestamp"]), int(time.time()))
+
 
 class ProviderDaemon:
     """Runs, validates and gets paid for tasks on behalf of one worker account.
@@ -333,9 +333,6 @@ class ProviderDaemon:
 
         return TransferContext(self.chain_id, self.market_address, int(task_id), role)
 
-    def _chain_now(self) -> int:
-        return next_block_timestamp(self.web3)
-
     def _fetch_task(self, record: TaskRecord, sealed_hex: str, context_id: int = 0) -> Path:
         """Fetch, verify against the on-chain task hash, and unpack a task; returns its folder."""
         from ichain.sandbox import unpack
@@ -391,7 +388,7 @@ class ProviderDaemon:
             self._execute_and_submit(record, task)
         elif status in ("AwaitingValidator", "Accepted"):
             deadline = int(field_of(task, "deadline", default=0))
-            now = self._chain_now()
+            now = next_block_timestamp(self.web3)
             if now <= deadline:
                 # The chain settles only in a block after the deadline: wait that long on the chain's clock.
                 self.later(record, max(0.5, deadline + 1 - now))
