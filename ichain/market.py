@@ -16,6 +16,7 @@ Usage::
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from enum import IntEnum
@@ -937,12 +938,26 @@ class Market:
             raise WrongState(f"task {task_id} has no committed result")
         return rh
 
-    # ------------------------------------------------------------------ helpers
-    def _now(self) -> int:
-        """Timestamp the next block will (at least) have."""
+    def now(self) -> int:
+        """The timestamp the next block will have: the clock the contract judges deadlines by.
+
+        Not this machine's clock: a dev chain's clock runs ahead of it after time travel and behind it after
+        snapshot reverts (anvil rewinds its clock by the time spent between a snapshot and its revert).
+        """
         from ape import chain
 
-        return int(chain.pending_timestamp)
+        web3 = chain.provider.web3
+        latest = web3.eth.get_block("latest")
+        try:
+            pending = web3.eth.get_block("pending")
+        except Exception:  # a node without a pending block
+            pending = None
+        if pending and int(pending.get("number") or 0) > int(latest["number"]):
+            return int(pending["timestamp"])
+        # The node answered "pending" with its latest block: the next one comes no earlier than now.
+        return max(int(latest["timestamp"]), int(time.time()))
+
+    # ------------------------------------------------------------------ helpers
 
     def _own_task(self, task_id: int, sender: Any) -> Task:
         task = self.task(task_id)
@@ -1104,7 +1119,7 @@ class Market:
         """
         task = self._own_task(task_id, sender)
         self._expect(task, Status.AwaitingValidator, Status.Validating)
-        now = self._now()
+        now = self.now()
         if task.status == Status.AwaitingValidator and now > task.deadline:
             raise DeadlinePassed(f"task {task_id}: the review window closed at {task.deadline}; anyone can expire it")
         if task.status == Status.Validating and now <= task.deadline:
@@ -1133,7 +1148,7 @@ class Market:
         if task.provider != _sender_address(sender):
             raise NotProvider(f"only the provider {task.provider} can submit the result of task {task_id}")
         self._expect(task, Status.Executing)
-        if self._now() > task.deadline:
+        if self.now() > task.deadline:
             raise DeadlinePassed(f"task {task_id}: the result was due by {task.deadline}")
         self._send("submitResult", int(task_id), rh, bytes(requester_locator), bytes(validator_locator),
                    sender=sender, **tx)
@@ -1155,7 +1170,7 @@ class Market:
         if task.validator != _sender_address(sender):
             raise NotValidator(f"only the validator {task.validator} can judge task {task_id}")
         self._expect(task, Status.Validating)
-        if self._now() > task.deadline:
+        if self.now() > task.deadline:
             raise DeadlinePassed(f"task {task_id}: the verdict was due by {task.deadline}")
         if self.result_of(task_id) != rh:
             raise WrongResult(f"0x{rh.hex()} is not the result committed for task {task_id}")
@@ -1194,7 +1209,7 @@ class Market:
         """
         task = self.task(task_id)
         self._expect(task, *OPEN_STATUSES)
-        if self._now() <= task.deadline:
+        if self.now() <= task.deadline:
             raise DeadlineNotReached(f"task {task_id} ({task.status.name}) can be expired after {task.deadline}")
         # Gas estimation runs against the latest block, which on a quiet automine chain is still before the
         # deadline that the next block passes: estimating would revert, so expire sends a fixed limit.

@@ -376,11 +376,9 @@ class RequesterSession:
 
     def overdue(self) -> bool:
         """Whether the task's current deadline has passed (by the chain's clock)."""
-        from ape import chain
-
         task = self._chain_task or self.refresh()
         # One second of margin: the node's next block may still carry the deadline's second.
-        return int(chain.pending_timestamp) > int(field_of(task, "deadline", default=0) or 0) + 1
+        return self.market.now() > int(field_of(task, "deadline", default=0) or 0) + 1
 
     # --- the result ---------------------------------------------------------------------------
     def fetch_result_archive(self, on_progress: Callable[[Any], None] | None = None) -> Path:

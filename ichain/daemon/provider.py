@@ -104,24 +104,6 @@ def make_transport(config: IChainConfig, port: int, key_dir: Path | None = None)
     return DirectTransport(host=config.host, port=port)
 
 
-def next_block_timestamp(web3: Any) -> int:
-    """The timestamp the next block will have: the clock the contract judges deadlines by.
-
-    Not this machine's clock: a dev chain's clock can run ahead of it (time travel) or behind it (anvil rewinds
-    its clock by the time spent between a snapshot and its revert), and the chain refuses a settlement before
-    its own deadline.
-    """
-    latest = web3.eth.get_block("latest")
-    try:
-        pending = web3.eth.get_block("pending")
-    except Exception:  # a node without a pending block
-        pending = None
-    if pending and int(pending.get("number") or 0) > int(latest["number"]):
-        return int(pending["timestamp"])
-    # The node answered "pending" with its latest block: the next one comes no earlier than now.
-    return max(int(latest["timestamp"]), int(time.time()))
-
-
 class ProviderDaemon:
     """Runs, validates and gets paid for tasks on behalf of one worker account.
 
@@ -388,7 +370,7 @@ class ProviderDaemon:
             self._execute_and_submit(record, task)
         elif status in ("AwaitingValidator", "Accepted"):
             deadline = int(field_of(task, "deadline", default=0))
-            now = next_block_timestamp(self.web3)
+            now = self.market.now()
             if now <= deadline:
                 # The chain settles only in a block after the deadline: wait that long on the chain's clock.
                 self.later(record, max(0.5, deadline + 1 - now))

@@ -298,9 +298,7 @@ class Sessions:
         status = status_name(task.status)
         snap = session.req.status()
         deadline = int(getattr(task, "deadline", 0) or 0)
-        from ape import chain
-
-        past = bool(deadline) and chain.pending_timestamp > deadline
+        past = bool(deadline) and self.service.market().now() > deadline
         result = session.result_path()
         metrics = snap.get("metrics") or {}
         view = {

@@ -157,19 +157,3 @@ def test_send__journaled_nonce_already_used__takes_a_fresh_nonce(state, chain, a
     sender.send("verdict:3", lambda: True, lambda n: used.append(n) or acct.transfer(accounts[6], 1, nonce=n))
     assert used == [acct.nonce - 1]
 
-
-def test_next_block_timestamp__anvil_clock_behind_wall_clock__follows_the_chain(chain):
-    # anvil rewinds its clock by the time spent between a snapshot and its revert, so after a long test session
-    # the chain runs behind this machine: a daemon judging deadlines by its own clock claimed too early (the
-    # chain refused, and the daemon retried every 2 s instead of sleeping until the deadline).
-    from ichain.daemon.provider import next_block_timestamp
-
-    web3 = chain.provider.web3
-    snapshot = chain.provider.make_request("evm_snapshot", [])
-    time.sleep(3)
-    chain.provider.make_request("evm_revert", [snapshot])
-    expected = int(web3.eth.get_block("pending")["timestamp"])
-    assert expected <= time.time() - 2  # the premise: the chain's clock is behind ours
-    assert abs(next_block_timestamp(web3) - expected) <= 1
-    chain.provider.make_request("evm_mine", [])
-    assert abs(int(web3.eth.get_block("latest")["timestamp"]) - expected) <= 1

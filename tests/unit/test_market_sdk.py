@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from ichain import market as m
@@ -452,6 +454,21 @@ def test_pools__more_tasks_than_a_page__every_id_listed(market, post_task, worke
     assert {w.address for w in workers} <= set(pools.available)
     assert market.tasks_in(m.Status.Executing) == pools.executing
     assert market.available_workers() == pools.available
+
+
+def test_now__anvil_clock_behind_wall_clock__follows_the_chain(market, chain):
+    # anvil rewinds its clock by the time spent between a snapshot and its revert, so after a long test session
+    # the chain runs behind this machine. The daemon once judged deadlines by max(latest block, its own clock):
+    # it claimed too early, the SDK refused, and it retried every 2 s instead of sleeping until the deadline.
+    web3 = chain.provider.web3
+    snapshot = chain.provider.make_request("evm_snapshot", [])
+    time.sleep(3)
+    chain.provider.make_request("evm_revert", [snapshot])
+    expected = int(web3.eth.get_block("pending")["timestamp"])
+    assert expected <= time.time() - 2  # the premise: the chain's clock is behind ours
+    assert abs(market.now() - expected) <= 1
+    chain.provider.make_request("evm_mine", [])
+    assert abs(int(web3.eth.get_block("latest")["timestamp"]) - expected) <= 1
 
 
 def test_task_transactions__completed_task__four_txs_two_from_requester_gas_from_receipts(market, task_in,
