@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -31,12 +30,6 @@ GAS_BUDGET = 300_000
 GROWTH_LIMIT = 1.05
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _h(label: str) -> bytes:
     import hashlib
 
@@ -49,7 +42,9 @@ class Bench:
     def __init__(self, contract_type):
         from web3 import Web3
 
-        port = _free_port()
+        from ichain.net import free_port
+
+        port = free_port()
         self.anvil = subprocess.Popen(
             ["anvil", "--port", str(port), "--silent", "--gas-limit", "1000000000"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -116,7 +111,7 @@ def real_envelopes() -> dict[str, bytes]:
     """
     import tempfile
 
-    from ichain.daemon.envelope import Envelope
+    from ichain.transfer.envelope import Envelope
     from ichain.transfer.crypto import KeyPair, TransferContext
     from ichain.transfer.host import ChunkHost
 

@@ -29,8 +29,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ichain.config import IChainConfig
-from ichain.daemon.envelope import Envelope
-from ichain.daemon.provider import ZERO, as_bytes, field_of, free_port, make_transport, same, sha256_file, status_name
+from ichain.transfer.envelope import Envelope
+from ichain.daemon.provider import ZERO, as_bytes, field_of, same, status_name
+from ichain.files import sha256_file
+from ichain.net import free_port
+from ichain.tor import transport_for
 from ichain.errors import IChainError
 
 TERMINAL = ("Completed", "Closed", "Cancelled", "Expired")
@@ -191,7 +194,7 @@ class RequesterSession:
         port = self.config.port or self.data.get("port") or free_port(self.config.host)
         self.data["port"] = int(port)
         self.save()
-        self.host = ChunkHost(self.root / "host", transport=make_transport(self.config, int(port), self.root))
+        self.host = ChunkHost(self.root / "host", transport=transport_for(self.config, int(port), self.root))
         self.host.start()
 
     def _keypair(self) -> Any:

@@ -10,12 +10,10 @@ killed anywhere and restarted carries on without repeating a transaction.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
 import signal
-import socket
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -24,10 +22,13 @@ from typing import Any
 
 from ichain.config import IChainConfig
 from ichain.daemon import faults
-from ichain.daemon.envelope import Envelope
 from ichain.daemon.state import DaemonState, TaskRecord
 from ichain.daemon.txs import TxSender
 from ichain.errors import IChainError
+from ichain.files import sha256_file
+from ichain.net import free_port
+from ichain.tor import transport_for
+from ichain.transfer.envelope import Envelope
 
 log = logging.getLogger("ichain.daemon")
 
@@ -68,40 +69,6 @@ def as_bytes(value: Any) -> bytes:
     if isinstance(value, str):
         return bytes.fromhex(value[2:] if value.startswith("0x") else value)
     return bytes(value)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port the OS says is free now."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def sha256_file(path: Path) -> bytes:
-    """sha256 of a file, streamed."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.digest()
-
-
-def make_transport(config: IChainConfig, port: int, key_dir: Path | None = None) -> Any:
-    """The transfer transport the settings ask for (direct HTTP, or Tor onion services).
-
-    With Tor, the onion key is kept in ``key_dir`` so a restarted host keeps its address (locators
-    already on chain name it).
-    """
-    if config.transport == "tor":
-        from ichain.tor import transport_from_options  # the Tor engineer's factory
-
-        options = dict(config.tor or {})
-        if key_dir is not None:
-            options.setdefault("onion_key_file", str(Path(key_dir) / "onion.key"))
-        return transport_from_options("tor", **options)
-    from ichain.transfer import DirectTransport
-
-    return DirectTransport(host=config.host, port=port)
 
 
 class ProviderDaemon:
@@ -189,7 +156,7 @@ class ProviderDaemon:
         port = self.config.port or self.state.get_meta("port") or free_port(self.config.host)
         # Locators already on chain name this port: keep it across restarts.
         self.state.set_meta("port", int(port))
-        self.host = ChunkHost(self.home / "host", transport=make_transport(self.config, int(port), self.home))
+        self.host = ChunkHost(self.home / "host", transport=transport_for(self.config, int(port), self.home))
         self.host.start()
         self._register()
         from ichain.daemon.handlers import register_handlers

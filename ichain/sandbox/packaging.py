@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+from ichain.files import sha256_file
 from ichain.sandbox.errors import PackageError
 from ichain.sandbox.task import GiB, load_task, scan_folder
 
@@ -195,13 +196,6 @@ def pack_result(output_folder: str | Path, out_file: str | Path, meta: dict | Re
     return _write_package(out_file, entries)
 
 
-def sha256_file(path: str | Path) -> bytes:
-    """sha256 (32 bytes) of a file's bytes, to check a received package against its on-chain hash."""
-    sha = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(_COPY_CHUNK), b""):
-            sha.update(block)
-    return sha.digest()
 
 
 def _open_tar(archive: str | Path) -> tarfile.TarFile:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from ichain.tor.errors import (
     OnionUnreachable,
@@ -30,6 +30,10 @@ from ichain.tor.onion import ClientAuthKey, OnionService, add_client_auth, prove
 from ichain.tor.process import TorProcess
 from ichain.tor.testnet import PrivateTorNetwork
 from ichain.tor.transport import TorTransport
+
+if TYPE_CHECKING:
+    from ichain.config import IChainConfig
+    from ichain.transfer.transport import Transport
 
 __all__ = [
     "ClientAuthKey",
@@ -48,6 +52,7 @@ __all__ = [
     "launch_tor",
     "prove_reachable",
     "publish_onion",
+    "transport_for",
     "transport_from_options",
 ]
 
@@ -142,3 +147,23 @@ def transport_from_options(transport: str = "direct", *, host: str = "127.0.0.1"
     return TorTransport(tor, own_tor=own, publish_timeout=publish_timeout, publish_attempts=publish_attempts,
                         attempt_timeouts=attempt_timeouts, key_file=onion_key_file,
                         authorized_client=authorized_client, client_auth=client_auth, **timeouts)
+
+
+def transport_for(config: "IChainConfig", port: int, key_dir: Path | None = None) -> "Transport":
+    """The transport a peer's settings ask for: direct HTTP on ``config.host:port``, or Tor onion services.
+
+    Args:
+        config: The peer's settings (``transport``, ``host`` and the ``tor`` options).
+        port: Port of the chunk host (direct transport; a kept port keeps on-chain locators valid).
+        key_dir: Tor only: the onion service key is kept in ``key_dir/onion.key``, so a restarted host
+            keeps its onion address (locators already on chain name it).
+
+    Raises:
+        TorConfigError, TorNotFound, TorStartError, TorControlError: as :func:`transport_from_options`.
+    """
+    if config.transport == "tor":
+        options = dict(config.tor or {})
+        if key_dir is not None:
+            options.setdefault("onion_key_file", str(Path(key_dir) / "onion.key"))
+        return transport_from_options("tor", **options)
+    return transport_from_options("direct", host=config.host, port=int(port))

@@ -21,7 +21,6 @@ import concurrent.futures
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import stem
 
+from ichain.net import free_port
 from ichain.tor.errors import TorConfigError, TorNotFound, TorStartError
 from ichain.tor.process import TorProcess, find_tor
 
@@ -43,13 +43,6 @@ _VOTING = {
     "V3AuthVoteDelay": 2,
     "V3AuthDistDelay": 2,
 }
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now (tor needs fixed OR/Dir ports in descriptors)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class PrivateTorNetwork:

@@ -11,6 +11,7 @@ from typing import Callable
 import pytest
 
 from ichain.daemon.provider import status_name
+from ichain.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DIGITS = ROOT / "examples" / "digits"
@@ -52,9 +53,7 @@ class TcpProxy:
 
     def __init__(self, target_port: int):
         self.target = ("127.0.0.1", target_port)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = free_port()
         self._server: socket.socket | None = None
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()

@@ -20,6 +20,7 @@ import pytest
 from ape import accounts
 
 from ichain.web.testing import ARTIFACTS, browser, open_page, shot, web, web_market  # noqa: F401  (fixtures)
+from ichain.net import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -110,15 +111,9 @@ def test_submit__bad_amount__names_the_field(open_page, web, market):
     assert submit_alert(page) == "Price: 'ten' is not a number of ether (e.g. 0.01)"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_ape_ichain_web__wrong_network__banner_on_page(open_page, tmp_path):
     """`ape ichain web` on a chain where iChain is not deployed: the page says so instead of failing."""
-    port = _free_port()
+    port = free_port()
     anvil = subprocess.Popen(["anvil", "--port", str(port), "--silent"], stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
     env = {**os.environ, "ICHAIN_DEPLOYMENTS": str(tmp_path / "deployments.json")}

@@ -9,7 +9,7 @@ import textwrap
 import pytest
 
 from ichain.config import ConfigError, IChainConfig, load_config
-from ichain.daemon.envelope import Envelope, EnvelopeError
+from ichain.transfer.envelope import Envelope, EnvelopeError
 from ichain.daemon.state import DaemonState, StateError
 
 

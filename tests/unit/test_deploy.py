@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,16 +15,11 @@ import pytest
 
 from ichain import deployments
 from ichain.deployments import Deployment, DeploymentError
+from ichain.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SEPOLIA_CHAIN_ID = 11155111
 APE = str(Path(sys.executable).with_name("ape"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _rpc(uri: str, method: str, params: list | None = None):
@@ -38,7 +32,7 @@ def _rpc(uri: str, method: str, params: list | None = None):
 def _start_anvil(*args: str):
     """An anvil of our own on a free port; returns (process, uri) once it answers."""
     for _ in range(3):  # the free port may be taken between the probe and anvil's bind
-        port = _free_port()
+        port = free_port()
         proc = subprocess.Popen(["anvil", "--port", str(port), *args], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE)
         uri = f"http://127.0.0.1:{port}"
