@@ -7,7 +7,7 @@ PY := $(CURDIR)/.venv/bin/python
 TRANSPORT ?= direct
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-unit audit bench clean
+.PHONY: setup demo test check audit bench clean
 
 setup:
 	@tools/setup.sh
@@ -15,9 +15,15 @@ setup:
 demo: setup
 	@$(APE) ichain demo --transport $(TRANSPORT)
 
-test: setup
+test: setup check
 	@$(APE) test tests $(PYTEST_ARGS)
 	@$(MAKE) --no-print-directory audit
+
+# Static checks of the package: its layers and import cycles (import-linter contracts in pyproject.toml),
+# then its types (mypy, settings in pyproject.toml).
+check: setup
+	@$(CURDIR)/.venv/bin/lint-imports
+	@$(CURDIR)/.venv/bin/mypy
 
 # Static analysis, deep invariant campaign, branch coverage (see tools/audit.sh).
 audit: setup
@@ -27,4 +33,4 @@ bench: setup
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf .build out cache .pytest_cache tests/artifacts
+	rm -rf .build out cache .pytest_cache .mypy_cache .import_linter_cache tests/artifacts
