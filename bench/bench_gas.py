@@ -7,7 +7,7 @@ grows with the number of tasks/workers. Locators are the marketplace's real enve
 (a file offered by a direct-transport ChunkHost, sealed, wrapped the way the requester and the daemon wrap
 it), so the totals are what a real task pays.
 
-Writes bench/results/gas.json (NAME.part then os.replace). Goals (issue 3): happy path (post with provider
+Writes bench/results/gas.json (NAME.part then os.replace). Goals: happy path (post with provider
 and validator, submitResult, submitVerdict, finalize) <= 300,000 gas, at most 2 requester transactions, and
 each operation within 5% between 1 and 1,000 existing tasks/workers.
 """
