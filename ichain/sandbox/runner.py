@@ -38,9 +38,9 @@ import docker.errors
 import docker.types
 import requests.exceptions
 
-from ichain.sandbox.errors import EngineUnavailable, ImageMissing, SandboxError, TaskFormatError
-from ichain.sandbox.image import RUNTIME_IMAGE, docker_client, require_image
-from ichain.sandbox.task import MiB, TaskSpec, load_task
+from ichain.sandbox.engine import docker_client, require_image
+from ichain.sandbox.errors import EngineUnavailable, SandboxError, TaskFormatError
+from ichain.sandbox.task import RUNTIME_IMAGE, MiB, TaskSpec, load_task
 
 SANDBOX_LABEL = "ichain.sandbox"
 RUN_LABEL = "ichain.run"
@@ -54,6 +54,8 @@ TAIL_BYTES = 4096
 MAX_DEPTH = 64  # result folder nesting (deeper trees are refused, never walked recursively)
 _POLL = 0.1
 _SYMLINK_TARGET = TASK_MOUNT + "/"
+# Imports the whole scientific stack and loads a bundled data set, as real tasks do.
+SELF_TEST = "import numpy, scipy, sklearn, sklearn.datasets\nsklearn.datasets.load_digits()\nopen('ok', 'w').write('ok')\n"
 
 
 @dataclass
@@ -317,15 +319,16 @@ class Sandbox:
         """
         return self._run(task_folder, "1", None, result_folder=Path(result_folder))
 
-    def self_test(self, source: str | None = None) -> RunResult:
-        """Execute a tiny numpy + scikit-learn task in a hardened container (for ``sandbox check``)."""
+    def self_test(self) -> RunResult:
+        """Execute a tiny task on the scientific stack (numpy, scipy, scikit-learn) in a hardened container.
+
+        ``ape ichain sandbox check`` runs it, and so does every image build before it accepts the image.
+        """
         with tempfile.TemporaryDirectory(prefix="ichain-selftest-") as tmp:
             task = Path(tmp) / "task"
             task.mkdir()
             task.chmod(0o755)
-            (task / "task.py").write_text(
-                source or "import numpy, sklearn\nopen('ok', 'w').write(numpy.__version__ + sklearn.__version__)\n"
-            )
+            (task / "task.py").write_text(SELF_TEST)
             (task / "ichain.json").write_text(json.dumps({"image": self.image, "time_limit": 120}))
             return self.execute(task, Path(tmp) / "out")
 
@@ -706,4 +709,4 @@ def leftover_containers(client: docker.DockerClient, run_id: str | None = None) 
     return client.containers.list(all=True, filters=filters)
 
 
-__all__ = ["RunResult", "Sandbox", "leftover_containers", "sweep_orphans", "ImageMissing"]
+__all__ = ["RunResult", "Sandbox", "leftover_containers", "sweep_orphans"]
