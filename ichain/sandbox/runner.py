@@ -23,7 +23,6 @@ import os
 import shutil
 import socket
 import stat
-import struct
 import subprocess
 import tempfile
 import threading
@@ -37,6 +36,7 @@ import docker
 import docker.errors
 import docker.types
 import requests.exceptions
+from docker.utils.socket import STDERR, next_frame_header, read
 
 from ichain.sandbox.engine import docker_client, require_image
 from ichain.sandbox.errors import EngineUnavailable, SandboxError, TaskFormatError
@@ -53,6 +53,10 @@ WORK_MOUNT = "/work"
 TAIL_BYTES = 4096
 MAX_DEPTH = 64  # result folder nesting (deeper trees are refused, never walked recursively)
 _POLL = 0.1
+_READ_BYTES = 65536
+# What ``APIClient.attach_socket`` returns: the socket's file object over unix or plain tcp, the TLS
+# socket itself over https.
+AttachSocket = socket.SocketIO | socket.socket
 _SYMLINK_TARGET = TASK_MOUNT + "/"
 # Imports the whole scientific stack and loads a bundled data set, as real tasks do.
 SELF_TEST = "import numpy, scipy, sklearn, sklearn.datasets\nsklearn.datasets.load_digits()\nopen('ok', 'w').write('ok')\n"
@@ -487,20 +491,27 @@ class Sandbox:
             except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
                 continue
 
-    def _pump(self, sock, out: _Tail, err: _Tail, stop: threading.Event, reasons: list[str]) -> None:
-        """Read the multiplexed attach stream into the two tails; enforce the stdout+stderr cap."""
+    def _pump(
+        self, sock: AttachSocket, out: _Tail, err: _Tail, stop: threading.Event, reasons: list[str]
+    ) -> None:
+        """Read the multiplexed attach stream into the two tails; enforce the stdout+stderr cap.
+
+        A frame's payload is read in slices of at most ``_READ_BYTES``, so the cap is checked often
+        and a frame, however large its header says it is, never makes the host allocate more.
+        """
         try:
             while True:
-                header = _read_exactly(sock, 8)
-                if header is None or len(header) < 8:
-                    return
-                stream, size = struct.unpack(">BxxxL", header)
+                stream, size = next_frame_header(sock)
+                if size < 0:
+                    return  # end of stream: the container is gone
                 while size > 0:
-                    chunk = _read_exactly(sock, min(size, 65536), partial=True)
+                    chunk = read(sock, min(size, _READ_BYTES))
+                    if chunk is None:
+                        continue  # interrupted before anything arrived: read again
                     if not chunk:
                         return
                     size -= len(chunk)
-                    (err if stream == 2 else out).add(chunk)
+                    (err if stream == STDERR else out).add(chunk)
                     if out.total + err.total > self.log_limit:
                         reasons.append("log")
                         stop.set()
@@ -602,27 +613,19 @@ class _Discard(Exception):
     """Internal: the collected files exceeded the cap."""
 
 
-def _close(sock) -> None:
+def _close(sock: AttachSocket | None) -> None:
+    """Shut the attach stream down, then close it.
+
+    The shutdown is what wakes a reader blocked in ``poll`` on this stream (a close alone does not);
+    it goes through a duplicate of the descriptor because both kinds of attach stream expose one.
+    """
     if sock is None:
         return
-    raw = getattr(sock, "_sock", None)
-    with contextlib.suppress(OSError):
-        if raw is not None:
-            raw.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(OSError, ValueError):  # ValueError: already closed
+        with socket.socket(fileno=os.dup(sock.fileno())) as duplicate:
+            duplicate.shutdown(socket.SHUT_RDWR)
     with contextlib.suppress(OSError):
         sock.close()
-
-
-def _read_exactly(sock, n: int, partial: bool = False) -> bytes | None:
-    data = b""
-    while len(data) < n:
-        chunk = sock.read(n - len(data)) if hasattr(sock, "read") else sock.recv(n - len(data))
-        if not chunk:
-            return data or None
-        data += chunk
-        if partial:
-            return data
-    return data
 
 
 def _tree_size(folder: Path, stop_above: int) -> int:
