@@ -21,7 +21,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import docker
 import docker.errors
@@ -79,7 +79,7 @@ def host_suite() -> str:
     return fields.get("VERSION_CODENAME") or "bookworm"
 
 
-def recipe() -> dict:
+def recipe() -> dict[str, Any]:
     """Everything that decides the image's content; its hash labels the image."""
     return {
         "version": RECIPE_VERSION,
@@ -198,7 +198,7 @@ def build_image(
             with contextlib.suppress(docker.errors.APIError):
                 client.images.remove(old_id)
         say(f"image: {name} ready ({new.size / 1e6:.0f} MB, recipe {new.recipe[:12]})")
-        return ImageStatus(**{**new.__dict__, "built": True})
+        return dataclasses.replace(new, built=True)
 
 
 def _placeholder_debs(folder: Path) -> list[Path]:

@@ -365,7 +365,10 @@ class Sandbox:
             result.sandbox_fault = True
             return result
 
-        base = output.parent if output is not None else result_folder.parent  # type: ignore[union-attr]
+        # Execute passes where the files go, validate where they are: the working folder sits next to it.
+        beside = output if output is not None else result_folder
+        assert beside is not None, "execute passes an output folder, validate a result folder"
+        base = beside.parent
         base.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=f".ichain-run-{run_id[:12]}-", dir=base))
         try:
@@ -373,8 +376,8 @@ class Sandbox:
             # Validate mode starts with the result files in /work: they do not count against the cap.
             preloaded = _tree_size(work, 1 << 62) if result_folder is not None else 0
             self._run_container(spec, work, mode, run_id, result, preloaded)
-            if mode == "0" and result.ok:
-                self._collect(work, output, self.limits_for(spec)["output_limit"], result, _task_names(spec))  # type: ignore[arg-type]
+            if output is not None and result.ok:
+                self._collect(work, output, self.limits_for(spec)["output_limit"], result, _task_names(spec))
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             result.error = result.error or str(
                 EngineUnavailable(f"Docker engine error during the run: {str(exc).splitlines()[0][:200]}")
@@ -424,7 +427,7 @@ class Sandbox:
         out, err = _Tail(), _Tail()
         stop = threading.Event()
         reasons: list[str] = []
-        peak = [None]
+        peak: list[int | None] = [None]  # the watch thread's latest sample
         try:
             container_id = api.create_container(**config)["Id"]
             sock = api.attach_socket(container_id, params={"stdout": 1, "stderr": 1, "stream": 1})
@@ -520,7 +523,13 @@ class Sandbox:
             return  # the socket was closed under us: the run is over
 
     def _watch(
-        self, container_id: str, work: Path, output_limit: int, stop: threading.Event, reasons: list[str], peak: list
+        self,
+        container_id: str,
+        work: Path,
+        output_limit: int,
+        stop: threading.Event,
+        reasons: list[str],
+        peak: list[int | None],
     ) -> None:
         """Poll peak memory and the size of ``/work`` (disk fill is stopped from the host)."""
         started = time.monotonic()
