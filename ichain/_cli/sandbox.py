@@ -17,7 +17,7 @@ def sandbox():
 @click.option("--force", is_flag=True, help="Rebuild even when the image matches its recipe.")
 def build(quiet: bool, force: bool):
     """Build the runtime image (ichain-runtime) locally; does nothing when it is up to date."""
-    from ichain.sandbox.image import RUNTIME_IMAGE, build_image, docker_client
+    from ichain.sandbox import RUNTIME_IMAGE, build_image, docker_client
 
     try:
         status = build_image(docker_client(), RUNTIME_IMAGE, force=force, log=click.echo)
@@ -30,7 +30,9 @@ def build(quiet: bool, force: bool):
 @sandbox.command()
 def check():
     """Report the Docker engine, the runtime image and the container runtime (runc or gVisor)."""
-    from ichain.sandbox.image import RUNTIME_IMAGE, docker_client, engine_report, image_status, recipe_hash
+    from ichain.sandbox import RUNTIME_IMAGE, docker_client, image_status
+    from ichain.sandbox.engine import engine_report
+    from ichain.sandbox.image import recipe_hash
     from ichain.sandbox.runner import Sandbox, leftover_containers, sweep_orphans
 
     try:

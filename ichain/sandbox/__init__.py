@@ -20,7 +20,8 @@ from ichain.sandbox.errors import (
     SandboxError,
     TaskFormatError,
 )
-from ichain.sandbox.image import RUNTIME_IMAGE, build_image, docker_client, image_status
+from ichain.sandbox.engine import docker_client
+from ichain.sandbox.image import build_image, image_status
 from ichain.sandbox.packaging import (
     ResultMeta,
     pack_result,
@@ -31,7 +32,7 @@ from ichain.sandbox.packaging import (
     unpack_result,
 )
 from ichain.sandbox.runner import RunResult, Sandbox, leftover_containers
-from ichain.sandbox.task import TaskSpec, load_task
+from ichain.sandbox.task import RUNTIME_IMAGE, TaskSpec, load_task
 
 __all__ = [
     "RUNTIME_IMAGE",

@@ -13,23 +13,24 @@ build or pull anything: the runner only checks that the image is there (``ImageM
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import docker
 import docker.errors
 
-from ichain.sandbox.errors import EngineUnavailable, ImageBuildError, ImageMissing
+from ichain.sandbox.engine import docker_client
+from ichain.sandbox.errors import ImageBuildError
+from ichain.sandbox.runner import Sandbox
+from ichain.sandbox.task import RUNTIME_IMAGE
 
-RUNTIME_IMAGE = "ichain-runtime"
 RECIPE_LABEL = "ichain.recipe"
 # Bump when the build procedure changes in a way the recipe fields below do not capture.
 RECIPE_VERSION = 1
@@ -64,26 +65,8 @@ IMAGE_CHANGES: tuple[str, ...] = (
     "USER 65534:65534",
     'CMD ["python3"]',
 )
-SMOKE_TEST = "import numpy, scipy, sklearn, sklearn.datasets\nsklearn.datasets.load_digits()\nopen('ok', 'w').write('ok')\n"
 HOOKS = Path("/usr/share/mmdebstrap/hooks")
 BUILD_LOCK = Path(tempfile.gettempdir()) / "ichain-runtime-build.lock"
-
-
-def docker_client(timeout: float = 60) -> docker.DockerClient:
-    """Connect to the Docker engine named by the environment (``DOCKER_HOST`` or the default socket).
-
-    Raises:
-        EngineUnavailable: the engine does not answer.
-    """
-    try:
-        client = docker.DockerClient.from_env(timeout=timeout)
-        client.ping()
-    except Exception as exc:  # the SDK raises several unrelated types for "no engine"
-        where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-        raise EngineUnavailable(
-            f"Docker engine not reachable at {where} ({type(exc).__name__}) — start dockerd or run 'make setup'"
-        ) from None
-    return client
 
 
 def host_suite() -> str:
@@ -96,7 +79,7 @@ def host_suite() -> str:
     return fields.get("VERSION_CODENAME") or "bookworm"
 
 
-def recipe() -> dict:
+def recipe() -> dict[str, Any]:
     """Everything that decides the image's content; its hash labels the image."""
     return {
         "version": RECIPE_VERSION,
@@ -114,7 +97,7 @@ def recipe_hash() -> str:
     return hashlib.sha256(json.dumps(recipe(), sort_keys=True).encode()).hexdigest()
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class ImageStatus:
     """What the engine holds under the runtime image's name.
 
@@ -152,15 +135,6 @@ def image_status(client: docker.DockerClient, name: str = RUNTIME_IMAGE) -> Imag
         size=int(image.attrs.get("Size") or 0),
         recipe=label,
     )
-
-
-def require_image(client: docker.DockerClient, name: str) -> None:
-    """Raise ``ImageMissing`` (one line) unless ``name`` exists locally. Never pulls."""
-    try:
-        client.images.get(name)
-    except docker.errors.ImageNotFound:
-        hint = "run 'ape ichain sandbox build'" if name.split(":")[0] == RUNTIME_IMAGE else "build or load it first"
-        raise ImageMissing(f"runtime image '{name}' is not on this Docker engine — {hint}") from None
 
 
 @contextlib.contextmanager
@@ -224,7 +198,7 @@ def build_image(
             with contextlib.suppress(docker.errors.APIError):
                 client.images.remove(old_id)
         say(f"image: {name} ready ({new.size / 1e6:.0f} MB, recipe {new.recipe[:12]})")
-        return ImageStatus(**{**new.__dict__, "built": True})
+        return dataclasses.replace(new, built=True)
 
 
 def _placeholder_debs(folder: Path) -> list[Path]:
@@ -344,23 +318,9 @@ def _build_from_dockerfile(client: docker.DockerClient, name: str, say: Callable
 
 
 def _smoke_test(client: docker.DockerClient, name: str) -> None:
-    """The new image must run the scientific stack in a hardened container (offline, as nobody)."""
-    from ichain.sandbox.runner import Sandbox
-
-    run = Sandbox(name, client=client, runtime=None).self_test(SMOKE_TEST)
+    """The new image must pass the sandbox's self-test (offline, as nobody, in a hardened container)."""
+    run = Sandbox(name, client=client, runtime=None).self_test()
     if not run.ok:
-        detail = run.error or run.stderr_tail.strip().splitlines()[-1:] or f"exit {run.exit_code}"
+        stderr = run.stderr_tail.strip().splitlines()
+        detail = run.error or (stderr[-1] if stderr else f"exit {run.exit_code}")
         raise ImageBuildError(f"the new image fails its smoke test: {detail}")
-
-
-def engine_report(client: docker.DockerClient) -> dict:
-    """Engine facts for ``ape ichain sandbox check``: version, cgroup, runtimes (runc, runsc...)."""
-    info = client.info()
-    return {
-        "server_version": info.get("ServerVersion", "?"),
-        "cgroup_version": str(info.get("CgroupVersion", "?")),
-        "cgroup_driver": info.get("CgroupDriver", "?"),
-        "runtimes": sorted((info.get("Runtimes") or {}).keys()),
-        "default_runtime": info.get("DefaultRuntime", "?"),
-        "security_options": info.get("SecurityOptions") or [],
-    }

@@ -17,6 +17,7 @@ folder and renames it into place only when everything was extracted.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import io
 import json
@@ -25,13 +26,16 @@ import re
 import shutil
 import tarfile
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ichain.files import sha256_file
 from ichain.sandbox.errors import PackageError
 from ichain.sandbox.task import GiB, load_task, scan_folder
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 META_NAME = "meta.json"
 OUTPUT_PREFIX = "output"
@@ -52,7 +56,7 @@ class _HashingWriter(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, data) -> int:  # type: ignore[override]
+    def write(self, data: ReadableBuffer) -> int:
         self.sha.update(data)
         return self.raw.write(data)
 
@@ -68,7 +72,7 @@ def _tarinfo(name: str, *, size: int = 0, is_dir: bool = False) -> tarfile.TarIn
     return info
 
 
-def _write_package(out_file: str | Path, entries: list[tuple[str, Path | bytes | None]]) -> bytes:
+def _write_package(out_file: str | Path, entries: Sequence[tuple[str, Path | bytes | None]]) -> bytes:
     """Write ``entries`` (name, file path | bytes | None for a folder) as a tar; return its sha256.
 
     Written to ``OUT.part`` then renamed, so a half-written package is never taken as whole.
@@ -120,10 +124,10 @@ def pack_task(folder: str | Path, out_file: str | Path) -> bytes:
         TaskFormatError: the folder is not a valid task.
     """
     spec = load_task(folder)
-    return _write_package(out_file, _folder_entries(spec.folder))  # type: ignore[arg-type]
+    return _write_package(out_file, _folder_entries(spec.folder))
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class ResultMeta:
     """What a result package is bound to.
 
@@ -141,11 +145,11 @@ class ResultMeta:
 
     def to_json(self) -> bytes:
         """Canonical JSON (sorted keys, no spaces): the bytes stored in the package."""
-        body = {"format": META_FORMAT, **self.__dict__}
+        body = {"format": META_FORMAT, **dataclasses.asdict(self)}
         return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
 
-def make_meta(meta: dict | ResultMeta) -> ResultMeta:
+def make_meta(meta: dict[str, Any] | ResultMeta) -> ResultMeta:
     """Check and normalise result metadata (``chain_id``, ``market``, ``task_id``, ``provider``).
 
     Raises:
@@ -158,21 +162,29 @@ def make_meta(meta: dict | ResultMeta) -> ResultMeta:
     missing = sorted({"chain_id", "market", "task_id", "provider"} - set(meta))
     if missing:
         raise PackageError(f"result meta lacks {', '.join(missing)}")
-    fields = {}
-    for key in ("chain_id", "task_id"):
-        value = meta[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise PackageError(f"result meta: {key} must be a non-negative integer, got {value!r}")
-        fields[key] = value
-    for key in ("market", "provider"):
-        value = str(meta[key])
-        if not _ADDRESS.match(value):
-            raise PackageError(f"result meta: {key} must be a 0x-prefixed 20-byte address, got {value!r}")
-        fields[key] = value.lower()
-    return ResultMeta(**fields)
+    return ResultMeta(
+        chain_id=_meta_count(meta, "chain_id"),
+        market=_meta_address(meta, "market"),
+        task_id=_meta_count(meta, "task_id"),
+        provider=_meta_address(meta, "provider"),
+    )
 
 
-def pack_result(output_folder: str | Path, out_file: str | Path, meta: dict | ResultMeta) -> bytes:
+def _meta_count(meta: dict[str, Any], key: str) -> int:
+    value = meta[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise PackageError(f"result meta: {key} must be a non-negative integer, got {value!r}")
+    return value
+
+
+def _meta_address(meta: dict[str, Any], key: str) -> str:
+    value = str(meta[key])
+    if not _ADDRESS.match(value):
+        raise PackageError(f"result meta: {key} must be a 0x-prefixed 20-byte address, got {value!r}")
+    return value.lower()
+
+
+def pack_result(output_folder: str | Path, out_file: str | Path, meta: dict[str, Any] | ResultMeta) -> bytes:
     """Pack result files deterministically together with what they are a result of.
 
     Args:

@@ -23,7 +23,6 @@ import os
 import shutil
 import socket
 import stat
-import struct
 import subprocess
 import tempfile
 import threading
@@ -37,10 +36,11 @@ import docker
 import docker.errors
 import docker.types
 import requests.exceptions
+from docker.utils.socket import STDERR, next_frame_header, read
 
-from ichain.sandbox.errors import EngineUnavailable, ImageMissing, SandboxError, TaskFormatError
-from ichain.sandbox.image import RUNTIME_IMAGE, docker_client, require_image
-from ichain.sandbox.task import MiB, TaskSpec, load_task
+from ichain.sandbox.engine import docker_client, require_image
+from ichain.sandbox.errors import EngineUnavailable, SandboxError, TaskFormatError
+from ichain.sandbox.task import RUNTIME_IMAGE, MiB, TaskSpec, load_task
 
 SANDBOX_LABEL = "ichain.sandbox"
 RUN_LABEL = "ichain.run"
@@ -53,7 +53,13 @@ WORK_MOUNT = "/work"
 TAIL_BYTES = 4096
 MAX_DEPTH = 64  # result folder nesting (deeper trees are refused, never walked recursively)
 _POLL = 0.1
+_READ_BYTES = 65536
+# What ``APIClient.attach_socket`` returns: the socket's file object over unix or plain tcp, the TLS
+# socket itself over https.
+AttachSocket = socket.SocketIO | socket.socket
 _SYMLINK_TARGET = TASK_MOUNT + "/"
+# Imports the whole scientific stack and loads a bundled data set, as real tasks do.
+SELF_TEST = "import numpy, scipy, sklearn, sklearn.datasets\nsklearn.datasets.load_digits()\nopen('ok', 'w').write('ok')\n"
 
 
 @dataclass
@@ -317,15 +323,16 @@ class Sandbox:
         """
         return self._run(task_folder, "1", None, result_folder=Path(result_folder))
 
-    def self_test(self, source: str | None = None) -> RunResult:
-        """Execute a tiny numpy + scikit-learn task in a hardened container (for ``sandbox check``)."""
+    def self_test(self) -> RunResult:
+        """Execute a tiny task on the scientific stack (numpy, scipy, scikit-learn) in a hardened container.
+
+        ``ape ichain sandbox check`` runs it, and so does every image build before it accepts the image.
+        """
         with tempfile.TemporaryDirectory(prefix="ichain-selftest-") as tmp:
             task = Path(tmp) / "task"
             task.mkdir()
             task.chmod(0o755)
-            (task / "task.py").write_text(
-                source or "import numpy, sklearn\nopen('ok', 'w').write(numpy.__version__ + sklearn.__version__)\n"
-            )
+            (task / "task.py").write_text(SELF_TEST)
             (task / "ichain.json").write_text(json.dumps({"image": self.image, "time_limit": 120}))
             return self.execute(task, Path(tmp) / "out")
 
@@ -358,7 +365,10 @@ class Sandbox:
             result.sandbox_fault = True
             return result
 
-        base = output.parent if output is not None else result_folder.parent  # type: ignore[union-attr]
+        # Execute passes where the files go, validate where they are: the working folder sits next to it.
+        beside = output if output is not None else result_folder
+        assert beside is not None, "execute passes an output folder, validate a result folder"
+        base = beside.parent
         base.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=f".ichain-run-{run_id[:12]}-", dir=base))
         try:
@@ -366,8 +376,8 @@ class Sandbox:
             # Validate mode starts with the result files in /work: they do not count against the cap.
             preloaded = _tree_size(work, 1 << 62) if result_folder is not None else 0
             self._run_container(spec, work, mode, run_id, result, preloaded)
-            if mode == "0" and result.ok:
-                self._collect(work, output, self.limits_for(spec)["output_limit"], result, _task_names(spec))  # type: ignore[arg-type]
+            if output is not None and result.ok:
+                self._collect(work, output, self.limits_for(spec)["output_limit"], result, _task_names(spec))
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             result.error = result.error or str(
                 EngineUnavailable(f"Docker engine error during the run: {str(exc).splitlines()[0][:200]}")
@@ -417,7 +427,7 @@ class Sandbox:
         out, err = _Tail(), _Tail()
         stop = threading.Event()
         reasons: list[str] = []
-        peak = [None]
+        peak: list[int | None] = [None]  # the watch thread's latest sample
         try:
             container_id = api.create_container(**config)["Id"]
             sock = api.attach_socket(container_id, params={"stdout": 1, "stderr": 1, "stream": 1})
@@ -484,20 +494,27 @@ class Sandbox:
             except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
                 continue
 
-    def _pump(self, sock, out: _Tail, err: _Tail, stop: threading.Event, reasons: list[str]) -> None:
-        """Read the multiplexed attach stream into the two tails; enforce the stdout+stderr cap."""
+    def _pump(
+        self, sock: AttachSocket, out: _Tail, err: _Tail, stop: threading.Event, reasons: list[str]
+    ) -> None:
+        """Read the multiplexed attach stream into the two tails; enforce the stdout+stderr cap.
+
+        A frame's payload is read in slices of at most ``_READ_BYTES``, so the cap is checked often
+        and a frame, however large its header says it is, never makes the host allocate more.
+        """
         try:
             while True:
-                header = _read_exactly(sock, 8)
-                if header is None or len(header) < 8:
-                    return
-                stream, size = struct.unpack(">BxxxL", header)
+                stream, size = next_frame_header(sock)
+                if size < 0:
+                    return  # end of stream: the container is gone
                 while size > 0:
-                    chunk = _read_exactly(sock, min(size, 65536), partial=True)
+                    chunk = read(sock, min(size, _READ_BYTES))
+                    if chunk is None:
+                        continue  # interrupted before anything arrived: read again
                     if not chunk:
                         return
                     size -= len(chunk)
-                    (err if stream == 2 else out).add(chunk)
+                    (err if stream == STDERR else out).add(chunk)
                     if out.total + err.total > self.log_limit:
                         reasons.append("log")
                         stop.set()
@@ -506,7 +523,13 @@ class Sandbox:
             return  # the socket was closed under us: the run is over
 
     def _watch(
-        self, container_id: str, work: Path, output_limit: int, stop: threading.Event, reasons: list[str], peak: list
+        self,
+        container_id: str,
+        work: Path,
+        output_limit: int,
+        stop: threading.Event,
+        reasons: list[str],
+        peak: list[int | None],
     ) -> None:
         """Poll peak memory and the size of ``/work`` (disk fill is stopped from the host)."""
         started = time.monotonic()
@@ -599,27 +622,19 @@ class _Discard(Exception):
     """Internal: the collected files exceeded the cap."""
 
 
-def _close(sock) -> None:
+def _close(sock: AttachSocket | None) -> None:
+    """Shut the attach stream down, then close it.
+
+    The shutdown is what wakes a reader blocked in ``poll`` on this stream (a close alone does not);
+    it goes through a duplicate of the descriptor because both kinds of attach stream expose one.
+    """
     if sock is None:
         return
-    raw = getattr(sock, "_sock", None)
-    with contextlib.suppress(OSError):
-        if raw is not None:
-            raw.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(OSError, ValueError):  # ValueError: already closed
+        with socket.socket(fileno=os.dup(sock.fileno())) as duplicate:
+            duplicate.shutdown(socket.SHUT_RDWR)
     with contextlib.suppress(OSError):
         sock.close()
-
-
-def _read_exactly(sock, n: int, partial: bool = False) -> bytes | None:
-    data = b""
-    while len(data) < n:
-        chunk = sock.read(n - len(data)) if hasattr(sock, "read") else sock.recv(n - len(data))
-        if not chunk:
-            return data or None
-        data += chunk
-        if partial:
-            return data
-    return data
 
 
 def _tree_size(folder: Path, stop_above: int) -> int:
@@ -706,4 +721,4 @@ def leftover_containers(client: docker.DockerClient, run_id: str | None = None) 
     return client.containers.list(all=True, filters=filters)
 
 
-__all__ = ["RunResult", "Sandbox", "leftover_containers", "sweep_orphans", "ImageMissing"]
+__all__ = ["RunResult", "Sandbox", "leftover_containers", "sweep_orphans"]

@@ -24,7 +24,8 @@ from ichain.sandbox.errors import TaskFormatError
 
 MANIFEST = "ichain.json"
 DEFAULT_ENTRY = "task.py"
-DEFAULT_IMAGE = "ichain-runtime"
+# The image a task runs in unless its manifest names another: the one ``ichain.sandbox.image`` builds.
+RUNTIME_IMAGE = "ichain-runtime"
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 # Bounds on what a manifest may ask for (a provider may set tighter ones on its Sandbox).
@@ -69,7 +70,7 @@ class TaskSpec:
 
     folder: Path
     entry: str = DEFAULT_ENTRY
-    image: str = DEFAULT_IMAGE
+    image: str = RUNTIME_IMAGE
     time_limit: float = 600.0
     memory: int = 512 * MiB
     cpus: float = 1.0
@@ -150,7 +151,7 @@ def load_task(folder: str | Path) -> TaskSpec:
     entry_path = PurePosixPath(entry)
     if entry_path.is_absolute() or ".." in entry_path.parts:
         raise TaskFormatError(f"{MANIFEST}: entry must be a path inside the task folder, got {entry!r}")
-    image = manifest.get("image", DEFAULT_IMAGE)
+    image = manifest.get("image", RUNTIME_IMAGE)
     if not isinstance(image, str) or not _IMAGE.match(image):
         raise TaskFormatError(f"{MANIFEST}: image must be a local image name, got {image!r}")
     time_limit = manifest.get("time_limit", 600)

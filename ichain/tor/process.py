@@ -43,7 +43,7 @@ def find_tor(tor_cmd: str = "tor") -> str:
 
 def write_torrc(path: Path, config: Mapping[str, ConfigValue]) -> None:
     """Write a torrc: one ``Key value`` line per value (lists give repeated keys)."""
-    lines = []
+    lines: list[str] = []
     for key, value in config.items():
         values = value if isinstance(value, (list, tuple)) else [value]
         lines.extend(f"{key} {v}" for v in values)

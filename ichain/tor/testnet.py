@@ -59,6 +59,7 @@ class PrivateTorNetwork:
             raise ValueError("a private Tor network needs at least 3 relays for onion services")
         self._own_root = root is None
         self.root = Path(root or tempfile.mkdtemp(prefix="ichain-tornet-")).absolute()
+        self._authority_dir = self.root / "auth"
         self.n_relays = relays
         self.tor_cmd = find_tor(tor_cmd)
         self.authority: TorProcess | None = None
@@ -171,7 +172,7 @@ class PrivateTorNetwork:
         gencert = shutil.which("tor-gencert")
         if gencert is None:
             raise TorNotFound("tor-gencert not found — install Debian's tor package (make setup, step tor)")
-        data = self.root / "auth"
+        data = self._authority_dir
         keys = data / "keys"
         keys.mkdir(parents=True, exist_ok=True)
         data.chmod(0o700)
@@ -213,7 +214,7 @@ class PrivateTorNetwork:
             "TestingDirAuthVoteExit": "*",
         }, name="authority", tor_cmd=self.tor_cmd, socks=False)
 
-    def kill_relay(self, i: int, *, delist: bool = True) -> int:
+    def kill_relay(self, i: int, *, delist: bool = True) -> int | None:
         """SIGKILL relay ``i`` (fault injection); returns its PID. :meth:`restart_relay` brings it back.
 
         With ``delist`` the authority is told to drop it (``!reject`` in approved-routers + reload), as the
@@ -240,11 +241,16 @@ class PrivateTorNetwork:
         return self.relays[i]
 
     def _write_approved_routers(self) -> None:
-        path = self.authority.data_dir / "approved-routers"
+        path = self._authority_dir / "approved-routers"
         tmp = path.with_name(path.name + ".part")
         tmp.write_text("".join(f"!reject {fp}\n" for fp in sorted(self._rejected)))
         os.replace(tmp, path)
-        self.authority.controller.signal(stem.Signal.RELOAD)
+        self._running_authority().controller.signal(stem.Signal.RELOAD)
+
+    def _running_authority(self) -> TorProcess:
+        if self.authority is None:
+            raise TorStartError("the private Tor network is not started (no directory authority)")
+        return self.authority
 
     def relay_index(self, fingerprint: str) -> int | None:
         """Index of the relay with this RSA fingerprint (None for the authority or unknown)."""
@@ -276,7 +282,7 @@ class PrivateTorNetwork:
     def _wait_consensus(self, deadline: float) -> None:
         """Wait until the authority and every relay hold a consensus listing all routers + their microdescs."""
         want = self.n_relays + 1
-        procs = [self.authority, *self.relays]
+        procs = [self._running_authority(), *self.relays]
         while True:
             counts = [self._router_count(p) for p in procs]
             if all(c >= want for c in counts):

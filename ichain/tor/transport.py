@@ -27,13 +27,14 @@ import time
 import re
 import threading
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import aiohttp
 import stem
 import yarl
 from aiohttp_socks import ProxyConnectionError, ProxyConnector, ProxyError, ProxyTimeoutError, ProxyType
 from stem.control import EventType
+from stem.response.events import StreamEvent
 
 from ichain.tor.onion import ClientAuthKey, OnionService, add_client_auth, publish_onion
 from ichain.tor.process import TorProcess
@@ -85,11 +86,12 @@ class _TorConnector(ProxyConnector):
             except ProxyConnectionError as exc:
                 raise aiohttp.ClientOSError(errno.ECONNREFUSED, f"tor's SOCKS port is down ({exc})") from None
             except ProxyError as exc:
-                code = getattr(exc, "error_code", None)
+                code: int | None = exc.error_code
                 if code is None:  # python-socks reports tor's extended codes only in the text: "0XF2"
                     match = re.search(r"0[xX]([0-9A-Fa-f]{2})", str(exc))
                     code = int(match.group(1), 16) if match else None
-                reason = _TOR_SOCKS_ERRORS.get(code) or str(exc) or "SOCKS error"
+                known = _TOR_SOCKS_ERRORS.get(code) if code is not None else None
+                reason = known or str(exc) or "SOCKS error"
                 stale = code in _STALE_SERVICE_CODES
                 if stale and self._on_stale is not None:
                     await asyncio.to_thread(self._on_stale)
@@ -141,7 +143,7 @@ class TorTransport(Transport):
         self._lock = threading.Lock()
         # Which circuits carried streams to which onion service (for tests, the bench and progress).
         self._circuits: dict[str, set[str]] = {}
-        self._stream_listener = None
+        self._stream_listener: Callable[[StreamEvent], None] | None = None
         self._last_refresh = 0.0
         self.refreshes = 0
 
@@ -223,7 +225,7 @@ class TorTransport(Transport):
             if address is None:
                 return len(set().union(*self._circuits.values())) if self._circuits else 0
             host = yarl.URL(address).host if "://" in address else address
-            return len(self._circuits.get(host, set()))
+            return len(self._circuits.get(host, set())) if host is not None else 0
 
     def reset_circuit_count(self) -> None:
         """Forget the circuits counted so far."""
@@ -231,7 +233,7 @@ class TorTransport(Transport):
             self._circuits.clear()
 
     def _watch_streams(self) -> None:
-        def on_stream(event) -> None:
+        def on_stream(event: StreamEvent) -> None:
             if event.status == stem.StreamStatus.SUCCEEDED and event.target_address and event.circ_id:
                 with self._lock:
                     self._circuits.setdefault(event.target_address, set()).add(event.circ_id)

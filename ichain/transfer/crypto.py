@@ -26,6 +26,7 @@ import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import overload
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
@@ -361,8 +362,20 @@ def chunk_nonce_aad(content: ContentKeys, index: int, total: int) -> tuple[bytes
     return nonce, aad
 
 
+# What the chunk functions read: the bytes themselves or a view into a reused buffer.
+BytesLike = bytes | bytearray | memoryview
+
+
+@overload
 def encrypt_chunk(
-    aead: AESGCM, content: ContentKeys, index: int, total: int, plaintext: bytes, out: bytearray | None = None
+    aead: AESGCM, content: ContentKeys, index: int, total: int, plaintext: BytesLike, out: None = None
+) -> bytes: ...
+@overload
+def encrypt_chunk(
+    aead: AESGCM, content: ContentKeys, index: int, total: int, plaintext: BytesLike, out: bytearray
+) -> bytes | memoryview: ...
+def encrypt_chunk(
+    aead: AESGCM, content: ContentKeys, index: int, total: int, plaintext: BytesLike, out: bytearray | None = None
 ) -> bytes | memoryview:
     """Seal chunk ``index`` of ``total`` (the last one carries the final flag).
 
@@ -377,8 +390,16 @@ def encrypt_chunk(
     return aead.encrypt(nonce, plaintext, aad)
 
 
+@overload
 def decrypt_chunk(
-    aead: AESGCM, content: ContentKeys, index: int, total: int, ciphertext: bytes, out: bytearray | None = None
+    aead: AESGCM, content: ContentKeys, index: int, total: int, ciphertext: BytesLike, out: None = None
+) -> bytes: ...
+@overload
+def decrypt_chunk(
+    aead: AESGCM, content: ContentKeys, index: int, total: int, ciphertext: BytesLike, out: bytearray
+) -> bytes | memoryview: ...
+def decrypt_chunk(
+    aead: AESGCM, content: ContentKeys, index: int, total: int, ciphertext: BytesLike, out: bytearray | None = None
 ) -> bytes | memoryview:
     """Open chunk ``index`` of ``total``; raises :class:`TamperedChunk` unless it authenticates at that place.
 

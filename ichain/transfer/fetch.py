@@ -110,6 +110,7 @@ class _Stream:
                 # The stream's reused buffer (its previous chunk is done with by now): no allocation and
                 # no page faults per chunk. Bodies of unknown length grow a fresh buffer.
                 length = resp.content_length
+                body: bytearray | memoryview
                 if length is not None and length <= len(self.buffer):
                     body = memoryview(self.buffer)[:length]
                 else:
@@ -255,8 +256,9 @@ async def fetch_async(
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
             for task in tasks:  # the first failure, in worker order
-                if task.done() and not task.cancelled() and task.exception() is not None:
-                    raise task.exception()
+                failure = task.exception() if task.done() and not task.cancelled() else None
+                if failure is not None:
+                    raise failure
         result = await asyncio.to_thread(
             receiver.finish, fetched=state.fetched, seconds=time.monotonic() - started, durable=durable
         )

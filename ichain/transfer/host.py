@@ -141,7 +141,7 @@ class ChunkHost:
             loop.run_until_complete(runner.setup())
             site = web.TCPSite(runner, host, port, reuse_address=True, backlog=256)
             loop.run_until_complete(site.start())
-            sockname = site._server.sockets[0].getsockname()  # the real port when port was 0
+            sockname = runner.addresses[0]  # the real port when port was 0
             outcome["bound"] = (host, sockname[1])
         except OSError as exc:
             outcome["error"] = exc.strerror or str(exc)

@@ -6,9 +6,12 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from click._termui_impl import ProgressBar  # what click.progressbar returns; click exports no alias
 
 PENDING = "pending"
 FETCHING = "fetching"
@@ -99,21 +102,23 @@ def progress_bar(label: str = "fetching", *, file=None):
     Yields:
         The callback to pass as ``progress=``.
     """
-    state: dict[str, Any] = {"bar": None, "shown": 0}
+    bar: ProgressBar[int] | None = None
+    shown = 0
 
     def on_progress(progress: FetchProgress) -> None:
-        if state["bar"] is None:
-            state["bar"] = click.progressbar(
+        nonlocal bar, shown
+        if bar is None:
+            bar = click.progressbar(
                 length=max(progress.size, 1), label=label, file=file, show_pos=False, show_percent=True, width=30
             )
-            state["bar"].__enter__()
+            bar.__enter__()
         done = progress.size if progress.finished else progress.done_bytes
-        if done > state["shown"]:
-            state["bar"].update(done - state["shown"])
-            state["shown"] = done
+        if done > shown:
+            bar.update(done - shown)
+            shown = done
 
     try:
         yield on_progress
     finally:
-        if state["bar"] is not None:
-            state["bar"].__exit__(None, None, None)
+        if bar is not None:
+            bar.__exit__(None, None, None)

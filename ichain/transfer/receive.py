@@ -18,7 +18,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from ichain.transfer.crypto import OpenedLocator, decrypt_chunk, encrypt_chunk
+from ichain.transfer.crypto import BytesLike, OpenedLocator, decrypt_chunk, encrypt_chunk
 from ichain.transfer.errors import (
     ChunkAfterFinal,
     DestinationError,
@@ -122,7 +122,7 @@ class Receiver:
             self.close()
             raise DestinationError(f"cannot write {self.part}: {exc.strerror}") from None
         self.reused = len(self._verified)
-        self._advance_hash(None, None)
+        self._advance_hash(None)
 
     # -- opening -------------------------------------------------------------------------------
     def _resumable(self) -> list[int]:
@@ -172,7 +172,7 @@ class Receiver:
         with self._lock:
             return [i for i in range(self.manifest.chunks) if i not in self._verified]
 
-    def accept(self, index: int, data: bytes) -> int:
+    def accept(self, index: int, data: BytesLike) -> int:
         """Check chunk ``index`` and write its plaintext into the ``.part`` file.
 
         Args:
@@ -214,7 +214,7 @@ class Receiver:
                 raise TamperedChunk(f"chunk {index} was delivered twice")
             self._verified.add(index)
             os.write(self._state_fd, index.to_bytes(4, "big"))
-            self._advance_hash(index, plaintext)
+            self._advance_hash((index, plaintext))
         return len(plaintext)
 
     def _scratch(self) -> bytearray:
@@ -224,12 +224,16 @@ class Receiver:
             buffer = self._local.buffer = bytearray(self.manifest.chunk_size)
         return buffer
 
-    def _advance_hash(self, index: int | None, plaintext: bytes | None) -> None:
-        """Feed the plaintext hasher every chunk that is now contiguous from the start (under the lock)."""
+    def _advance_hash(self, fresh: tuple[int, BytesLike] | None) -> None:
+        """Feed the plaintext hasher every chunk that is now contiguous from the start (under the lock).
+
+        Args:
+            fresh: the chunk just verified and its plaintext, still in memory (None: none).
+        """
         while self._hashed_upto < self.manifest.chunks and self._hashed_upto in self._verified:
             i = self._hashed_upto
-            if i == index:
-                self._hasher.update(plaintext)
+            if fresh is not None and i == fresh[0]:
+                self._hasher.update(fresh[1])
             else:  # verified earlier out of order, or reused: read it back (page cache, mostly)
                 if self._readback is None:
                     self._readback = bytearray(_READ_BLOCK)

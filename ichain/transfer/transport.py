@@ -162,7 +162,10 @@ class DirectTransport(Transport):
             url = yarl.URL(address)
         except (TypeError, ValueError):
             return False
-        return url.scheme == "http" and bool(url.host) and not url.host.endswith(".onion")
+        host = url.host
+        if not host:
+            return False
+        return url.scheme == "http" and not host.endswith(".onion")
 
     def connector(self, isolation_key: str) -> aiohttp.BaseConnector:
         """A plain TCP connector (one connection per stream is all a stream needs)."""

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from ichain._cli import cli
 from ichain.sandbox import ImageBuildError, RunResult, Sandbox, build_image, image_status, load_task
-from ichain.sandbox.image import RECIPE_LABEL, recipe_hash
+from ichain.sandbox.image import RECIPE_LABEL, _smoke_test, recipe_hash
 from ichain.sandbox.runner import RUN_LABEL, SANDBOX_LABEL
 
 pytestmark = [pytest.mark.docker]
@@ -426,6 +426,20 @@ def test_build_image__no_mmdebstrap_and_no_registry__one_line_error(engine, monk
         build_image(engine, "ichain-runtime-never-built")
     assert str(info.value) == "mmdebstrap not found and no image registry answers — apt-get install mmdebstrap"
     assert not image_status(engine, "ichain-runtime-never-built").present
+
+
+def test_smoke_test__image_lacks_scipy__one_line_error_naming_it(engine, tmp_path):
+    broken = f"ichain-runtime-noscipy-{SESSION[:12]}"
+    (tmp_path / "Dockerfile").write_text(
+        "FROM ichain-runtime\nUSER 0:0\nRUN rm -rf /usr/lib/python3/dist-packages/scipy\nUSER 65534:65534\n"
+    )
+    engine.images.build(path=str(tmp_path), tag=broken, rm=True, forcerm=True)
+    try:
+        with pytest.raises(ImageBuildError) as info:
+            _smoke_test(engine, broken)
+    finally:
+        engine.images.remove(broken, force=True)
+    assert str(info.value) == "the new image fails its smoke test: ModuleNotFoundError: No module named 'scipy'"
 
 
 def test_cli_build__up_to_date_quiet__prints_nothing(engine):
