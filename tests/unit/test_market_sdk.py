@@ -7,6 +7,7 @@ import time
 import pytest
 
 from ichain import market as m
+from ichain.market import sdk
 from ichain.errors import IChainError
 
 
@@ -448,7 +449,7 @@ def test_read_many__node_refuses_batches__same_answers_one_by_one(market, task_i
 
 def test_pools__more_tasks_than_a_page__every_id_listed(market, post_task, workers, monkeypatch):
     posted = [post_task().task_id for _ in range(5)]
-    monkeypatch.setattr(m, "PAGE", 2)  # five executing tasks and four workers take several pages
+    monkeypatch.setattr(sdk, "PAGE", 2)  # five executing tasks and four workers take several pages
     pools = market.pools()
     assert set(posted) <= set(pools.executing)
     assert {w.address for w in workers} <= set(pools.available)
