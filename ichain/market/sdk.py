@@ -512,7 +512,7 @@ class Market:
             if worker.price > price:
                 raise PriceTooLow(f"provider {provider_addr} asks {worker.price} wei, offered {price}")
         deposit = price + validator_fee
-        balance = int(getattr(sender, "balance", deposit))
+        balance = int(sender.balance)
         if balance < deposit:
             raise InsufficientDeposit(f"{me} has {balance} wei, the deposit is {deposit} wei")
         terms = (provider_addr or ZERO_ADDRESS, validator_addr or ZERO_ADDRESS, price, validator_fee, timeout)
