@@ -143,12 +143,12 @@ def error_from_revert(err: Exception) -> MarketError:
     Returns:
         The typed error, with a one-line message.
     """
-    name = getattr(err, "name", None) if hasattr(err, "abi") else None
-    if name:
+    from ape.exceptions import CustomError
+
+    if isinstance(err, CustomError):
         # The contracts prefix their errors with their own name ("TaskMarket__WrongState").
-        short = name.split("__", 1)[-1]
-        inputs = getattr(err, "inputs", {}) or {}
-        detail = ", ".join(f"{k}={_fmt(v)}" for k, v in inputs.items())
+        short = err.name.split("__", 1)[-1]
+        detail = ", ".join(f"{k}={_fmt(v)}" for k, v in (err.inputs or {}).items())
         cls = _ERRORS_BY_NAME.get(short, TransactionFailed)
         return cls(f"transaction reverted: {short}" + (f" ({detail})" if detail else ""))
     text = str(err).splitlines()[0] if str(err) else type(err).__name__

@@ -323,6 +323,21 @@ def test_send__doomed_transaction__custom_error_becomes_typed_error(market, requ
     assert "TaskNotFound" in str(info.value) and "\n" not in str(info.value)
 
 
+def test_send__custom_error_with_arguments__arguments_in_the_message(market, requester, task_in):
+    task, _ = task_in("Completed")
+    with pytest.raises(m.WrongState) as info:
+        market._send("cancel", task.task_id, sender=requester)
+    assert str(info.value) == (f"transaction reverted: WrongState (taskId={task.task_id}, "
+                               f"status={int(m.Status.Completed)})")
+
+
+def test_error_from_revert__not_a_custom_error__transaction_failed_first_line():
+    from ape.exceptions import ContractLogicError
+
+    err = m.error_from_revert(ContractLogicError("out of gas\ntrace follows"))
+    assert type(err) is m.TransactionFailed and str(err) == "transaction failed: out of gas"
+
+
 def test_send__refusing_recipient__transfer_failed(market, workers, task_in, ratings_contract):
     task_in("Completed")
     with pytest.raises(m.TransferFailed):
