@@ -52,6 +52,7 @@ from ichain.market.events import (
     Rated,
     ResultSubmitted,
     TaskCancelled,
+    TaskEvent,
     TaskExpired,
     TaskFinalized,
     TaskPosted,
@@ -119,6 +120,7 @@ __all__ = [
     # events
     "EVENT_TYPES",
     "MarketEvent",
+    "TaskEvent",
     "ProviderAssigned",
     "Rated",
     "ResultSubmitted",

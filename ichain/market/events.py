@@ -37,6 +37,17 @@ class MarketEvent:
 
 
 @dataclass(frozen=True, kw_only=True)
+class TaskEvent(MarketEvent):
+    """Base of the events about one task.
+
+    Attributes:
+        task_id: The task.
+    """
+
+    task_id: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class WorkerRegistered(MarketEvent):
     event_name: ClassVar[str] = "WorkerRegistered"
     worker: str
@@ -61,9 +72,8 @@ class WorkerLeft(MarketEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
-class TaskPosted(MarketEvent):
+class TaskPosted(TaskEvent):
     event_name: ClassVar[str] = "TaskPosted"
-    task_id: int
     provider: str | None
     validator: str | None
     requester: str
@@ -76,9 +86,8 @@ class TaskPosted(MarketEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
-class ProviderAssigned(MarketEvent):
+class ProviderAssigned(TaskEvent):
     event_name: ClassVar[str] = "ProviderAssigned"
-    task_id: int
     provider: str
     requester: str
     price: int
@@ -87,9 +96,8 @@ class ProviderAssigned(MarketEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
-class ValidatorAssigned(MarketEvent):
+class ValidatorAssigned(TaskEvent):
     event_name: ClassVar[str] = "ValidatorAssigned"
-    task_id: int
     validator: str
     requester: str
     result_hash: bytes
@@ -99,9 +107,8 @@ class ValidatorAssigned(MarketEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
-class ResultSubmitted(MarketEvent):
+class ResultSubmitted(TaskEvent):
     event_name: ClassVar[str] = "ResultSubmitted"
-    task_id: int
     provider: str
     validator: str | None
     requester: str
@@ -112,9 +119,8 @@ class ResultSubmitted(MarketEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
-class VerdictSubmitted(MarketEvent):
+class VerdictSubmitted(TaskEvent):
     event_name: ClassVar[str] = "VerdictSubmitted"
-    task_id: int
     validator: str
     requester: str
     result_hash: bytes
@@ -124,9 +130,8 @@ class VerdictSubmitted(MarketEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
-class TaskFinalized(MarketEvent):
+class TaskFinalized(TaskEvent):
     event_name: ClassVar[str] = "TaskFinalized"
-    task_id: int
     provider: str
     requester: str
     rating: int
@@ -134,17 +139,15 @@ class TaskFinalized(MarketEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
-class TaskCancelled(MarketEvent):
+class TaskCancelled(TaskEvent):
     event_name: ClassVar[str] = "TaskCancelled"
-    task_id: int
     requester: str
     refund: int
 
 
 @dataclass(frozen=True, kw_only=True)
-class TaskExpired(MarketEvent):
+class TaskExpired(TaskEvent):
     event_name: ClassVar[str] = "TaskExpired"
-    task_id: int
     requester: str
     provider: str | None
     previous_status: Status
@@ -161,10 +164,9 @@ class Withdrawn(MarketEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Rated(MarketEvent):
+class Rated(TaskEvent):
     event_name: ClassVar[str] = "Rated"
     worker: str
-    task_id: int
     rater: str
     rating: int
 

@@ -32,7 +32,7 @@ from ichain.market.errors import (
     WrongState,
     error_from_revert,
 )
-from ichain.market.events import EventDecoder, MarketEvent, TaskPosted, Withdrawn
+from ichain.market.events import EventDecoder, MarketEvent, TaskEvent, TaskPosted, Withdrawn
 from ichain.market.types import (
     OPEN_STATUSES,
     ZERO_ADDRESS,
@@ -350,7 +350,7 @@ class Market:
 
         found: dict[str, list[str]] = {}
         for event in self.events(self.start_block if start_block is None else start_block):
-            if getattr(event, "task_id", None) == int(task_id):
+            if isinstance(event, TaskEvent) and event.task_id == int(task_id):
                 found.setdefault(event.transaction_hash, []).append(event.name)
         out = []
         for tx_hash, names in found.items():

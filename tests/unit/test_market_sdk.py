@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import pytest
@@ -352,10 +353,16 @@ def test_errors__every_market_error__one_line_ichain_error():
 
 
 # ====================================================================== events, pools, ranking
+def test_task_event__every_event_with_a_task_id__is_a_task_event():
+    # task_transactions finds a task's transactions by TaskEvent: an event outside it would be missed
+    for cls in m.EVENT_TYPES.values():
+        assert ("task_id" in {f.name for f in dataclasses.fields(cls)}) == issubclass(cls, m.TaskEvent), cls
+
+
 def test_events__lifecycle_range__typed_in_chain_order(market, chain, requester, workers, task_in, consts):
     start = chain.blocks.head.number + 1
     task, rh = task_in("Completed")
-    events = [e for e in market.events(start) if getattr(e, "task_id", None) == task.task_id]
+    events = [e for e in market.events(start) if isinstance(e, m.TaskEvent) and e.task_id == task.task_id]
     assert [e.name for e in events] == ["TaskPosted", "ResultSubmitted", "VerdictSubmitted", "TaskFinalized",
                                         "Rated"]
     posted, result, verdict, final, rated = events
