@@ -375,14 +375,22 @@ class Market:
 
         Not this machine's clock: a dev chain's clock runs ahead of it after time travel and behind it after
         snapshot reverts (anvil rewinds its clock by the time spent between a snapshot and its revert).
+
+        Not ape's ``chain.pending_timestamp`` either, although on anvil (after time travel, after a snapshot
+        revert) both give the pending block's timestamp: ape's raises on a node without a pending block, and on
+        a node that answers "pending" with its latest block (many public RPC nodes do) it returns that block's
+        timestamp, up to a block time in the past. Deadlines judged by it would pass late: :meth:`expire`
+        would refuse tasks the next block can expire, and a result or verdict due by then would be sent to
+        revert. On such nodes the next block comes no earlier than this machine's clock, so that is used.
         """
         from ape import chain
+        from web3.exceptions import Web3Exception
 
         web3 = chain.provider.web3
         latest = web3.eth.get_block("latest")
         try:
             pending = web3.eth.get_block("pending")
-        except Exception:  # a node without a pending block
+        except (Web3Exception, ValueError):  # a node without a pending block
             pending = None
         if pending and int(pending.get("number") or 0) > int(latest["number"]):
             return int(pending["timestamp"])

@@ -490,8 +490,18 @@ def test_now__anvil_clock_behind_wall_clock__follows_the_chain(market, chain):
     expected = int(web3.eth.get_block("pending")["timestamp"])
     assert expected <= time.time() - 2  # the premise: the chain's clock is behind ours
     assert abs(market.now() - expected) <= 1
+    assert abs(market.now() - chain.pending_timestamp) <= 1  # ape's clock, read a moment later, agrees
     chain.provider.make_request("evm_mine", [])
     assert abs(int(web3.eth.get_block("latest")["timestamp"]) - expected) <= 1
+
+
+def test_now__after_time_travel__the_pending_block_timestamp_as_ape_gives_it(market, chain):
+    # a fixed next-block timestamp, so the chain's clock does not tick between the reads compared
+    target = int(time.time()) + 3 * 3600
+    chain.pending_timestamp = target
+    assert market.now() == chain.pending_timestamp == target
+    chain.mine()
+    assert chain.blocks.head.timestamp == target
 
 
 def test_task_transactions__completed_task__four_txs_two_from_requester_gas_from_receipts(market, task_in,
