@@ -54,7 +54,9 @@ UINT96_MAX = 2**96 - 1
 PAGE = 500  # positions scanned per view call when walking the pools
 _BATCH = 100  # calls per JSON-RPC batch (public nodes cap batch sizes)
 
-# Gas limit for expire(): its most expensive branch costs about 70k (bench/results/gas.json).
+# Gas limit expire() is sent with, since estimating it would revert (see Market.expire): about twice its most
+# expensive branch (a task nobody named a validator for: 68k on anvil), so a repricing of storage does not
+# make it run out; test_expire__every_open_state__gas_well_under_expire_gas checks every branch fits half.
 EXPIRE_GAS = 150_000
 
 _E = TypeVar("_E", bound=MarketEvent)
@@ -262,7 +264,7 @@ class Market:
     def _read_many(self, calls: Sequence[tuple[str, tuple]]) -> list[Any]:
         """View calls ``(function, args)`` (``"ratings.<fn>"`` for Ratings) in JSON-RPC batches.
 
-        Why: ape's call path costs several RPC requests per call, so a pool viewer listing 25 tasks took
+        Why: ape's call path costs several RPC requests per call, so a pool viewer listing 25 tasks takes
         ~0.35 s per refresh; one batch is one round trip. A node that refuses batches (or a batch that
         fails for any reason) gets the calls one by one through ape, with ape's usual errors.
         """

@@ -299,6 +299,17 @@ def test_expire__silent_provider__requester_refunded(market, requester, outsider
     assert market.credit(requester) == consts.PRICE + consts.FEE
 
 
+@pytest.mark.parametrize("status", [s.name for s in m.OPEN_STATUSES])
+def test_expire__every_open_state__gas_well_under_expire_gas(market, outsider, task_in, past_deadline, status):
+    # expire is sent with the fixed limit EXPIRE_GAS, not an estimate: every branch must fit it with room
+    task, _ = task_in(status)
+    past_deadline(task.task_id)
+    market.expire(task.task_id, sender=outsider)
+    expired = market.task_transactions(task.task_id)[-1]
+    assert expired.events[-1] == "TaskExpired"
+    assert expired.gas_used <= sdk.EXPIRE_GAS // 2
+
+
 def test_withdraw__nothing__typed_error(market, outsider, no_tx):
     with no_tx(), pytest.raises(m.NothingToWithdraw):
         market.withdraw(sender=outsider)
