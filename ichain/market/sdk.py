@@ -633,7 +633,8 @@ class Market:
         Raises:
             InvalidRating, NotRequester, WrongState: before sending.
         """
-        if not isinstance(rating, int) or not 1 <= rating <= 5:
+        # bool is an int to Python; True would be sent as the rating 1
+        if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 5:
             raise InvalidRating(f"rating must be 1..5, got {rating!r}")
         task = self._own_task(task_id, sender)
         self._expect(task, Status.Accepted, Status.Rejected)

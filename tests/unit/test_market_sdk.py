@@ -249,7 +249,7 @@ def test_submit_verdict__other_commitment__wrong_result(market, workers, task_in
         market.submit_verdict(task.task_id, new_hash(), True, sender=workers[1])
 
 
-@pytest.mark.parametrize("rating", [0, 6, 2.5, "5"])
+@pytest.mark.parametrize("rating", [0, 6, 2.5, "5", True])
 def test_finalize__bad_rating__typed_error(market, requester, task_in, no_tx, rating):
     task, _ = task_in("Accepted")
     with no_tx(), pytest.raises(m.InvalidRating):
