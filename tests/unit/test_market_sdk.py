@@ -357,6 +357,18 @@ def test_send__refusing_recipient__transfer_failed(market, workers, task_in, rat
     assert market.credit(workers[0]) > 0
 
 
+def test_package__every_public_name__in_all_and_importable():
+    # the names other code imports from ichain.market; each module of the package holds some of them
+    names = {
+        "Market", "rank_key", "EXPIRE_GAS", "PAGE", "UINT96_MAX", "ZERO_ADDRESS", "OPEN_STATUSES", "Status", "Task",
+        "Worker", "Pools", "TaskTransaction", "MarketError", "WrongDeposit", "error_from_revert", "MarketEvent",
+        "TaskEvent", "EVENT_TYPES", *(cls.__name__ for cls in m.MarketError.__subclasses__()), *m.EVENT_TYPES,
+    }
+    assert names <= set(m.__all__)
+    assert all(hasattr(m, name) for name in m.__all__)
+    assert m.WrongDeposit is m.InsufficientDeposit
+
+
 def test_errors__every_market_error__one_line_ichain_error():
     for cls in m.MarketError.__subclasses__():
         err = cls("first line\nsecond line")
