@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import ape
 import pytest
+from ape.api.address import BaseAddress
+from ape.contracts import ContractInstance
 from eth_utils import keccak
 
 REVIEW, VALIDATION, MIN_TIMEOUT, MAX_TIMEOUT = 50, 60, 10, 300
@@ -64,8 +66,9 @@ def market(project, owner, provider, validator, copier):
 def post(market, requester):
     """Factory: post a task (price + fee escrowed) naming the given provider/validator; returns its id."""
 
-    def _post(provider=ZERO, validator=ZERO, sender=requester) -> int:
-        terms = (getattr(provider, "address", provider), getattr(validator, "address", validator), PRICE, FEE, TIMEOUT)
+    def _post(provider: BaseAddress | None = None, validator: BaseAddress | None = None, sender=requester) -> int:
+        terms = (provider.address if provider is not None else ZERO,
+                 validator.address if validator is not None else ZERO, PRICE, FEE, TIMEOUT)
         market.post(keccak(text="task"), terms, b"", b"", value=PRICE + FEE, sender=sender)
         return market.lastTaskId()
 
@@ -87,7 +90,7 @@ def contract_actor(project, market, owner):
 def accept_and_finalize(market, task_id, provider_sender, validator, requester, result=b"r"):
     """Drive a task from Executing to Completed (the provider is credited the price)."""
     h = keccak(result)
-    if hasattr(provider_sender, "act"):
+    if isinstance(provider_sender, ContractInstance):  # an attack contract: it calls through its forwarder
         provider_sender.act(market.submitResult.encode_input(task_id, h, b"", b""), sender=requester)
     else:
         market.submitResult(task_id, h, b"", b"", sender=provider_sender)

@@ -100,7 +100,7 @@ def test_deploy__second_anvil_posing_as_sepolia__addresses_recorded_by_chain_id(
 LIFECYCLE = r"""
 import json, hashlib, sys
 from ape import accounts, networks
-from ichain.market import Market
+from ichain.market import Market, TaskEvent
 
 with networks.parse_network_choice(sys.argv[1]):
     m = Market.from_deployment()
@@ -114,7 +114,7 @@ with networks.parse_network_choice(sys.argv[1]):
     m.submit_result(task.task_id, rh, b"r", b"v", sender=prov)
     m.submit_verdict(task.task_id, rh, True, sender=val)
     done = m.finalize(task.task_id, 5, sender=req)
-    names = [e.name for e in m.events(m.start_block) if getattr(e, "task_id", None) == task.task_id]
+    names = [e.name for e in m.events(m.start_block) if isinstance(e, TaskEvent) and e.task_id == task.task_id]
     print(json.dumps({"market": m.address, "status": done.status.name, "provider_credit": m.credit(prov),
                       "validator_credit": m.credit(val), "rating": m.worker(prov).average_rating,
                       "events": names}))

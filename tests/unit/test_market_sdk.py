@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import pytest
 
 from ichain import market as m
+from ichain.market import sdk
 from ichain.errors import IChainError
 
 
@@ -247,7 +249,7 @@ def test_submit_verdict__other_commitment__wrong_result(market, workers, task_in
         market.submit_verdict(task.task_id, new_hash(), True, sender=workers[1])
 
 
-@pytest.mark.parametrize("rating", [0, 6, 2.5, "5"])
+@pytest.mark.parametrize("rating", [0, 6, 2.5, "5", True])
 def test_finalize__bad_rating__typed_error(market, requester, task_in, no_tx, rating):
     task, _ = task_in("Accepted")
     with no_tx(), pytest.raises(m.InvalidRating):
@@ -297,6 +299,17 @@ def test_expire__silent_provider__requester_refunded(market, requester, outsider
     assert market.credit(requester) == consts.PRICE + consts.FEE
 
 
+@pytest.mark.parametrize("status", [s.name for s in m.OPEN_STATUSES])
+def test_expire__every_open_state__gas_well_under_expire_gas(market, outsider, task_in, past_deadline, status):
+    # expire is sent with the fixed limit EXPIRE_GAS, not an estimate: every branch must fit it with room
+    task, _ = task_in(status)
+    past_deadline(task.task_id)
+    market.expire(task.task_id, sender=outsider)
+    expired = market.task_transactions(task.task_id)[-1]
+    assert expired.events[-1] == "TaskExpired"
+    assert expired.gas_used <= sdk.EXPIRE_GAS // 2
+
+
 def test_withdraw__nothing__typed_error(market, outsider, no_tx):
     with no_tx(), pytest.raises(m.NothingToWithdraw):
         market.withdraw(sender=outsider)
@@ -322,11 +335,38 @@ def test_send__doomed_transaction__custom_error_becomes_typed_error(market, requ
     assert "TaskNotFound" in str(info.value) and "\n" not in str(info.value)
 
 
+def test_send__custom_error_with_arguments__arguments_in_the_message(market, requester, task_in):
+    task, _ = task_in("Completed")
+    with pytest.raises(m.WrongState) as info:
+        market._send("cancel", task.task_id, sender=requester)
+    assert str(info.value) == (f"transaction reverted: WrongState (taskId={task.task_id}, "
+                               f"status={int(m.Status.Completed)})")
+
+
+def test_error_from_revert__not_a_custom_error__transaction_failed_first_line():
+    from ape.exceptions import ContractLogicError
+
+    err = m.error_from_revert(ContractLogicError("out of gas\ntrace follows"))
+    assert type(err) is m.TransactionFailed and str(err) == "transaction failed: out of gas"
+
+
 def test_send__refusing_recipient__transfer_failed(market, workers, task_in, ratings_contract):
     task_in("Completed")
     with pytest.raises(m.TransferFailed):
         market.withdraw(sender=workers[0], to=ratings_contract.address)
     assert market.credit(workers[0]) > 0
+
+
+def test_package__every_public_name__in_all_and_importable():
+    # the names other code imports from ichain.market; each module of the package holds some of them
+    names = {
+        "Market", "rank_key", "EXPIRE_GAS", "PAGE", "UINT96_MAX", "ZERO_ADDRESS", "OPEN_STATUSES", "Status", "Task",
+        "Worker", "Pools", "TaskTransaction", "MarketError", "WrongDeposit", "error_from_revert", "MarketEvent",
+        "TaskEvent", "EVENT_TYPES", *(cls.__name__ for cls in m.MarketError.__subclasses__()), *m.EVENT_TYPES,
+    }
+    assert names <= set(m.__all__)
+    assert all(hasattr(m, name) for name in m.__all__)
+    assert m.WrongDeposit is m.InsufficientDeposit
 
 
 def test_errors__every_market_error__one_line_ichain_error():
@@ -336,10 +376,16 @@ def test_errors__every_market_error__one_line_ichain_error():
 
 
 # ====================================================================== events, pools, ranking
+def test_task_event__every_event_with_a_task_id__is_a_task_event():
+    # task_transactions finds a task's transactions by TaskEvent: an event outside it would be missed
+    for cls in m.EVENT_TYPES.values():
+        assert ("task_id" in {f.name for f in dataclasses.fields(cls)}) == issubclass(cls, m.TaskEvent), cls
+
+
 def test_events__lifecycle_range__typed_in_chain_order(market, chain, requester, workers, task_in, consts):
     start = chain.blocks.head.number + 1
     task, rh = task_in("Completed")
-    events = [e for e in market.events(start) if getattr(e, "task_id", None) == task.task_id]
+    events = [e for e in market.events(start) if isinstance(e, m.TaskEvent) and e.task_id == task.task_id]
     assert [e.name for e in events] == ["TaskPosted", "ResultSubmitted", "VerdictSubmitted", "TaskFinalized",
                                         "Rated"]
     posted, result, verdict, final, rated = events
@@ -448,7 +494,7 @@ def test_read_many__node_refuses_batches__same_answers_one_by_one(market, task_i
 
 def test_pools__more_tasks_than_a_page__every_id_listed(market, post_task, workers, monkeypatch):
     posted = [post_task().task_id for _ in range(5)]
-    monkeypatch.setattr(m, "PAGE", 2)  # five executing tasks and four workers take several pages
+    monkeypatch.setattr(sdk, "PAGE", 2)  # five executing tasks and four workers take several pages
     pools = market.pools()
     assert set(posted) <= set(pools.executing)
     assert {w.address for w in workers} <= set(pools.available)
@@ -467,8 +513,18 @@ def test_now__anvil_clock_behind_wall_clock__follows_the_chain(market, chain):
     expected = int(web3.eth.get_block("pending")["timestamp"])
     assert expected <= time.time() - 2  # the premise: the chain's clock is behind ours
     assert abs(market.now() - expected) <= 1
+    assert abs(market.now() - chain.pending_timestamp) <= 1  # ape's clock, read a moment later, agrees
     chain.provider.make_request("evm_mine", [])
     assert abs(int(web3.eth.get_block("latest")["timestamp"]) - expected) <= 1
+
+
+def test_now__after_time_travel__the_pending_block_timestamp_as_ape_gives_it(market, chain):
+    # a fixed next-block timestamp, so the chain's clock does not tick between the reads compared
+    target = int(time.time()) + 3 * 3600
+    chain.pending_timestamp = target
+    assert market.now() == chain.pending_timestamp == target
+    chain.mine()
+    assert chain.blocks.head.timestamp == target
 
 
 def test_task_transactions__completed_task__four_txs_two_from_requester_gas_from_receipts(market, task_in,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ape
 import pytest
+from ape.api.address import BaseAddress
 
 from ichain.market import Status
 
@@ -19,8 +20,10 @@ def mc(market_contract):
     return market_contract
 
 
-def terms(provider=None, validator=None, price=10**16, fee=10**15, timeout=600):
-    return (getattr(provider, "address", provider) or ZERO, getattr(validator, "address", validator) or ZERO,
+def terms(provider: BaseAddress | None = None, validator: BaseAddress | None = None, price: int = 10**16,
+          fee: int = 10**15, timeout: int = 600) -> tuple[str, str, int, int, int]:
+    """The post() terms tuple; an unnamed party is the zero address."""
+    return (provider.address if provider is not None else ZERO, validator.address if validator is not None else ZERO,
             price, fee, timeout)
 
 

@@ -1,631 +1,65 @@
-"""Python SDK over the TaskMarket and Ratings contracts (ApePay style).
-
-A :class:`Market` wraps both contracts. Every state-changing method reads the chain first and raises a typed
-:class:`MarketError` (one line, a subclass of :class:`ichain.errors.IChainError`) *before* sending a transaction
-that would revert; if a transaction reverts anyway (a race, a clock edge), the contract's custom error is turned
-into the same typed error. Reads return domain objects (:class:`Task`, :class:`Worker`, :class:`Pools`) and
-:meth:`Market.events` returns typed event objects decoded from one ``eth_getLogs`` call over a block range.
-
-Usage::
-
-    market = Market.from_deployment()
-    market.register(keypair.public_bytes, price=10**15, sender=provider)
-    task = market.post(task_hash, price=10**16, validator_fee=10**15, provider=p, validator=v, sender=requester)
-"""
+"""The :class:`Market` SDK: both contracts behind one object with typed pre-checks, reads and events."""
 
 from __future__ import annotations
 
-import re
 import time
-from dataclasses import dataclass, field, fields
-from functools import lru_cache
-from enum import IntEnum
-from typing import Any, ClassVar, Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Sequence, TypeVar
 
-from eth_utils import keccak, to_checksum_address
+from eth_utils import to_checksum_address
 
-from ichain.errors import IChainError
+from ichain.market.errors import (
+    AlreadyRegistered,
+    DeadlineNotReached,
+    DeadlinePassed,
+    InsufficientDeposit,
+    InvalidInput,
+    InvalidProvider,
+    InvalidRating,
+    InvalidValidator,
+    MarketError,
+    NotAWorker,
+    NothingToWithdraw,
+    NotProvider,
+    NotRequester,
+    NotValidator,
+    PriceTooLow,
+    TaskNotFound,
+    TimeoutOutOfBounds,
+    TransactionFailed,
+    WorkerUnavailable,
+    WrongResult,
+    WrongState,
+    error_from_revert,
+)
+from ichain.market.events import EventDecoder, MarketEvent, TaskEvent, TaskPosted, Withdrawn
+from ichain.market.types import (
+    OPEN_STATUSES,
+    ZERO_ADDRESS,
+    AddressLike,
+    Pools,
+    Status,
+    Task,
+    TaskTransaction,
+    Worker,
+    address_of,
+    address_or_none,
+    as_bytes,
+)
 
-ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
+if TYPE_CHECKING:
+    from ape.api import AccountAPI, ReceiptAPI
+
 UINT96_MAX = 2**96 - 1
 PAGE = 500  # positions scanned per view call when walking the pools
 _BATCH = 100  # calls per JSON-RPC batch (public nodes cap batch sizes)
 
-
-# ====================================================================== errors
-
-
-# Gas limit for expire(): its most expensive branch costs about 70k (bench/results/gas.json).
+# Gas limit expire() is sent with, since estimating it would revert (see Market.expire): about twice its most
+# expensive branch (a task nobody named a validator for: 68k on anvil), so a repricing of storage does not
+# make it run out; test_expire__every_open_state__gas_well_under_expire_gas checks every branch fits half.
 EXPIRE_GAS = 150_000
 
-class MarketError(IChainError):
-    """A TaskMarket operation that cannot succeed (raised before sending, or translated from a revert)."""
-
-
-class InvalidInput(MarketError):
-    """An argument is malformed (wrong length, out of range, zero hash)."""
-
-
-class TaskNotFound(MarketError):
-    """No task with that id."""
-
-
-class NotRequester(MarketError):
-    """Only the task's requester may do this."""
-
-
-class NotProvider(MarketError):
-    """Only the task's provider may do this."""
-
-
-class NotValidator(MarketError):
-    """Only the task's validator may do this."""
-
-
-class WrongState(MarketError):
-    """The task is not in a state that allows this."""
-
-
-class DeadlinePassed(MarketError):
-    """The deadline of the task's current state has passed."""
-
-
-class DeadlineNotReached(MarketError):
-    """The deadline of the task's current state has not passed yet."""
-
-
-class NotAWorker(MarketError):
-    """The account is not a registered worker."""
-
-
-class AlreadyRegistered(MarketError):
-    """The account is already a registered worker."""
-
-
-class WorkerUnavailable(MarketError):
-    """The worker is registered but not available."""
-
-
-class PriceTooLow(MarketError):
-    """The offered price is below the provider's asking price."""
-
-
-class InsufficientDeposit(MarketError):
-    """The ether sent is not price + validator fee (or the sender cannot afford it)."""
-
-
-WrongDeposit = InsufficientDeposit
-
-
-class TimeoutOutOfBounds(MarketError):
-    """The per-task timeout is outside the market's bounds."""
-
-
-class InvalidProvider(MarketError):
-    """The provider cannot be the requester or the validator."""
-
-
-class InvalidValidator(MarketError):
-    """The validator cannot be the requester, the provider or the current validator."""
-
-
-class WrongResult(MarketError):
-    """The result hash is not the task's committed result."""
-
-
-class InvalidRating(MarketError):
-    """Ratings are 1..5."""
-
-
-class NothingToWithdraw(MarketError):
-    """The account has no credit."""
-
-
-class TransferFailed(MarketError):
-    """The recipient refused the ether (the credit is kept)."""
-
-
-class TransactionFailed(MarketError):
-    """A transaction failed for a reason the SDK could not classify."""
-
-
-_ERRORS_BY_NAME: dict[str, type[MarketError]] = {
-    "ZeroKey": InvalidInput,
-    "ZeroTaskHash": InvalidInput,
-    "ZeroResultHash": InvalidInput,
-    "InvalidWindows": InvalidInput,
-    "TaskNotFound": TaskNotFound,
-    "NotRequester": NotRequester,
-    "NotProvider": NotProvider,
-    "NotValidator": NotValidator,
-    "WrongState": WrongState,
-    "DeadlinePassed": DeadlinePassed,
-    "DeadlineNotReached": DeadlineNotReached,
-    "NotAWorker": NotAWorker,
-    "AlreadyRegistered": AlreadyRegistered,
-    "WorkerUnavailable": WorkerUnavailable,
-    "PriceTooLow": PriceTooLow,
-    "WrongDeposit": InsufficientDeposit,
-    "TimeoutOutOfBounds": TimeoutOutOfBounds,
-    "InvalidProvider": InvalidProvider,
-    "InvalidValidator": InvalidValidator,
-    "WrongResult": WrongResult,
-    "InvalidRating": InvalidRating,
-    "NothingToWithdraw": NothingToWithdraw,
-    "TransferFailed": TransferFailed,
-    "Reentrancy": TransactionFailed,
-    "NotMarket": TransactionFailed,
-}
-
-
-def error_from_revert(err: Exception) -> MarketError:
-    """Turn an ape revert into the matching typed :class:`MarketError`.
-
-    Args:
-        err: The exception ape raised (a ``CustomError`` for the contracts' custom errors).
-
-    Returns:
-        The typed error, with a one-line message.
-    """
-    name = getattr(err, "name", None) if hasattr(err, "abi") else None
-    if name:
-        short = name.split("__", 1)[-1]
-        inputs = getattr(err, "inputs", {}) or {}
-        detail = ", ".join(f"{k}={_fmt(v)}" for k, v in inputs.items())
-        cls = _ERRORS_BY_NAME.get(short, TransactionFailed)
-        return cls(f"transaction reverted: {short}" + (f" ({detail})" if detail else ""))
-    text = str(err).splitlines()[0] if str(err) else type(err).__name__
-    return TransactionFailed(f"transaction failed: {text}")
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, (bytes, bytearray)):
-        return "0x" + bytes(value).hex()
-    if isinstance(value, int) and not isinstance(value, bool) and hasattr(value, "__class__"):
-        return str(int(value))
-    return str(value)
-
-
-# ====================================================================== domain objects
-
-
-class Status(IntEnum):
-    """Task status, mirroring ``ITaskMarket.Status``."""
-
-    None_ = 0
-    Pending = 1
-    Executing = 2
-    AwaitingValidator = 3
-    Validating = 4
-    Accepted = 5
-    Rejected = 6
-    Completed = 7
-    Closed = 8
-    Cancelled = 9
-    Expired = 10
-
-    @property
-    def is_open(self) -> bool:
-        """True while the task holds escrow (Pending..Accepted)."""
-        return Status.Pending <= self <= Status.Accepted
-
-
-Status.None_._name_ = "None"  # the contract's name; `None` itself is not a valid identifier here
-OPEN_STATUSES = (Status.Pending, Status.Executing, Status.AwaitingValidator, Status.Validating, Status.Accepted)
-
-
-def _addr(value: Any) -> str | None:
-    """Checksummed address, or None for the zero address."""
-    text = str(getattr(value, "address", value))
-    if int(text, 16) == 0:
-        return None
-    return to_checksum_address(text)
-
-
-@dataclass(frozen=True)
-class Task:
-    """A task as stored on chain (hashes and locators live only in events).
-
-    Attributes:
-        task_id: Task id (from 1).
-        requester: Who posted it.
-        status: Current status.
-        deadline: Unix deadline of the current state.
-        provider: Named provider, or None.
-        validator: Named validator, or None.
-        price: Wei for the provider.
-        validator_fee: Wei for the validator.
-        timeout: Execution timeout in seconds.
-        pool_index: Position in the open-task set (meaningful while open).
-    """
-
-    task_id: int
-    requester: str
-    status: Status
-    deadline: int
-    provider: str | None
-    validator: str | None
-    price: int
-    validator_fee: int
-    timeout: int
-    pool_index: int = 0
-
-    @property
-    def id(self) -> int:
-        """Alias of :attr:`task_id`."""
-        return self.task_id
-
-    @property
-    def deposit(self) -> int:
-        """The escrow posted: price + validator fee."""
-        return self.price + self.validator_fee
-
-    @property
-    def is_open(self) -> bool:
-        """True while the task holds escrow."""
-        return self.status.is_open
-
-
-@dataclass(frozen=True)
-class Worker:
-    """A worker (provider or validator) with its rating statistics.
-
-    Attributes:
-        address: Worker address.
-        worker_id: Permanent worker id (0 if never registered).
-        enc_key: X25519 public key (32 bytes) locators are sealed to.
-        price: Asking price in wei.
-        registered: Currently registered.
-        available: In the available pool.
-        rating_sum: Sum of ratings received.
-        rating_count: Number of ratings received.
-    """
-
-    address: str
-    worker_id: int
-    enc_key: bytes
-    price: int
-    registered: bool
-    available: bool
-    rating_sum: int = 0
-    rating_count: int = 0
-
-    @property
-    def average_rating(self) -> float | None:
-        """Average rating, or None when never rated."""
-        return self.rating_sum / self.rating_count if self.rating_count else None
-
-
-@dataclass(frozen=True)
-class Pools:
-    """Open tasks by status and available workers."""
-
-    pending: list[int] = field(default_factory=list)
-    executing: list[int] = field(default_factory=list)
-    awaiting_validator: list[int] = field(default_factory=list)
-    validating: list[int] = field(default_factory=list)
-    accepted: list[int] = field(default_factory=list)
-    available: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class TaskTransaction:
-    """A transaction that moved a task, and what it cost.
-
-    Attributes:
-        transaction_hash: 0x hex.
-        sender: Who sent (and paid for) it.
-        gas_used: Gas used, from its receipt.
-        events: Names of the task's events it emitted, in order.
-    """
-
-    transaction_hash: str
-    sender: str
-    gas_used: int
-    events: tuple[str, ...]
-
-
-# ====================================================================== events
-
-
-@dataclass(frozen=True, kw_only=True)
-class MarketEvent:
-    """Base of every decoded event: where it happened.
-
-    Attributes:
-        block_number: Block of the log.
-        log_index: Index of the log in its block.
-        transaction_hash: Transaction that emitted it (0x hex).
-        contract_address: Emitting contract.
-    """
-
-    event_name: ClassVar[str] = ""
-    block_number: int
-    log_index: int
-    transaction_hash: str
-    contract_address: str
-
-    @property
-    def name(self) -> str:
-        """The event's name (``TaskPosted``...)."""
-        return self.event_name
-
-
-@dataclass(frozen=True, kw_only=True)
-class WorkerRegistered(MarketEvent):
-    event_name: ClassVar[str] = "WorkerRegistered"
-    worker: str
-    enc_key: bytes
-    price: int
-    available: bool
-
-
-@dataclass(frozen=True, kw_only=True)
-class WorkerUpdated(MarketEvent):
-    event_name: ClassVar[str] = "WorkerUpdated"
-    worker: str
-    enc_key: bytes
-    price: int
-    available: bool
-
-
-@dataclass(frozen=True, kw_only=True)
-class WorkerLeft(MarketEvent):
-    event_name: ClassVar[str] = "WorkerLeft"
-    worker: str
-
-
-@dataclass(frozen=True, kw_only=True)
-class TaskPosted(MarketEvent):
-    event_name: ClassVar[str] = "TaskPosted"
-    task_id: int
-    provider: str | None
-    validator: str | None
-    requester: str
-    task_hash: bytes
-    price: int
-    validator_fee: int
-    deadline: int
-    provider_locator: bytes
-    validator_locator: bytes
-
-
-@dataclass(frozen=True, kw_only=True)
-class ProviderAssigned(MarketEvent):
-    event_name: ClassVar[str] = "ProviderAssigned"
-    task_id: int
-    provider: str
-    requester: str
-    price: int
-    deadline: int
-    locator: bytes
-
-
-@dataclass(frozen=True, kw_only=True)
-class ValidatorAssigned(MarketEvent):
-    event_name: ClassVar[str] = "ValidatorAssigned"
-    task_id: int
-    validator: str
-    requester: str
-    result_hash: bytes
-    validator_fee: int
-    deadline: int
-    locator: bytes
-
-
-@dataclass(frozen=True, kw_only=True)
-class ResultSubmitted(MarketEvent):
-    event_name: ClassVar[str] = "ResultSubmitted"
-    task_id: int
-    provider: str
-    validator: str | None
-    requester: str
-    result_hash: bytes
-    deadline: int
-    requester_locator: bytes
-    validator_locator: bytes
-
-
-@dataclass(frozen=True, kw_only=True)
-class VerdictSubmitted(MarketEvent):
-    event_name: ClassVar[str] = "VerdictSubmitted"
-    task_id: int
-    validator: str
-    requester: str
-    result_hash: bytes
-    accepted: bool
-    validator_fee: int
-    deadline: int
-
-
-@dataclass(frozen=True, kw_only=True)
-class TaskFinalized(MarketEvent):
-    event_name: ClassVar[str] = "TaskFinalized"
-    task_id: int
-    provider: str
-    requester: str
-    rating: int
-    paid: int
-
-
-@dataclass(frozen=True, kw_only=True)
-class TaskCancelled(MarketEvent):
-    event_name: ClassVar[str] = "TaskCancelled"
-    task_id: int
-    requester: str
-    refund: int
-
-
-@dataclass(frozen=True, kw_only=True)
-class TaskExpired(MarketEvent):
-    event_name: ClassVar[str] = "TaskExpired"
-    task_id: int
-    requester: str
-    provider: str | None
-    previous_status: Status
-    refund: int
-    payout: int
-
-
-@dataclass(frozen=True, kw_only=True)
-class Withdrawn(MarketEvent):
-    event_name: ClassVar[str] = "Withdrawn"
-    account: str
-    to: str
-    amount: int
-
-
-@dataclass(frozen=True, kw_only=True)
-class Rated(MarketEvent):
-    event_name: ClassVar[str] = "Rated"
-    worker: str
-    task_id: int
-    rater: str
-    rating: int
-
-
-@dataclass(frozen=True, kw_only=True)
-class WorkerTracked(MarketEvent):
-    event_name: ClassVar[str] = "WorkerTracked"
-    worker: str
-
-
-EVENT_TYPES: dict[str, type[MarketEvent]] = {
-    cls.event_name: cls
-    for cls in (
-        WorkerRegistered, WorkerUpdated, WorkerLeft, TaskPosted, ProviderAssigned, ValidatorAssigned,
-        ResultSubmitted, VerdictSubmitted, TaskFinalized, TaskCancelled, TaskExpired, Withdrawn, Rated,
-        WorkerTracked,
-    )
-}
-
-
-def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
-
-
-class _EventDecoder:
-    """Decodes raw logs of known events into :class:`MarketEvent` objects (word by word, no per-log lookups)."""
-
-    def __init__(self, abis: Iterable[Any]):
-        self._by_topic: dict[bytes, tuple[type[MarketEvent], list[tuple[str, str, bool]]]] = {}
-        for abi in abis:
-            cls = EVENT_TYPES.get(abi.name)
-            if cls is None:
-                continue
-            inputs = [(_snake(i.name), i.canonical_type, bool(i.indexed)) for i in abi.inputs]
-            for _, typ, indexed in inputs:
-                if not (typ in _WORD_TYPES or typ.startswith("uint")) or (indexed and typ == "bytes"):
-                    raise MarketError(f"SDK cannot decode {typ} in event {abi.name} - update ichain/market.py")
-            own = {f.name for f in fields(cls)} - {f.name for f in fields(MarketEvent)}
-            if own != {n for n, _, _ in inputs}:  # the ABI changed: fail loudly, not silently mis-decode
-                raise MarketError(f"SDK event {abi.name} does not match the contract ABI - update ichain/market.py")
-            self._by_topic[keccak(text=abi.selector)] = (cls, inputs)
-
-    @property
-    def topics(self) -> list[str]:
-        return ["0x" + t.hex() for t in self._by_topic]
-
-    def decode(self, log: dict) -> MarketEvent | None:
-        topics = [_as_bytes(t) for t in log["topics"]]
-        entry = self._by_topic.get(topics[0]) if topics else None
-        if entry is None:
-            return None
-        cls, inputs = entry
-        data = _as_bytes(log["data"])
-        values: dict[str, Any] = {}
-        topic_index, head = 1, 0
-        for name, typ, indexed in inputs:
-            if indexed:
-                raw = _word(topics[topic_index], typ)
-                topic_index += 1
-            elif typ == "bytes":
-                offset = int.from_bytes(data[head:head + 32], "big")
-                length = int.from_bytes(data[offset:offset + 32], "big")
-                raw = data[offset + 32:offset + 32 + length]
-                head += 32
-            else:
-                raw = _word(data[head:head + 32], typ)
-                head += 32
-            values[name] = _convert(name, typ, raw)
-        return cls(
-            block_number=_as_int(log["blockNumber"]),
-            log_index=_as_int(log["logIndex"]),
-            transaction_hash="0x" + _as_bytes(log["transactionHash"]).hex(),
-            contract_address=_checksum(log["address"] if isinstance(log["address"], str) else str(log["address"])),
-            **values,
-        )
-
-
-_WORD_TYPES = ("address", "bool", "bytes32", "bytes")
-
-
-def _word(word: bytes, typ: str) -> Any:
-    """One ABI head word (or topic) of a static type; hand-rolled because eth_abi per call is ~100x slower."""
-    if typ == "address":
-        return "0x" + word[12:].hex()
-    if typ == "bool":
-        return word[-1] == 1
-    if typ == "bytes32":
-        return bytes(word)
-    return int.from_bytes(word, "big")  # uintN
-
-
-@lru_cache(maxsize=4096)
-def _checksum(address: str) -> str:
-    return to_checksum_address(address)
-
-
-def _convert(name: str, typ: str, raw: Any) -> Any:
-    if typ == "address":
-        if int(raw, 16) == 0 and name in ("provider", "validator"):
-            return None  # parties that may be unnamed are None rather than the zero address
-        return _checksum(raw)
-    if name == "previous_status":
-        return Status(raw)
-    return raw
-
-
-def _as_bytes(value: Any) -> bytes:
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value)
-    text = str(value)
-    return bytes.fromhex(text[2:] if text.startswith("0x") else text)
-
-
-def _as_int(value: Any) -> int:
-    return int(value, 16) if isinstance(value, str) else int(value)
-
-
-def _bytes32(value: bytes | str, what: str) -> bytes:
-    try:
-        raw = _as_bytes(value)
-    except ValueError:
-        raise InvalidInput(f"{what} must be 32 bytes (hex or bytes)") from None
-    if len(raw) != 32:
-        raise InvalidInput(f"{what} must be 32 bytes, got {len(raw)}")
-    if raw == bytes(32):
-        raise InvalidInput(f"{what} must not be zero")
-    return raw
-
-
-def _amount(value: int, what: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= UINT96_MAX:
-        raise InvalidInput(f"{what} must be an integer number of wei in [0, 2**96)")
-    return value
-
-
-def _target(name: str) -> tuple[str, str]:
-    """``"getTask"`` -> ``("market", "getTask")``; ``"ratings.stats"`` -> ``("ratings", "stats")``."""
-    contract, _, fn = name.rpartition(".")
-    return contract or "market", fn
-
-
-def _sender_address(sender: Any) -> str:
-    return to_checksum_address(str(getattr(sender, "address", sender)))
-
-
-# ====================================================================== the SDK
+_E = TypeVar("_E", bound=MarketEvent)
 
 
 class Market:
@@ -653,7 +87,7 @@ class Market:
             raise MarketError(f"no TaskMarket at {address} on this network: {first}") from None
         self.address = str(self.contract.address)
         self.start_block = int(start_block)
-        self._decoder = _EventDecoder(
+        self._decoder = EventDecoder(
             list(self.contract.contract_type.events) + list(self.ratings.contract_type.events)
         )
         self._windows: dict[str, int] | None = None
@@ -666,7 +100,7 @@ class Market:
         return cls(address, start_block=start_block)
 
     @classmethod
-    def from_deployment(cls, chain_id: int | None = None, path: Any = None) -> Market:
+    def from_deployment(cls, chain_id: int | None = None, path: Path | None = None) -> Market:
         """The market recorded in :mod:`ichain.deployments` for the connected network.
 
         Args:
@@ -690,7 +124,7 @@ class Market:
         return cls(found.market, start_block=found.block)
 
     @classmethod
-    def deploy(cls, sender: Any, *, save: bool = False, **kwargs: Any) -> Market:
+    def deploy(cls, sender: AccountAPI, *, save: bool = False, **kwargs: Any) -> Market:
         """Deploy a new market (see :func:`ichain.deployments.deploy`) and wrap it."""
         from ichain import deployments
 
@@ -745,21 +179,21 @@ class Market:
             requester=to_checksum_address(raw.requester),
             status=status,
             deadline=int(raw.deadline),
-            provider=_addr(raw.provider),
-            validator=_addr(raw.validator),
+            provider=address_or_none(raw.provider),
+            validator=address_or_none(raw.validator),
             price=int(raw.price),
             validator_fee=int(raw.validatorFee),
             timeout=int(raw.timeout),
             pool_index=int(raw.poolIndex),
         )
 
-    def worker(self, address: Any) -> Worker:
+    def worker(self, address: AddressLike) -> Worker:
         """One worker with its rating statistics (``registered`` False for unknown accounts)."""
         return self.workers([address])[0]
 
-    def workers(self, addresses: Iterable[Any]) -> list[Worker]:
+    def workers(self, addresses: Iterable[AddressLike]) -> list[Worker]:
         """Several workers with their rating statistics, read in one round trip."""
-        addrs = [_sender_address(a) for a in addresses]
+        addrs = [address_of(a) for a in addresses]
         raws = self._read_many([call for a in addrs for call in (("getWorker", (a,)), ("ratings.stats", (a,)))])
         return [self._worker_of(a, raws[2 * k], raws[2 * k + 1]) for k, a in enumerate(addrs)]
 
@@ -769,7 +203,7 @@ class Market:
         return Worker(
             address=address,
             worker_id=int(raw.id),
-            enc_key=_as_bytes(raw.encKey),
+            enc_key=as_bytes(raw.encKey),
             price=int(raw.price),
             registered=bool(raw.registered),
             available=bool(raw.available),
@@ -777,9 +211,9 @@ class Market:
             rating_count=int(count),
         )
 
-    def credit(self, address: Any) -> int:
+    def credit(self, address: AddressLike) -> int:
         """Withdrawable wei of ``address``."""
-        return int(self.contract.creditOf(_sender_address(address)))
+        return int(self.contract.creditOf(address_of(address)))
 
     def last_task_id(self) -> int:
         """Id of the last posted task (0 before any)."""
@@ -791,7 +225,7 @@ class Market:
         return self._rest_of_workers(int(total), list(first))
 
     def _rest_of_workers(self, total: int, first: list[Any]) -> list[str]:
-        out = [to_checksum_address(a) for a in first]
+        out: list[str] = [to_checksum_address(a) for a in first]
         for cursor in range(PAGE, total, PAGE):
             out.extend(to_checksum_address(a) for a in self.contract.availableWorkers(cursor, PAGE))
         return out
@@ -830,7 +264,7 @@ class Market:
     def _read_many(self, calls: Sequence[tuple[str, tuple]]) -> list[Any]:
         """View calls ``(function, args)`` (``"ratings.<fn>"`` for Ratings) in JSON-RPC batches.
 
-        Why: ape's call path costs several RPC requests per call, so a pool viewer listing 25 tasks took
+        Why: ape's call path costs several RPC requests per call, so a pool viewer listing 25 tasks takes
         ~0.35 s per refresh; one batch is one round trip. A node that refuses batches (or a batch that
         fails for any reason) gets the calls one by one through ape, with ape's usual errors.
         """
@@ -918,7 +352,7 @@ class Market:
 
         found: dict[str, list[str]] = {}
         for event in self.events(self.start_block if start_block is None else start_block):
-            if getattr(event, "task_id", None) == int(task_id):
+            if isinstance(event, TaskEvent) and event.task_id == int(task_id):
                 found.setdefault(event.transaction_hash, []).append(event.name)
         out = []
         for tx_hash, names in found.items():
@@ -943,14 +377,22 @@ class Market:
 
         Not this machine's clock: a dev chain's clock runs ahead of it after time travel and behind it after
         snapshot reverts (anvil rewinds its clock by the time spent between a snapshot and its revert).
+
+        Not ape's ``chain.pending_timestamp`` either, although on anvil (after time travel, after a snapshot
+        revert) both give the pending block's timestamp: ape's raises on a node without a pending block, and on
+        a node that answers "pending" with its latest block (many public RPC nodes do) it returns that block's
+        timestamp, up to a block time in the past. Deadlines judged by it would pass late: :meth:`expire`
+        would refuse tasks the next block can expire, and a result or verdict due by then would be sent to
+        revert. On such nodes the next block comes no earlier than this machine's clock, so that is used.
         """
         from ape import chain
+        from web3.exceptions import Web3Exception
 
         web3 = chain.provider.web3
         latest = web3.eth.get_block("latest")
         try:
             pending = web3.eth.get_block("pending")
-        except Exception:  # a node without a pending block
+        except (Web3Exception, ValueError):  # a node without a pending block
             pending = None
         if pending and int(pending.get("number") or 0) > int(latest["number"]):
             return int(pending["timestamp"])
@@ -959,9 +401,9 @@ class Market:
 
     # ------------------------------------------------------------------ helpers
 
-    def _own_task(self, task_id: int, sender: Any) -> Task:
+    def _own_task(self, task_id: int, sender: AccountAPI) -> Task:
         task = self.task(task_id)
-        if task.requester != _sender_address(sender):
+        if task.requester != address_of(sender):
             raise NotRequester(f"only the requester {task.requester} can do this on task {task_id}")
         return task
 
@@ -971,7 +413,7 @@ class Market:
             names = " or ".join(s.name for s in allowed)
             raise WrongState(f"task {task.task_id} is {task.status.name}, not {names}")
 
-    def _check_worker_for(self, address: Any, role: str) -> Worker:
+    def _check_worker_for(self, address: AddressLike, role: str) -> Worker:
         worker = self.worker(address)
         if not worker.registered:
             raise NotAWorker(f"{role} {worker.address} is not a registered worker")
@@ -979,7 +421,7 @@ class Market:
             raise WorkerUnavailable(f"{role} {worker.address} is not available")
         return worker
 
-    def _send(self, method: str, *args: Any, sender: Any, **tx: Any) -> Any:
+    def _send(self, method: str, *args: Any, sender: AccountAPI, **tx: Any) -> ReceiptAPI:
         from ape.exceptions import ApeException
 
         try:
@@ -987,7 +429,7 @@ class Market:
         except ApeException as err:
             raise error_from_revert(err) from None
 
-    def _decoded(self, receipt: Any, cls: type[MarketEvent]) -> MarketEvent:
+    def _decoded(self, receipt: ReceiptAPI, cls: type[_E]) -> _E:
         for log in receipt.logs:
             event = self._decoder.decode(dict(log))
             if isinstance(event, cls):
@@ -995,7 +437,9 @@ class Market:
         raise TransactionFailed(f"transaction {receipt.txn_hash} emitted no {cls.event_name}")
 
     # ------------------------------------------------------------------ workers
-    def register(self, enc_key: bytes, price: int, *, sender: Any, available: bool = True, **tx: Any) -> Worker:
+    def register(
+        self, enc_key: bytes, price: int, *, sender: AccountAPI, available: bool = True, **tx: Any
+    ) -> Worker:
         """Register ``sender`` as a worker.
 
         Raises:
@@ -1005,11 +449,13 @@ class Market:
         key = _bytes32(enc_key, "encryption key")
         _amount(price, "price")
         if self.worker(sender).registered:
-            raise AlreadyRegistered(f"{_sender_address(sender)} is already a registered worker")
+            raise AlreadyRegistered(f"{address_of(sender)} is already a registered worker")
         self._send("register", key, price, bool(available), sender=sender, **tx)
         return self.worker(sender)
 
-    def update(self, enc_key: bytes, price: int, *, sender: Any, available: bool = True, **tx: Any) -> Worker:
+    def update(
+        self, enc_key: bytes, price: int, *, sender: AccountAPI, available: bool = True, **tx: Any
+    ) -> Worker:
         """Change ``sender``'s key, price or availability.
 
         Raises:
@@ -1018,18 +464,18 @@ class Market:
         key = _bytes32(enc_key, "encryption key")
         _amount(price, "price")
         if not self.worker(sender).registered:
-            raise NotAWorker(f"{_sender_address(sender)} is not a registered worker")
+            raise NotAWorker(f"{address_of(sender)} is not a registered worker")
         self._send("update", key, price, bool(available), sender=sender, **tx)
         return self.worker(sender)
 
-    def leave(self, *, sender: Any, **tx: Any) -> None:
+    def leave(self, *, sender: AccountAPI, **tx: Any) -> None:
         """Leave the registry (open tasks carry on; credits stay withdrawable).
 
         Raises:
             NotAWorker: Not registered.
         """
         if not self.worker(sender).registered:
-            raise NotAWorker(f"{_sender_address(sender)} is not a registered worker")
+            raise NotAWorker(f"{address_of(sender)} is not a registered worker")
         self._send("leave", sender=sender, **tx)
 
     # ------------------------------------------------------------------ task lifecycle
@@ -1039,9 +485,9 @@ class Market:
         *,
         price: int,
         validator_fee: int,
-        sender: Any,
-        provider: Any = None,
-        validator: Any = None,
+        sender: AccountAPI,
+        provider: AddressLike | None = None,
+        validator: AddressLike | None = None,
         provider_locator: bytes = b"",
         validator_locator: bytes = b"",
         timeout: int | None = None,
@@ -1056,13 +502,13 @@ class Market:
         task_hash = _bytes32(task_hash, "task hash")
         _amount(price, "price")
         _amount(validator_fee, "validator fee")
-        me = _sender_address(sender)
+        me = address_of(sender)
         timeout = self.default_timeout if timeout is None else int(timeout)
         w = self.windows
         if not w["min_timeout"] <= timeout <= w["max_timeout"]:
             raise TimeoutOutOfBounds(f"timeout {timeout}s is outside [{w['min_timeout']}, {w['max_timeout']}]s")
-        provider_addr = _sender_address(provider) if provider else None
-        validator_addr = _sender_address(validator) if validator else None
+        provider_addr = address_of(provider) if provider else None
+        validator_addr = address_of(validator) if validator else None
         if validator_addr:
             if validator_addr == me:
                 raise InvalidValidator("the requester cannot be the validator")
@@ -1076,7 +522,7 @@ class Market:
             if worker.price > price:
                 raise PriceTooLow(f"provider {provider_addr} asks {worker.price} wei, offered {price}")
         deposit = price + validator_fee
-        balance = int(getattr(sender, "balance", deposit))
+        balance = int(sender.balance)
         if balance < deposit:
             raise InsufficientDeposit(f"{me} has {balance} wei, the deposit is {deposit} wei")
         terms = (provider_addr or ZERO_ADDRESS, validator_addr or ZERO_ADDRESS, price, validator_fee, timeout)
@@ -1087,7 +533,9 @@ class Market:
         posted = self._decoded(receipt, TaskPosted)
         return self.task(posted.task_id)
 
-    def assign_provider(self, task_id: int, provider: Any, locator: bytes, *, sender: Any, **tx: Any) -> Task:
+    def assign_provider(
+        self, task_id: int, provider: AddressLike, locator: bytes, *, sender: AccountAPI, **tx: Any
+    ) -> Task:
         """Name the provider of a pending task.
 
         Raises:
@@ -1095,7 +543,7 @@ class Market:
         """
         task = self._own_task(task_id, sender)
         self._expect(task, Status.Pending)
-        addr = _sender_address(provider)
+        addr = address_of(provider)
         if addr == task.requester or addr == task.validator:
             raise InvalidProvider(f"provider {addr} cannot be the requester or the validator")
         worker = self._check_worker_for(addr, "provider")
@@ -1105,8 +553,8 @@ class Market:
         return self.task(task_id)
 
     def assign_validator(
-        self, task_id: int, validator: Any, locator: bytes, *, sender: Any, result_hash: bytes | None = None,
-        **tx: Any,
+        self, task_id: int, validator: AddressLike, locator: bytes, *, sender: AccountAPI,
+        result_hash: bytes | None = None, **tx: Any,
     ) -> Task:
         """Name the validator after the result, or replace a silent one after its deadline.
 
@@ -1126,7 +574,7 @@ class Market:
             raise DeadlineNotReached(
                 f"task {task_id}: validator {task.validator} has until {task.deadline} for its verdict"
             )
-        addr = _sender_address(validator)
+        addr = address_of(validator)
         if addr in (task.requester, task.provider, task.validator):
             raise InvalidValidator(f"validator {addr} cannot be the requester, the provider or the current validator")
         self._check_worker_for(addr, "validator")
@@ -1136,7 +584,7 @@ class Market:
 
     def submit_result(
         self, task_id: int, result_hash: bytes, requester_locator: bytes, validator_locator: bytes = b"", *,
-        sender: Any, **tx: Any,
+        sender: AccountAPI, **tx: Any,
     ) -> Task:
         """Commit the result of an executing task (provider only).
 
@@ -1145,7 +593,7 @@ class Market:
         """
         rh = _bytes32(result_hash, "result hash")
         task = self.task(task_id)
-        if task.provider != _sender_address(sender):
+        if task.provider != address_of(sender):
             raise NotProvider(f"only the provider {task.provider} can submit the result of task {task_id}")
         self._expect(task, Status.Executing)
         if self.now() > task.deadline:
@@ -1159,7 +607,9 @@ class Market:
         rh = bytes(self.contract.resultOf(int(task_id)))
         return None if rh == bytes(32) else rh
 
-    def submit_verdict(self, task_id: int, result_hash: bytes, accept: bool, *, sender: Any, **tx: Any) -> Task:
+    def submit_verdict(
+        self, task_id: int, result_hash: bytes, accept: bool, *, sender: AccountAPI, **tx: Any
+    ) -> Task:
         """Judge the committed result (validator only).
 
         Raises:
@@ -1167,7 +617,7 @@ class Market:
         """
         rh = _bytes32(result_hash, "result hash")
         task = self.task(task_id)
-        if task.validator != _sender_address(sender):
+        if task.validator != address_of(sender):
             raise NotValidator(f"only the validator {task.validator} can judge task {task_id}")
         self._expect(task, Status.Validating)
         if self.now() > task.deadline:
@@ -1177,20 +627,21 @@ class Market:
         self._send("submitVerdict", int(task_id), rh, bool(accept), sender=sender, **tx)
         return self.task(task_id)
 
-    def finalize(self, task_id: int, rating: int, *, sender: Any, **tx: Any) -> Task:
+    def finalize(self, task_id: int, rating: int, *, sender: AccountAPI, **tx: Any) -> Task:
         """Finalize and rate (requester only): pays the provider after an accept, records the rating.
 
         Raises:
             InvalidRating, NotRequester, WrongState: before sending.
         """
-        if not isinstance(rating, int) or not 1 <= rating <= 5:
+        # bool is an int to Python; True would be sent as the rating 1
+        if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 5:
             raise InvalidRating(f"rating must be 1..5, got {rating!r}")
         task = self._own_task(task_id, sender)
         self._expect(task, Status.Accepted, Status.Rejected)
         self._send("finalize", int(task_id), rating, sender=sender, **tx)
         return self.task(task_id)
 
-    def cancel(self, task_id: int, *, sender: Any, **tx: Any) -> Task:
+    def cancel(self, task_id: int, *, sender: AccountAPI, **tx: Any) -> Task:
         """Cancel a pending task; the deposit is credited back.
 
         Raises:
@@ -1201,7 +652,7 @@ class Market:
         self._send("cancel", int(task_id), sender=sender, **tx)
         return self.task(task_id)
 
-    def expire(self, task_id: int, *, sender: Any, **tx: Any) -> Task:
+    def expire(self, task_id: int, *, sender: AccountAPI, **tx: Any) -> Task:
         """Settle a task whose current deadline passed (anyone).
 
         Raises:
@@ -1217,7 +668,7 @@ class Market:
         self._send("expire", int(task_id), sender=sender, **tx)
         return self.task(task_id)
 
-    def withdraw(self, *, sender: Any, to: Any = None, **tx: Any) -> int:
+    def withdraw(self, *, sender: AccountAPI, to: AddressLike | None = None, **tx: Any) -> int:
         """Pay ``sender``'s credits to ``sender`` (or to ``to``).
 
         Returns:
@@ -1228,22 +679,39 @@ class Market:
         """
         amount = self.credit(sender)
         if amount == 0:
-            raise NothingToWithdraw(f"{_sender_address(sender)} has no credit to withdraw")
+            raise NothingToWithdraw(f"{address_of(sender)} has no credit to withdraw")
         if to is None:
             receipt = self._send("withdraw", sender=sender, **tx)
         else:
-            receipt = self._send("withdrawTo", _sender_address(to), sender=sender, **tx)
+            receipt = self._send("withdrawTo", address_of(to), sender=sender, **tx)
         return int(self._decoded(receipt, Withdrawn).amount)
 
 
-def rank_key(worker: Worker) -> tuple:
+def rank_key(worker: Worker) -> tuple[bool, float, int, str]:
     """Sort key used by :meth:`Market.providers` (exposed for callers that rank their own lists)."""
     avg = worker.average_rating
     return (avg is None, -(avg or 0.0), worker.price, worker.address.lower())
 
 
-__all__: Sequence[str] = [
-    "Market", "MarketError", "Task", "Worker", "Pools", "Status", "MarketEvent", "EVENT_TYPES", "TaskTransaction",
-    *[cls.__name__ for cls in MarketError.__subclasses__()],
-    *EVENT_TYPES,
-]
+def _bytes32(value: bytes | str, what: str) -> bytes:
+    try:
+        raw = as_bytes(value)
+    except ValueError:
+        raise InvalidInput(f"{what} must be 32 bytes (hex or bytes)") from None
+    if len(raw) != 32:
+        raise InvalidInput(f"{what} must be 32 bytes, got {len(raw)}")
+    if raw == bytes(32):
+        raise InvalidInput(f"{what} must not be zero")
+    return raw
+
+
+def _amount(value: int, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= UINT96_MAX:
+        raise InvalidInput(f"{what} must be an integer number of wei in [0, 2**96)")
+    return value
+
+
+def _target(name: str) -> tuple[str, str]:
+    """``"getTask"`` -> ``("market", "getTask")``; ``"ratings.stats"`` -> ``("ratings", "stats")``."""
+    contract, _, fn = name.rpartition(".")
+    return contract or "market", fn

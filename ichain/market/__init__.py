@@ -1,0 +1,138 @@
+"""Python SDK over the TaskMarket and Ratings contracts (ApePay style).
+
+A :class:`Market` wraps both contracts. Every state-changing method reads the chain first and raises a typed
+:class:`MarketError` (one line, a subclass of :class:`ichain.errors.IChainError`) *before* sending a transaction
+that would revert; if a transaction reverts anyway (a race, a clock edge), the contract's custom error is turned
+into the same typed error. Reads return domain objects (:class:`Task`, :class:`Worker`, :class:`Pools`) and
+:meth:`Market.events` returns typed event objects decoded from one ``eth_getLogs`` call over a block range.
+
+The modules: :mod:`~ichain.market.errors` (the typed errors, :func:`error_from_revert`),
+:mod:`~ichain.market.types` (:class:`Status`, :class:`Task`, :class:`Worker`, :class:`Pools`,
+:class:`TaskTransaction`, address helpers), :mod:`~ichain.market.events` (the event classes and their decoder)
+and :mod:`~ichain.market.sdk` (:class:`Market`, :func:`rank_key`). Import from this package; every name below
+is re-exported here.
+
+Usage::
+
+    market = Market.from_deployment()
+    market.register(keypair.public_bytes, price=10**15, sender=provider)
+    task = market.post(task_hash, price=10**16, validator_fee=10**15, provider=p, validator=v, sender=requester)
+"""
+
+from ichain.market.errors import (
+    AlreadyRegistered,
+    DeadlineNotReached,
+    DeadlinePassed,
+    InsufficientDeposit,
+    InvalidInput,
+    InvalidProvider,
+    InvalidRating,
+    InvalidValidator,
+    MarketError,
+    NotAWorker,
+    NothingToWithdraw,
+    NotProvider,
+    NotRequester,
+    NotValidator,
+    PriceTooLow,
+    TaskNotFound,
+    TimeoutOutOfBounds,
+    TransactionFailed,
+    TransferFailed,
+    WorkerUnavailable,
+    WrongDeposit,
+    WrongResult,
+    WrongState,
+    error_from_revert,
+)
+from ichain.market.events import (
+    EVENT_TYPES,
+    MarketEvent,
+    ProviderAssigned,
+    Rated,
+    ResultSubmitted,
+    TaskCancelled,
+    TaskEvent,
+    TaskExpired,
+    TaskFinalized,
+    TaskPosted,
+    ValidatorAssigned,
+    VerdictSubmitted,
+    Withdrawn,
+    WorkerLeft,
+    WorkerRegistered,
+    WorkerTracked,
+    WorkerUpdated,
+)
+from ichain.market.sdk import EXPIRE_GAS, PAGE, UINT96_MAX, Market, rank_key
+from ichain.market.types import (
+    OPEN_STATUSES,
+    ZERO_ADDRESS,
+    AddressLike,
+    Pools,
+    Status,
+    Task,
+    TaskTransaction,
+    Worker,
+)
+
+__all__ = [
+    # the SDK
+    "Market",
+    "rank_key",
+    "EXPIRE_GAS",
+    "PAGE",
+    "UINT96_MAX",
+    # domain types
+    "AddressLike",
+    "OPEN_STATUSES",
+    "Pools",
+    "Status",
+    "Task",
+    "TaskTransaction",
+    "Worker",
+    "ZERO_ADDRESS",
+    # errors
+    "MarketError",
+    "AlreadyRegistered",
+    "DeadlineNotReached",
+    "DeadlinePassed",
+    "InsufficientDeposit",
+    "InvalidInput",
+    "InvalidProvider",
+    "InvalidRating",
+    "InvalidValidator",
+    "NotAWorker",
+    "NothingToWithdraw",
+    "NotProvider",
+    "NotRequester",
+    "NotValidator",
+    "PriceTooLow",
+    "TaskNotFound",
+    "TimeoutOutOfBounds",
+    "TransactionFailed",
+    "TransferFailed",
+    "WorkerUnavailable",
+    "WrongDeposit",
+    "WrongResult",
+    "WrongState",
+    "error_from_revert",
+    # events
+    "EVENT_TYPES",
+    "MarketEvent",
+    "TaskEvent",
+    "ProviderAssigned",
+    "Rated",
+    "ResultSubmitted",
+    "TaskCancelled",
+    "TaskExpired",
+    "TaskFinalized",
+    "TaskPosted",
+    "ValidatorAssigned",
+    "VerdictSubmitted",
+    "Withdrawn",
+    "WorkerLeft",
+    "WorkerRegistered",
+    "WorkerTracked",
+    "WorkerUpdated",
+]

@@ -1,0 +1,293 @@
+"""The contracts' events as typed objects, and the decoder that builds them from raw logs."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields
+from functools import lru_cache
+from typing import Any, ClassVar, Iterable, Mapping
+
+from eth_utils import keccak, to_checksum_address
+
+from ichain.market.errors import MarketError
+from ichain.market.types import Status, as_bytes
+
+
+@dataclass(frozen=True, kw_only=True)
+class MarketEvent:
+    """Base of every decoded event: where it happened.
+
+    Attributes:
+        block_number: Block of the log.
+        log_index: Index of the log in its block.
+        transaction_hash: Transaction that emitted it (0x hex).
+        contract_address: Emitting contract.
+    """
+
+    event_name: ClassVar[str] = ""
+    block_number: int
+    log_index: int
+    transaction_hash: str
+    contract_address: str
+
+    @property
+    def name(self) -> str:
+        """The event's name (``TaskPosted``...)."""
+        return self.event_name
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskEvent(MarketEvent):
+    """Base of the events about one task.
+
+    Attributes:
+        task_id: The task.
+    """
+
+    task_id: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerRegistered(MarketEvent):
+    event_name: ClassVar[str] = "WorkerRegistered"
+    worker: str
+    enc_key: bytes
+    price: int
+    available: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerUpdated(MarketEvent):
+    event_name: ClassVar[str] = "WorkerUpdated"
+    worker: str
+    enc_key: bytes
+    price: int
+    available: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerLeft(MarketEvent):
+    event_name: ClassVar[str] = "WorkerLeft"
+    worker: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskPosted(TaskEvent):
+    event_name: ClassVar[str] = "TaskPosted"
+    provider: str | None
+    validator: str | None
+    requester: str
+    task_hash: bytes
+    price: int
+    validator_fee: int
+    deadline: int
+    provider_locator: bytes
+    validator_locator: bytes
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProviderAssigned(TaskEvent):
+    event_name: ClassVar[str] = "ProviderAssigned"
+    provider: str
+    requester: str
+    price: int
+    deadline: int
+    locator: bytes
+
+
+@dataclass(frozen=True, kw_only=True)
+class ValidatorAssigned(TaskEvent):
+    event_name: ClassVar[str] = "ValidatorAssigned"
+    validator: str
+    requester: str
+    result_hash: bytes
+    validator_fee: int
+    deadline: int
+    locator: bytes
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResultSubmitted(TaskEvent):
+    event_name: ClassVar[str] = "ResultSubmitted"
+    provider: str
+    validator: str | None
+    requester: str
+    result_hash: bytes
+    deadline: int
+    requester_locator: bytes
+    validator_locator: bytes
+
+
+@dataclass(frozen=True, kw_only=True)
+class VerdictSubmitted(TaskEvent):
+    event_name: ClassVar[str] = "VerdictSubmitted"
+    validator: str
+    requester: str
+    result_hash: bytes
+    accepted: bool
+    validator_fee: int
+    deadline: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskFinalized(TaskEvent):
+    event_name: ClassVar[str] = "TaskFinalized"
+    provider: str
+    requester: str
+    rating: int
+    paid: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskCancelled(TaskEvent):
+    event_name: ClassVar[str] = "TaskCancelled"
+    requester: str
+    refund: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskExpired(TaskEvent):
+    event_name: ClassVar[str] = "TaskExpired"
+    requester: str
+    provider: str | None
+    previous_status: Status
+    refund: int
+    payout: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Withdrawn(MarketEvent):
+    event_name: ClassVar[str] = "Withdrawn"
+    account: str
+    to: str
+    amount: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rated(TaskEvent):
+    event_name: ClassVar[str] = "Rated"
+    worker: str
+    rater: str
+    rating: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerTracked(MarketEvent):
+    event_name: ClassVar[str] = "WorkerTracked"
+    worker: str
+
+
+EVENT_TYPES: dict[str, type[MarketEvent]] = {
+    cls.event_name: cls
+    for cls in (
+        WorkerRegistered, WorkerUpdated, WorkerLeft, TaskPosted, ProviderAssigned, ValidatorAssigned,
+        ResultSubmitted, VerdictSubmitted, TaskFinalized, TaskCancelled, TaskExpired, Withdrawn, Rated,
+        WorkerTracked,
+    )
+}
+
+# Static types the decoder reads as one 32-byte word (plus uintN), and the one dynamic type it reads.
+_WORD_TYPES = ("address", "bool", "bytes32", "bytes")
+
+# One event input: its field name, its canonical ABI type, whether it is indexed (a topic).
+_Input = tuple[str, str, bool]
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+class EventDecoder:
+    """Decodes raw logs of known events into :class:`MarketEvent` objects (word by word, no per-log lookups).
+
+    Args:
+        abis: The contracts' event ABIs (``ethpm_types.EventABI``); events without a class here are skipped.
+
+    Raises:
+        MarketError: An event's ABI does not match its class (the contracts changed and this module did not).
+    """
+
+    def __init__(self, abis: Iterable[Any]):
+        self._by_topic: dict[bytes, tuple[type[MarketEvent], list[_Input]]] = {}
+        for abi in abis:
+            cls = EVENT_TYPES.get(abi.name)
+            if cls is None:
+                continue
+            inputs = [(_snake(i.name), i.canonical_type, bool(i.indexed)) for i in abi.inputs]
+            for _, typ, indexed in inputs:
+                if not (typ in _WORD_TYPES or typ.startswith("uint")) or (indexed and typ == "bytes"):
+                    raise MarketError(f"SDK cannot decode {typ} in event {abi.name} - update ichain/market/events.py")
+            own = {f.name for f in fields(cls)} - {f.name for f in fields(MarketEvent)}
+            if own != {n for n, _, _ in inputs}:  # the ABI changed: fail loudly, not silently mis-decode
+                raise MarketError(
+                    f"SDK event {abi.name} does not match the contract ABI - update ichain/market/events.py"
+                )
+            self._by_topic[keccak(text=abi.selector)] = (cls, inputs)
+
+    @property
+    def topics(self) -> list[str]:
+        """The topic (0x hex) of every event this decoder knows."""
+        return ["0x" + t.hex() for t in self._by_topic]
+
+    def decode(self, log: Mapping[str, Any]) -> MarketEvent | None:
+        """One raw log (as ``eth_getLogs`` or a receipt gives it) as its event, or None for an unknown event."""
+        topics = [as_bytes(t) for t in log["topics"]]
+        entry = self._by_topic.get(topics[0]) if topics else None
+        if entry is None:
+            return None
+        cls, inputs = entry
+        data = as_bytes(log["data"])
+        values: dict[str, Any] = {}
+        topic_index, head = 1, 0
+        for name, typ, indexed in inputs:
+            raw: Any
+            if indexed:
+                raw = _word(topics[topic_index], typ)
+                topic_index += 1
+            elif typ == "bytes":
+                offset = int.from_bytes(data[head:head + 32], "big")
+                length = int.from_bytes(data[offset:offset + 32], "big")
+                raw = data[offset + 32:offset + 32 + length]
+                head += 32
+            else:
+                raw = _word(data[head:head + 32], typ)
+                head += 32
+            values[name] = _convert(name, typ, raw)
+        return cls(
+            block_number=_as_int(log["blockNumber"]),
+            log_index=_as_int(log["logIndex"]),
+            transaction_hash="0x" + as_bytes(log["transactionHash"]).hex(),
+            contract_address=_checksum(str(log["address"])),
+            **values,
+        )
+
+
+def _word(word: bytes, typ: str) -> str | bool | bytes | int:
+    """One ABI head word (or topic) of a static type; hand-rolled because eth_abi per call is ~100x slower."""
+    if typ == "address":
+        return "0x" + word[12:].hex()
+    if typ == "bool":
+        return word[-1] == 1
+    if typ == "bytes32":
+        return bytes(word)
+    return int.from_bytes(word, "big")  # uintN
+
+
+@lru_cache(maxsize=4096)
+def _checksum(address: str) -> str:
+    return to_checksum_address(address)
+
+
+def _convert(name: str, typ: str, raw: Any) -> Any:
+    if typ == "address":
+        if int(raw, 16) == 0 and name in ("provider", "validator"):
+            return None  # parties that may be unnamed are None rather than the zero address
+        return _checksum(raw)
+    if name == "previous_status":
+        return Status(raw)
+    return raw
+
+
+def _as_int(value: int | str) -> int:
+    """A number as nodes give it: an int, or hex text."""
+    return int(value, 16) if isinstance(value, str) else int(value)
