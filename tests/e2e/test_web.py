@@ -18,6 +18,7 @@ import zipfile
 
 import pytest
 from ape import accounts, chain
+from playwright.sync_api import expect
 
 from ichain.web.testing import (  # noqa: F401  (fixtures)
     ARTIFACTS,
@@ -125,8 +126,7 @@ def test_requester_page__digits_task_end_to_end__result_downloaded_and_rated(ope
     shot(pools, "02-pools-pending")
 
     # The provider list shows address, average rating, number of ratings and price.
-    rows = page.locator("#provider-choice tbody tr")
-    assert rows.count() == 2
+    expect(page.locator("#provider-choice tbody tr")).to_have_count(2, timeout=STEP_MS)
     assert "0.01 ETH" in page.text_content("#provider-choice") and "0.02 ETH" in page.text_content("#provider-choice")
     shot(page, "03-requester-choose-provider")  # the paper's Figure 7, done again
 
@@ -136,7 +136,9 @@ def test_requester_page__digits_task_end_to_end__result_downloaded_and_rated(ope
     page.keyboard.press("Tab")
     page.keyboard.press("Enter")
     wait_status(page, "Executing", "AwaitingValidator")
-    assert page.text_content("#task-status").count(provider) == 1
+    # The panel names the provider in its Provider field, and again in "Last step: provider 0x… named"
+    # until the next step's note: what the test means is the field.
+    expect(page.locator("#task-status dt:text-is('Provider') + dd")).to_have_text(provider, timeout=STEP_MS)
 
     # Per-chunk progress: the provider fetched every chunk of the task the page hosts.
     page.wait_for_function("() => /100%/.test((document.querySelector('[data-transfer=upload-task-provider] h3')"
@@ -148,13 +150,14 @@ def test_requester_page__digits_task_end_to_end__result_downloaded_and_rated(ope
     page.wait_for_function("() => /100%/.test(document.querySelector('[data-transfer=download] h3').textContent)",
                            timeout=STEP_MS)
     shot(page, "04-requester-result-in")
-    assert page.locator("#validator-choice tbody tr").count() == 1  # never the provider nor the requester
+    # the choice is its own live part, updated after the status: never the provider nor the requester
+    expect(page.locator("#validator-choice tbody tr")).to_have_count(1, timeout=STEP_MS)
     choose(page, "validator", validator)
     wait_status(page, "Validating", "Accepted")
     shot(pools, "05-pools-moving")
     assert wait_status(page, "Accepted", "Rejected") == "Accepted"
     for upload in ("upload-task-validator", "upload-result-validator"):  # what the validator fetched
-        assert "100%" in page.text_content(f'[data-transfer="{upload}"] h3')
+        expect(page.locator(f'[data-transfer="{upload}"] h3')).to_contain_text("100%", timeout=STEP_MS)
 
     # Download the result: the bytes the provider committed on chain.
     page.wait_for_selector("#download-result", timeout=STEP_MS)

@@ -16,14 +16,16 @@ every step it checks, against the chain:
 
 At the end of every example all deadlines pass, an outsider settles every task with permissionless calls and
 everyone withdraws: each account must receive exactly what the rules gave it and only forced-in ether remains.
-Each example starts from an anvil snapshot and reverts to it.
+Each example starts from an anvil snapshot and reverts to it, and every transaction is mined before the step
+that sent it ends: hypothesis replays examples to shrink them, so each must start from the same chain head
+(checked) and run the same way.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 from eth_abi import decode
@@ -57,6 +59,26 @@ class Env:
     outsider: str
     errors: dict[bytes, str]
     stats: dict = field(default_factory=lambda: {"examples": 0, "steps": 0, "tx": 0, "reverts": 0})
+    # The chain head every example must start from (set by the first one); see MarketMachine.__init__.
+    start: dict = field(default_factory=dict)
+
+
+def mined(w3: Web3, tx_hash: bytes) -> dict:
+    """The receipt of a sent transaction, once it is mined.
+
+    anvil answers eth_sendTransaction as soon as the transaction is in its pool and mines it a moment later
+    (measured: from 1 in 12 to 1 in 300 sends are not mined yet when the answer comes back), so whatever is
+    read after a send that was not waited for may or may not include it.
+    """
+    return w3.eth.wait_for_transaction_receipt(tx_hash, timeout=60, poll_latency=0.01)
+
+
+def head(w3: Web3) -> dict:
+    """The chain head and the transactions waiting in anvil's pool: equal heads mean equal chain state."""
+    block = w3.eth.get_block("latest")
+    pool = w3.provider.make_request("txpool_status", [])["result"]
+    return {"number": block["number"], "hash": block["hash"], "pending": int(pool["pending"], 16),
+            "queued": int(pool["queued"], 16)}
 
 
 def _abi_json(contract_type) -> list[dict]:
@@ -93,7 +115,9 @@ def env(project, accounts, chain):
     market = w3.eth.contract(address=deployed.address, abi=abi)
     actors = [a.address for a in accounts[1:7]]
     for i, a in enumerate(actors[:5]):
-        market.functions.register(keccak(text=f"key{i}"), i * 10**15, True).transact({"from": a, "gas": GAS})
+        # Mined before the first example's snapshot: one still pooled would be mined into the first example only.
+        tx = market.functions.register(keccak(text=f"key{i}"), i * 10**15, True).transact({"from": a, "gas": GAS})
+        assert mined(w3, tx)["status"] == 1, f"actor {i} could not register"
     feeder = project.ForceFeeder.contract_type
     yield Env(
         w3=w3,
@@ -117,6 +141,12 @@ class MarketMachine(RuleBasedStateMachine):
         super().__init__()
         e = self.env
         self.w3, self.m = e.w3, e.market
+        # Hypothesis replays an example to shrink it and expects the same run: every example starts from the
+        # same chain state, with nothing pooled that would be mined into it.
+        start = head(self.w3)
+        assert start["pending"] == start["queued"] == 0, f"transactions left in anvil's pool: {start}"
+        e.start = e.start or start
+        assert start == e.start, f"example starts from chain head {start}, not {e.start}"
         self.snapshot = self.w3.provider.make_request("evm_snapshot", [])["result"]
         e.stats["examples"] += 1
         self.entitled: dict[str, int] = {a: 0 for a in e.actors}  # every wei the rules gave each actor
@@ -169,7 +199,7 @@ class MarketMachine(RuleBasedStateMachine):
         call in the very block it lands in, so deadline edges can't differ between the two.
         """
         tx_hash = fn.transact({"from": sender, "value": value, "gas": GAS})
-        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=60, poll_latency=0.01)
+        receipt = mined(self.w3, tx_hash)
         self.env.stats["tx"] += 1
         if receipt["status"] == 1:
             return True, None, receipt
@@ -388,9 +418,12 @@ class MarketMachine(RuleBasedStateMachine):
         e = self.env
         factory = self.w3.eth.contract(abi=e.feeder_abi, bytecode=e.feeder_bytecode)
         tx = factory.constructor().transact({"from": e.outsider, "value": amount, "gas": GAS})
-        created = self.w3.eth.wait_for_transaction_receipt(tx, timeout=60, poll_latency=0.01)["contractAddress"]
-        feeder = self.w3.eth.contract(address=created, abi=e.feeder_abi)
-        feeder.functions.feed(self.m.address).transact({"from": e.outsider, "gas": GAS})
+        created = mined(self.w3, tx)
+        assert created["status"] == 1, "the force-feeder could not be deployed"
+        feeder = self.w3.eth.contract(address=created["contractAddress"], abi=e.feeder_abi)
+        # Booked once mined: the invariant after this step reads the market's balance.
+        fed = mined(self.w3, feeder.functions.feed(self.m.address).transact({"from": e.outsider, "gas": GAS}))
+        assert fed["status"] == 1, "the force-feeder could not selfdestruct into the market"
         self.forced += amount
 
     @rule(secs=st.integers(1, 250))
@@ -458,6 +491,23 @@ class MarketMachine(RuleBasedStateMachine):
         for a in self.env.actors:
             assert self.received[a] == self.entitled[a], f"{a} received {self.received[a]} != owed {self.entitled[a]}"
         assert self.w3.eth.get_balance(self.m.address) == self.forced, "ether left beyond the forced-in"
+
+
+def test_force_feed_rule__invariant_read_right_after__balance_includes_the_fed_ether(env: Env) -> None:
+    """The invariant after a force-feed reads the market's balance: the feed must be mined when the rule returns."""
+    MarketMachine.env = replace(env, stats={"examples": 0, "steps": 0, "tx": 0, "reverts": 0}, start={})
+    machine = MarketMachine()
+    w3, market = env.w3, env.market.address
+    try:
+        # anvil leaves up to 1 in 300 sends unmined when it answers: 400 feeds catch a rule that does not wait
+        for amount in range(1, 401):
+            before = w3.eth.get_balance(market)
+            machine.force_feed(amount)
+            assert w3.eth.get_balance(market) == before + amount, f"force_feed({amount}) returned before its feed"
+        machine.solvent_and_consistent()
+    finally:
+        machine.teardown()
+        MarketMachine.env = env
 
 
 # ~6,000 steps on a shared 2-core machine: above the suite's default 600 s timeout when the machine is loaded.
