@@ -116,7 +116,7 @@ def create_app(service: WebService) -> FastAPI:
     # ---- live updates ------------------------------------------------------------------------
     @app.get("/api/live")
     async def live(request: Request, view: str = "requester", task: int | None = None,
-                   provider: str | None = None) -> StreamingResponse:
+                   provider: str | None = None) -> StreamingResponse | JSONResponse:
         """Server-Sent Events: each event is one changed fragment ``{"name", "html"}``."""
         if view not in VIEWS:
             return _error(f"Unknown view {view!r}")

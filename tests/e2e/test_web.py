@@ -19,7 +19,7 @@ import zipfile
 import pytest
 from ape import accounts, chain
 
-from ichain.web.testing import (  # noqa: F401  (fixtures)
+from web_helpers import (  # noqa: F401  (fixtures)
     ARTIFACTS,
     EXAMPLES,
     PHONE,
