@@ -57,7 +57,9 @@ def main() -> dict:
     from ichain.web.app import LIVE_INTERVAL
     from ichain.web.server import BackgroundServer
     from ichain.web.service import POOL_SHOWN
-    from ichain.web.testing import CHROMIUM, CHROMIUM_ARGS
+
+    sys.path.insert(0, str(ROOT / "tests" / "e2e"))  # the browser settings the web page's tests use
+    from web_helpers import CHROMIUM, CHROMIUM_ARGS
 
     import tempfile
 

@@ -11,6 +11,7 @@ from ichain._cli.market import pools, providers, withdraw
 from ichain._cli.provide import provide
 from ichain._cli.request import finalize, refund, status, submit
 from ichain._cli.sandbox import sandbox
+from ichain._cli.web import web
 
 
 @click.group(name="ichain")
@@ -18,13 +19,5 @@ def cli():
     """iChain: a peer-to-peer marketplace for machine-learning compute."""
 
 
-for command in (sandbox, provide, submit, status, pools, providers, finalize, refund, withdraw, account, demo):
+for command in (sandbox, provide, submit, status, pools, providers, finalize, refund, withdraw, account, demo, web):
     cli.add_command(command)
-
-try:  # the web page (its own module, from the web work)
-    from ichain._cli.web import web
-except ModuleNotFoundError as err:  # only a missing web.py is tolerated; its own import errors surface
-    if err.name != "ichain._cli.web":
-        raise
-else:
-    cli.add_command(web)

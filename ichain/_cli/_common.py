@@ -1,33 +1,29 @@
-"""Helpers shared by the marketplace command groups (market lookup, tables, amounts)."""
+"""Helpers shared by the marketplace command groups (market lookup, settings, tables)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ichain.config import IChainConfig, load_config
 
+if TYPE_CHECKING:
+    from ichain.market import Market
 
-def get_market(address: str | None = None) -> Any:
+
+def get_market(address: str | None = None) -> Market:
     """The SDK market on the connected network: at ``address`` or from the deployment registry."""
     from ichain.market import Market
 
     if address:
-        return Market.at(address) if hasattr(Market, "at") else Market(address)
+        return Market.at(address)
     return Market.from_deployment()
 
 
 def get_config(**overrides: Any) -> IChainConfig:
     """Settings from ape-config.yaml merged with the command line."""
     return load_config(**overrides)
-
-
-def eth(wei: int | None) -> str:
-    """Wei as a short ether string."""
-    if wei is None:
-        return "-"
-    return f"{int(wei) / 10**18:.6g} ETH"
 
 
 def echo_table(rows: list[list[str]], headers: list[str]) -> None:

@@ -4,13 +4,6 @@ from __future__ import annotations
 
 import click
 
-from ichain.errors import IChainError
-
-
-class AccountError(IChainError):
-    """The account can't be created (alias taken, weak passphrase...)."""
-
-
 @click.group()
 def account():
     """Accounts for iChain (Ape keystore accounts)."""

@@ -18,36 +18,25 @@ import tempfile
 import time
 from pathlib import Path
 
+from typing import Any
+
 import click
 
-from ichain._cli._common import eth
 from ichain._cli.options import IChainCommand, transport_option
-from ichain.daemon.provider import field_of
 from ichain.errors import IChainError
+from ichain.market import Market
+from ichain.requester.format import eth, rating_text
 
 
 class DemoError(IChainError):
     """The demo could not run (a daemon died, the sandbox image is missing...)."""
 
 
-def deploy_market(sender, *, review_window: int = 30, validation_window: int = 60, min_timeout: int = 30,
-                  max_timeout: int = 3600):
-    """Deploy TaskMarket (which deploys Ratings) with the given windows; returns the SDK market."""
-    from ichain._cli._common import get_market
-
-    try:
-        from ichain import deployments
-
-        if hasattr(deployments, "deploy"):
-            deployed = deployments.deploy(sender, review_window=review_window, validation_window=validation_window,
-                                          min_timeout=min_timeout, max_timeout=max_timeout, save=False)
-            return get_market(str(field_of(deployed, "address", default=None) or deployed.market))
-    except ImportError:
-        pass
-    from ape import project
-
-    contract = project.TaskMarket.deploy(review_window, validation_window, min_timeout, max_timeout, sender=sender)
-    return get_market(str(contract.address))
+def deploy_market(sender: Any, *, review_window: int = 30, validation_window: int = 60, min_timeout: int = 30,
+                  max_timeout: int = 3600) -> Market:
+    """Deploy TaskMarket (which deploys Ratings) with the given windows, unrecorded; returns the SDK market."""
+    return Market.deploy(sender, save=False, review_window=review_window, validation_window=validation_window,
+                         min_timeout=min_timeout, max_timeout=max_timeout)
 
 
 class DaemonProcess:
@@ -98,7 +87,7 @@ def provide_argv(uri: str, account: str, market: str, state_dir: Path, *, price:
             "--state-dir", str(state_dir), "--transport", transport, "--price", price, *extra]
 
 
-def wait_registered(market, daemons: dict[str, DaemonProcess], timeout: float = 120.0) -> None:
+def wait_registered(market: Market, daemons: dict[str, DaemonProcess], timeout: float = 120.0) -> None:
     """Wait until every daemon's account is a registered worker (or fail with its log)."""
     end = time.time() + timeout
     pending = dict(daemons)
@@ -106,7 +95,7 @@ def wait_registered(market, daemons: dict[str, DaemonProcess], timeout: float = 
         for addr, proc in list(pending.items()):
             if not proc.alive():
                 raise DemoError(f"daemon {proc.name} exited ({proc.proc.returncode}): {proc.tail(3)}")
-            if field_of(market.worker(addr), "registered", default=False):
+            if market.worker(addr).registered:
                 del pending[addr]
         if time.time() > end:
             raise DemoError(f"daemons not registered after {timeout:.0f}s: {', '.join(p.name for p in pending.values())}")
@@ -122,9 +111,8 @@ def demo(transport, task_dir, keep):
     """Deploy, start two provider daemons, submit a task, print the outcome; leave nothing running."""
     from ape import accounts, chain
 
-    from ichain._cli.request import run_submission
     from ichain.config import load_config
-    from ichain.requester import RequesterSession
+    from ichain.requester import RequesterSession, run_round
 
     transport = transport or "direct"
     uri = getattr(chain.provider, "http_uri", None) or getattr(chain.provider, "uri", None)
@@ -138,7 +126,7 @@ def demo(transport, task_dir, keep):
         requester, prov_a, prov_b = accounts.test_accounts[0], accounts.test_accounts[1], accounts.test_accounts[2]
         click.echo(f"chain {chain.chain_id} at {uri}; deploying the market...")
         market = deploy_market(requester)
-        market_address = str(field_of(market, "address", default="") or market.contract.address)
+        market_address = market.address
         click.echo(f"TaskMarket at {market_address}")
         env = {}
         tor_opts = {}
@@ -162,16 +150,16 @@ def demo(transport, task_dir, keep):
         click.echo(f"submitting {task_dir} as requester {requester.address}")
         out = Path(".ichain") / "demo" / f"result-{session.data['id']}"  # .ichain/ is gitignored
         out.parent.mkdir(parents=True, exist_ok=True)
-        summary = run_submission(session, market, provider="best", validator="auto", wait_timeout=600, out=out)
+        outcome = run_round(session, provider="best", validator="auto", wait_timeout=600, out=out, echo=click.echo)
         click.echo("")
         click.echo("== demo outcome")
-        click.echo(f"result folder : {summary.get('result_dir')}")
-        metrics = summary.get("metrics", {})
-        acc = next((v for k, v in metrics.items() if "acc" in k.lower()), None)
-        click.echo(f"accuracy      : {acc if acc is not None else metrics}")
-        click.echo(f"verdict       : {summary.get('verdict')}")
-        click.echo(f"payment       : {eth(summary.get('paid', 0))} to {session.data.get('provider')}")
-        click.echo(f"new rating    : {summary.get('provider_rating')}")
+        click.echo(f"result folder : {outcome.result_dir}")
+        acc = next((v for k, v in outcome.metrics.items() if "acc" in k.lower()), None)
+        click.echo(f"accuracy      : {acc if acc is not None else outcome.metrics}")
+        verdict = session.data.get("accepted")
+        click.echo(f"verdict       : {'-' if verdict is None else ('Accepted' if verdict else 'Rejected')}")
+        click.echo(f"payment       : {eth(outcome.paid)} to {session.data.get('provider')}")
+        click.echo(f"new rating    : {rating_text(market.worker(session.data['provider']))}")
         txs = market.task_transactions(int(session.data["task_id"]))
         mine = sum(1 for tx in txs if tx.sender == str(requester.address))
         click.echo(f"chain cost    : {sum(tx.gas_used for tx in txs):,} gas in {len(txs)} transactions "

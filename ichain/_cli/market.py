@@ -6,16 +6,20 @@ import json
 
 import click
 
-from ichain._cli._common import echo_table, eth, get_market, market_option
+from ichain._cli._common import echo_table, get_market, market_option
 from ichain._cli.options import IChainCommand, ichain_options, read_only_options
-from ichain.daemon.provider import field_of
+from ichain.market import Worker
+from ichain.requester.format import eth
 
 
-def _worker_row(w) -> list[str]:
-    avg = field_of(w, "average_rating", "rating", "average", default=None)
-    count = field_of(w, "rating_count", "ratings", "count", default=0)
-    return [str(field_of(w, "address")), f"{float(avg):.2f}" if avg is not None else "-", str(count),
-            eth(field_of(w, "price", default=0))]
+def _worker_row(w: Worker) -> list[str]:
+    avg = w.average_rating
+    return [w.address, "-" if avg is None else f"{avg:.2f}", str(w.rating_count), eth(w.price)]
+
+
+def _worker_json(w: Worker) -> dict:
+    """A worker for ``--json``: its average rating is null until it is rated, the price is in wei."""
+    return {"address": w.address, "rating": w.average_rating, "ratings": w.rating_count, "price": w.price}
 
 
 @click.command(cls=IChainCommand)
@@ -26,7 +30,7 @@ def providers(account, state_dir, market_address, as_json):
     """Available workers ranked by average rating, then price."""
     ranked = get_market(market_address).providers()
     if as_json:
-        click.echo(json.dumps([dict(zip(("address", "rating", "ratings", "price"), _worker_row(w))) for w in ranked]))
+        click.echo(json.dumps([_worker_json(w) for w in ranked]))
         return
     echo_table([_worker_row(w) for w in ranked], ["provider", "rating", "ratings", "price"])
 
@@ -38,14 +42,13 @@ def providers(account, state_dir, market_address, as_json):
 def pools(account, state_dir, market_address, as_json):
     """Pending tasks, available workers, executing and validating tasks."""
     p = get_market(market_address).pools()
-    names = ("pending", "available", "executing", "awaiting_validator", "validating", "accepted")
-    data = {n: [str(x) if not isinstance(x, int) else x for x in (field_of(p, n, default=None) or [])] for n in names
-            if field_of(p, n, default=None) is not None}
+    data: dict[str, list] = {"pending": p.pending, "available": p.available, "executing": p.executing,
+            "awaiting_validator": p.awaiting_validator, "validating": p.validating, "accepted": p.accepted}
     if as_json:
         click.echo(json.dumps(data))
         return
     for name, items in data.items():
-        click.echo(f"{name} ({len(items)}): " + (", ".join(str(getattr(i, 'address', i)) for i in items) or "-"))
+        click.echo(f"{name} ({len(items)}): " + (", ".join(str(i) for i in items) or "-"))
 
 
 @click.command(cls=IChainCommand)
@@ -59,4 +62,4 @@ def withdraw(account, transport, state_dir, market_address):
         click.echo(f"{account.address} has nothing to withdraw")
         return
     amount = market.withdraw(sender=account)
-    click.echo(f"withdrew {eth(amount if isinstance(amount, int) else credit)} to {account.address}")
+    click.echo(f"withdrew {eth(amount)} to {account.address}")

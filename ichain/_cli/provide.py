@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
+from typing import Any
 
 import click
 
 from ichain._cli._common import get_config, get_market, market_option
 from ichain._cli.options import IChainCommand, ether_amount, host_options, ichain_options
+from ichain.config import IChainConfig
 
 
 @click.command(cls=IChainCommand)
@@ -40,3 +43,37 @@ def provide(account, transport, state_dir, host, port, market_address, price, co
     daemon.start()
     click.echo(f"provider {account.address} ready (state {daemon.state.path}); Ctrl-C to stop", err=True)
     daemon.run()
+
+
+def daemon_state_file(config: IChainConfig, address: str, chain_id: int) -> Path | None:
+    """Where the daemon of ``address`` keeps its state for ``chain_id`` under the state folder, if it ran here."""
+    path = config.state_dir / address.lower() / f"daemon-{chain_id}.sqlite"  # as ProviderDaemon names it
+    return path if path.is_file() else None
+
+
+def daemon_report(path: Path) -> dict[str, Any]:
+    """A daemon's state file as a JSON-able report: :meth:`DaemonState.summary` plus ``file`` and ``last_seen``
+    (when the daemon last wrote it, by the file's and its write-ahead log's times).
+
+    Raises:
+        StateError: The file can't be read.
+    """
+    from ichain.daemon.state import DaemonState
+
+    state = DaemonState(path)
+    try:
+        report = state.summary()
+    finally:
+        state.close()
+    wal = path.with_name(path.name + "-wal")
+    report["file"] = str(path)
+    report["last_seen"] = max(p.stat().st_mtime for p in (path, wal) if p.exists())
+    return report
+
+
+def daemon_summary(config: IChainConfig, address: str) -> dict[str, Any] | None:
+    """The state of this account's daemon on the connected chain (``ape ichain status``), or None."""
+    from ape import chain
+
+    path = daemon_state_file(config, address, int(chain.chain_id))
+    return daemon_report(path) if path is not None else None

@@ -47,13 +47,23 @@ def web(network, account, state_dir, transport, port, tasks_dir):
     from ichain.web.server import Server
     from ichain.web.service import WebService
 
-    if account is not None and hasattr(account, "set_autosign"):
+    from ape_accounts import KeyfileAccount
+
+    from ichain._cli.provide import daemon_report, daemon_state_file
+
+    if isinstance(account, KeyfileAccount):
         # The page's buttons sign in a server thread, where no terminal prompt can be answered:
         # unlock the keystore account once, here (ape reads its passphrase variable or prompts).
         click.echo(f"The page will sign what you click with {account.alias}: unlock it once.")
         account.set_autosign(True)
     config = load_config(state_dir=state_dir, transport=transport)
-    service = WebService(account=account, config=config, tasks_root=tasks_dir)
+    from ape import chain
+
+    def daemon_state(address: str) -> dict | None:
+        path = daemon_state_file(config, address, int(chain.chain_id))
+        return daemon_report(path) if path is not None else None
+
+    service = WebService(account=account, config=config, tasks_root=tasks_dir, daemon_state=daemon_state)
     app = create_app(service)
     sock = bind_localhost(port)
     url = f"http://127.0.0.1:{sock.getsockname()[1]}/"

@@ -18,7 +18,7 @@ from typing import Any, AsyncIterator
 
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
@@ -116,7 +116,7 @@ def create_app(service: WebService) -> FastAPI:
     # ---- live updates ------------------------------------------------------------------------
     @app.get("/api/live")
     async def live(request: Request, view: str = "requester", task: int | None = None,
-                   provider: str | None = None) -> StreamingResponse:
+                   provider: str | None = None) -> Response:
         """Server-Sent Events: each event is one changed fragment ``{"name", "html"}``."""
         if view not in VIEWS:
             return _error(f"Unknown view {view!r}")

@@ -6,23 +6,9 @@ import re
 import time
 from decimal import Decimal
 
-WEI_PER_ETH = Decimal(10) ** 18
+from ichain.requester.format import WEI_PER_ETH, eth
 
-
-def eth(wei: int | None) -> str:
-    """Format an amount in wei as ether, without trailing zeros.
-
-    Args:
-        wei: The amount in wei (``None`` shows as a dash).
-
-    Returns:
-        A string such as ``"1.25 ETH"``.
-    """
-    if wei is None:
-        return "–"
-    value = (Decimal(int(wei)) / WEI_PER_ETH).quantize(Decimal("0.000001"))
-    text = format(value.normalize(), "f")
-    return f"{text} ETH"
+__all__ = ["eth", "parse_eth", "short", "stars", "user_message"]
 
 
 def parse_eth(text: str | None, field: str) -> int:
@@ -61,8 +47,8 @@ def short(address: str | None) -> str:
 
 
 def stars(average: float | None) -> str:
-    """Show an average rating (1..5) as stars plus its number."""
-    if not average:
+    """Show an average rating (1..5) as five stars, filled to the rounded average (None: never rated)."""
+    if average is None:
         return "no rating yet"
     full = int(round(average))
     return "★" * full + "☆" * (5 - full)

@@ -2,27 +2,35 @@
 
 Counts and earnings are derived from the market's events (the chain is the truth), read
 incrementally from a cursor so a page refresh costs one ``eth_getLogs`` over the new blocks only.
-The daemon's state is read (read-only) from its SQLite file in the iChain state folder.
+The daemon's state comes from the service's ``daemon_state`` report (``ape ichain web`` reads it
+through the daemon's own command), so the page knows nothing of the daemon's files.
 """
 
 from __future__ import annotations
 
-import os
-import sqlite3
 import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from ichain.errors import IChainError
+from ichain.market import Market, MarketEvent, ResultSubmitted, TaskExpired, TaskFinalized, VerdictSubmitted
+
+if TYPE_CHECKING:
+    from ichain.web.service import WebService
+
+#: Jobs of the daemon listed on the dashboard (most recent first).
+JOBS_SHOWN = 20
 
 
 @dataclass
 class _Tally:
-    run: set = field(default_factory=set)
-    validated: set = field(default_factory=set)
+    run: set[int] = field(default_factory=set)
+    validated: set[int] = field(default_factory=set)
     earned: int = 0
-    history: dict = field(default_factory=dict)  # (task_id, role) -> {status, amount}
+    history: dict[tuple[int, str], dict] = field(default_factory=dict)  # (task_id, role) -> {status, amount}
 
 
 class EventTally:
@@ -33,7 +41,7 @@ class EventTally:
         self._next_block = 0
         self._by_worker: dict[str, _Tally] = defaultdict(_Tally)
 
-    def update(self, market: Any) -> None:
+    def update(self, market: Market) -> None:
         """Fold the events of the blocks mined since the last call."""
         from ape import chain
 
@@ -48,71 +56,34 @@ class EventTally:
     def get(self, address: str) -> _Tally:
         """The tally of one worker (empty when it never worked)."""
         with self._lock:
-            return self._by_worker[address.lower()]
+            return self._by_worker[address]
 
-    def _fold(self, ev: Any) -> None:
-        name = _event_name(ev)
-        args = _event_args(ev)
-        task_id = int(args.get("taskId", args.get("task_id", 0)) or 0)
-        provider = str(args.get("provider", "") or "").lower()
-        validator = str(args.get("validator", "") or "").lower()
-        if name == "ResultSubmitted" and provider:
-            t = self._by_worker[provider]
-            t.run.add(task_id)
-            t.history[(task_id, "provider")] = {"status": "Validating" if validator and int(validator, 16)
-                                                else "AwaitingValidator", "amount": 0}
-        elif name == "VerdictSubmitted" and validator:
-            t = self._by_worker[validator]
-            t.validated.add(task_id)
-            fee = int(args.get("validatorFee", args.get("validator_fee", 0)) or 0)
-            t.earned += fee
-            accepted = bool(args.get("accepted"))
-            t.history[(task_id, "validator")] = {"status": "Accepted" if accepted else "Rejected", "amount": fee}
-            if provider and (task_id, "provider") in self._by_worker[provider].history:
-                self._by_worker[provider].history[(task_id, "provider")]["status"] = (
-                    "Accepted" if accepted else "Rejected")
-        elif name == "TaskFinalized" and provider:
-            paid = int(args.get("paid", 0) or 0)
-            t = self._by_worker[provider]
-            t.earned += paid
-            row = t.history.setdefault((task_id, "provider"), {"status": "", "amount": 0})
-            row.update(status="Completed" if paid else "Closed", amount=paid)
-        elif name == "TaskExpired" and provider and int(provider, 16):
-            payout = int(args.get("payout", 0) or 0)
-            t = self._by_worker[provider]
-            t.earned += payout
-            row = t.history.setdefault((task_id, "provider"), {"status": "", "amount": 0})
-            row.update(status="Expired", amount=payout)
-
-
-def _event_name(ev: Any) -> str:
-    for attr in ("event_name", "name", "event"):
-        value = getattr(ev, attr, None)
-        if isinstance(value, str):
-            return value
-    return type(ev).__name__
-
-
-def _event_args(ev: Any) -> dict:
-    for attr in ("event_arguments", "args"):
-        value = getattr(ev, attr, None)
-        if isinstance(value, dict):
-            return value
-    if hasattr(ev, "__dataclass_fields__"):
-        return {k: getattr(ev, k) for k in ev.__dataclass_fields__}
-    return dict(getattr(ev, "__dict__", {}))
-
-
-def daemon_file(service: Any, address: str) -> Path | None:
-    """Where the daemon of ``address`` keeps its SQLite state, if it has one here."""
-    explicit = service.daemon_states.get(address.lower())
-    if explicit is not None:
-        return explicit if explicit.exists() else None
-    folder = Path(service.config.state_dir) / address.lower()
-    from ape import chain
-
-    path = folder / f"daemon-{chain.chain_id}.sqlite"  # ichain.daemon.provider names it so
-    return path if path.is_file() else None
+    def _fold(self, ev: MarketEvent) -> None:
+        if isinstance(ev, ResultSubmitted):
+            t = self._by_worker[ev.provider]
+            t.run.add(ev.task_id)
+            t.history[(ev.task_id, "provider")] = {
+                "status": "Validating" if ev.validator else "AwaitingValidator", "amount": 0}
+        elif isinstance(ev, VerdictSubmitted):
+            t = self._by_worker[ev.validator]
+            t.validated.add(ev.task_id)
+            t.earned += ev.validator_fee
+            verdict = "Accepted" if ev.accepted else "Rejected"
+            t.history[(ev.task_id, "validator")] = {"status": verdict, "amount": ev.validator_fee}
+            for tally in self._by_worker.values():  # the provider's row of that task follows the verdict
+                row = tally.history.get((ev.task_id, "provider"))
+                if row is not None:
+                    row["status"] = verdict
+        elif isinstance(ev, TaskFinalized):
+            t = self._by_worker[ev.provider]
+            t.earned += ev.paid
+            row = t.history.setdefault((ev.task_id, "provider"), {"status": "", "amount": 0})
+            row.update(status="Completed" if ev.paid else "Closed", amount=ev.paid)
+        elif isinstance(ev, TaskExpired) and ev.provider is not None:
+            t = self._by_worker[ev.provider]
+            t.earned += ev.payout
+            row = t.history.setdefault((ev.task_id, "provider"), {"status": "", "amount": 0})
+            row.update(status="Expired", amount=ev.payout)
 
 
 def host_alive(port: Any, host: str = "127.0.0.1") -> bool:
@@ -128,57 +99,22 @@ def host_alive(port: Any, host: str = "127.0.0.1") -> bool:
         return False
 
 
-def read_daemon(path: Path) -> dict:
-    """Read a daemon's state file read-only (never blocks or changes the running daemon)."""
-    uri = f"file:{path}?mode=ro"
-    db = sqlite3.connect(uri, uri=True, timeout=1.0)
-    try:
-        meta = {k: v for k, v in db.execute("SELECT key, value FROM meta")}
-        jobs = db.execute("SELECT task_id, role, stage, updated FROM tasks ORDER BY updated DESC LIMIT 20").fetchall()
-        txs = db.execute("SELECT COUNT(*) FROM txs").fetchone()[0]
-    finally:
-        db.close()
-    import json
-
-    def value(key: str) -> Any:
-        raw = meta.get(key)
-        try:
-            return json.loads(raw) if raw is not None else None
-        except ValueError:
-            return raw
-
-    wal = path.with_name(path.name + "-wal")
-    touched = max(os.path.getmtime(p) for p in (path, wal) if p.exists())
-    heartbeat = value("heartbeat")
-    last = float(heartbeat) if isinstance(heartbeat, (int, float)) else touched
-    return {
-        "checkpoint": value("checkpoint"),
-        "port": value("port"),
-        "transactions": txs,
-        "last_seen": last,
-        "jobs": [{"task_id": j[0], "role": j[1], "stage": j[2],
-                  "updated": time.strftime("%H:%M:%S", time.localtime(j[3]))} for j in jobs],
-    }
-
-
-def provider_view(service: Any, address: str) -> dict:
-    """The provider dashboard's data for one address."""
+def provider_view(service: WebService, address: str) -> dict:
+    """The provider dashboard's data for one (checksummed) address."""
     market = service.market()
     worker = market.worker(address)
-    registered = bool(getattr(worker, "registered", True)) if worker is not None else False
-    row = service._worker_row(worker) if registered else {"price": 0, "rating": 0.0, "ratings": 0,
-                                                          "available": False}
-    tally: EventTally = service.__dict__.setdefault("_tally", EventTally())
+    row = service.worker_row(worker)
+    tally = service.tally
     tally.update(market)
     t = tally.get(address)
     view: dict[str, Any] = {
         "address": address,
-        "registered": registered,
+        "registered": worker.registered,
         "price": row["price"],
         "rating": row["rating"],
         "ratings": row["ratings"],
         "available": row["available"],
-        "credit": int(market.credit(address)),
+        "credit": market.credit(address),
         "earned": t.earned,
         "tasks_run": len(t.run),
         "tasks_validated": len(t.validated),
@@ -186,24 +122,26 @@ def provider_view(service: Any, address: str) -> dict:
         "daemon": None,
         "daemon_note": "",
     }
-    path = daemon_file(service, address)
-    if path is None:
+    try:
+        d = service.daemon_state(address) if service.daemon_state is not None else None
+    except IChainError as err:
+        view["daemon_note"] = f"The daemon's state can't be read: {err}"
+        return view
+    if d is None:
         view["daemon_note"] = (f"No daemon state for this address under {service.config.state_dir}: "
                                "start `ape ichain provide` with this account on this machine.")
-        return view
-    try:
-        d = read_daemon(path)
-    except sqlite3.Error as err:
-        view["daemon_note"] = f"The daemon's state {path} can't be read: {err}"
         return view
     from ape import chain
 
     head = chain.blocks.head.number
     running = host_alive(d["port"], service.config.host)
-    facts = [("State file", path.name),
+    facts = [("State file", Path(d["file"]).name),
              ("Checkpoint", f"block {d['checkpoint']} of {head}" if d["checkpoint"] is not None else "not scanned yet"),
              ("Chunk host port", d["port"] or "–"),
-             ("Transactions sent", d["transactions"]),
+             ("Transactions sent", len(d["transactions"])),
              ("Last activity", time.strftime("%H:%M:%S", time.localtime(d["last_seen"])))]
-    view["daemon"] = {"running": running, "facts": facts, "jobs": d["jobs"]}
+    jobs = sorted(d["tasks"], key=lambda j: -j["updated"])[:JOBS_SHOWN]
+    view["daemon"] = {"running": running, "facts": facts,
+                      "jobs": [{"task_id": j["task_id"], "role": j["role"], "stage": j["stage"],
+                                "updated": time.strftime("%H:%M:%S", time.localtime(j["updated"]))} for j in jobs]}
     return view

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
@@ -16,7 +17,7 @@ class Server(uvicorn.Server):
     """uvicorn's server, telling the app's live streams to end when asked to exit (Ctrl-C, stop()),
     so shutdown does not wait for open browser tabs."""
 
-    def handle_exit(self, sig: int, frame: object) -> None:
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         mark_closing(self.config.app)
         super().handle_exit(sig, frame)
 

@@ -1,8 +1,9 @@
 """What the web page reads and does, on the same SDK and state as the CLI.
 
 :class:`WebService` holds the selected account, the market SDK (:mod:`ichain.market`), the requester
-sessions (:mod:`ichain.requester`) and the provider daemons' state files (:mod:`ichain.daemon`). It
-implements no rule of its own: every action is an SDK or requester-session call, whose typed
+sessions (:mod:`ichain.requester`) and, for the provider dashboard, a report of a provider daemon's state
+that its caller supplies (``ape ichain web`` reads it through the daemon's command; the page never
+opens a daemon's files itself). It implements no rule of its own: every action is an SDK or requester-session call, whose typed
 pre-checks raise an ``IChainError`` before a doomed transaction is sent; the page shows that line.
 Reads are turned into plain dicts for the templates and the JSON endpoints.
 """
@@ -18,11 +19,18 @@ import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import IO, TYPE_CHECKING, Any, Callable
+
+from eth_utils import is_address, to_checksum_address
 
 from ichain.errors import IChainError
+from ichain.market import Status, Task, Worker
+from ichain.requester.format import eth
 from ichain.web.errors import NoAccount, NotReady, WebInputError
 from ichain.web.format import parse_eth, user_message
+
+if TYPE_CHECKING:
+    from ichain.market import Market
 
 #: Largest upload accepted (the task archive), and its unpacked size.
 MAX_UPLOAD = 256 * 1024 * 1024
@@ -45,16 +53,6 @@ class Staged:
     folder: Path
 
 
-def _addr(value: Any) -> str | None:
-    """A checksummed address string, or None for the zero address / nothing."""
-    if value is None:
-        return None
-    text = str(getattr(value, "address", value))
-    if not text or int(text, 16) == 0:
-        return None
-    return text
-
-
 class WebService:
     """The page's model: reads as dicts, actions through the SDK and the requester sessions.
 
@@ -64,8 +62,10 @@ class WebService:
             network without a deployment shows its error on the page instead of stopping the server.
         config: iChain settings (state dir, transport...), from :func:`ichain.config.load_config`.
         tasks_root: Folder whose sub-folders are offered as task folders (default ``./examples``).
-        daemon_states: Extra SQLite files of provider daemons to show, by address (lower case);
-            otherwise ``<state_dir>/<address>/`` is searched.
+        daemon_state: Reports the state of the provider daemon of an address on this machine, or None when it
+            has none: a dict with ``file``, ``checkpoint``, ``port``, ``last_seen`` (Unix time), ``tasks``
+            (``task_id``, ``role``, ``stage``, ``updated``) and ``transactions`` (a list). It may raise an
+            ``IChainError`` when the state can't be read. Without it the dashboard shows no daemon.
         cache_seconds: How long a rendered read is reused across live clients.
     """
 
@@ -76,7 +76,7 @@ class WebService:
         market_factory: Callable[[], Any] | None = None,
         config: Any = None,
         tasks_root: str | Path | None = None,
-        daemon_states: dict[str, Path] | None = None,
+        daemon_state: Callable[[str], dict[str, Any] | None] | None = None,
         cache_seconds: float = 0.3,
     ) -> None:
         if config is None:
@@ -86,10 +86,9 @@ class WebService:
         self.account = account
         self.config = config
         self.tasks_root = Path(tasks_root) if tasks_root else Path.cwd() / "examples"
-        self.daemon_states = {k.lower(): Path(v) for k, v in (daemon_states or {}).items()}
+        self.daemon_state = daemon_state
         self._market_factory = market_factory
-        self._market = None
-        self._market_error: str | None = None
+        self._market: Market | None = None
         self._lock = threading.RLock()
         self._act_lock = threading.Lock()  # one signed action at a time (nonces)
         self._cache: dict[Any, tuple[float, Any]] = {}
@@ -97,12 +96,16 @@ class WebService:
         self._generation = 0
         self._chain_cache: dict[Any, tuple[int, Any]] = {}
         self.uploads_dir = Path(config.state_dir) / "web-uploads"
+        from ichain.web.providers import EventTally
+
+        #: Workers' counts and earnings folded from the market's events (the provider dashboard's).
+        self.tally = EventTally()
         from ichain.web.sessions import Sessions
 
         self.sessions = Sessions(self)
 
     # ---- connection --------------------------------------------------------------------------
-    def market(self) -> Any:
+    def market(self) -> Market:
         """The market SDK for the connected network.
 
         Raises:
@@ -110,17 +113,12 @@ class WebService:
         """
         with self._lock:
             if self._market is None:
-                try:
-                    if self._market_factory is not None:
-                        self._market = self._market_factory()
-                    else:
-                        from ichain.market import Market
+                if self._market_factory is not None:
+                    self._market = self._market_factory()
+                else:
+                    from ichain.market import Market
 
-                        self._market = Market.from_deployment()
-                except IChainError as err:
-                    self._market_error = str(err)
-                    raise
-                self._market_error = None
+                    self._market = Market.from_deployment()
             return self._market
 
     def network(self) -> dict:
@@ -180,7 +178,7 @@ class WebService:
             self._chain_cache[key] = (head, value)
         return value
 
-    def chain_task(self, task_id: int) -> Any:
+    def chain_task(self, task_id: int) -> Task:
         """The SDK's record of a task, read once per block."""
         return self.at_head(("task", int(task_id)), lambda: self.market().task(int(task_id)))
 
@@ -209,21 +207,17 @@ class WebService:
             market = self.market()
         except IChainError:
             return []
-        return self.at_head("providers", lambda: [self._worker_row(w) for w in market.providers()])
+        return self.at_head("providers", lambda: [self.worker_row(w) for w in market.providers()])
 
     @staticmethod
-    def _worker_row(worker: Any) -> dict:
-        count = int(getattr(worker, "rating_count", getattr(worker, "ratings", 0)) or 0)
-        average = getattr(worker, "rating", None)
-        if average is None:
-            total = int(getattr(worker, "rating_sum", 0) or 0)
-            average = total / count if count else 0.0
+    def worker_row(worker: Worker) -> dict:
+        """A worker as the page shows it; ``rating`` is its average, None until it is first rated."""
         return {
-            "address": str(worker.address),
-            "price": int(worker.price),
-            "rating": float(average or 0.0),
-            "ratings": count,
-            "available": bool(getattr(worker, "available", True)),
+            "address": worker.address,
+            "price": worker.price,
+            "rating": worker.average_rating,
+            "ratings": worker.rating_count,
+            "available": worker.available,
         }
 
     def pools(self) -> dict:
@@ -235,42 +229,38 @@ class WebService:
             return empty
         return self.at_head("pools", lambda: self._pools(market))
 
-    def _pools(self, market: Any) -> dict:
+    def _pools(self, market: Market) -> dict:
         pools = market.pools()
-        me = str(self.account.address).lower() if self.account is not None else ""
-        workers = {w["address"].lower(): w for w in self.providers()}
+        me = str(self.account.address) if self.account is not None else ""
+        workers = {w["address"]: w for w in self.providers()}
 
-        def task_item(task: Any, who: str) -> dict:
-            tid = int(task.task_id)
-            requester = _addr(task.requester) or ""
-            party = _addr(getattr(task, who, None)) if who else None
-            detail = f"by {requester[:6]}…{requester[-4:]}" if requester else ""
+        def task_item(task: Task) -> dict:
+            # The party the task waits for in its pool.
+            party, who = ((task.validator, "validator") if task.status == Status.Validating
+                          else (task.provider, "provider"))
+            detail = f"by {task.requester[:6]}…{task.requester[-4:]}"
             if party:
                 detail += f" · {who} {party[:6]}…{party[-4:]}"
-            return {"key": f"task-{tid}", "label": f"Task #{tid}", "detail": detail,
-                    "mine": requester.lower() == me}
+            return {"key": f"task-{task.task_id}", "label": f"Task #{task.task_id}", "detail": detail,
+                    "mine": task.requester == me}
 
-        def worker_item(w: Any) -> dict:
-            address = str(getattr(w, "address", w))
-            row = workers.get(address.lower()) or self._worker_row(market.worker(address))
-            rating = f"{row['rating']:.1f}★ ({row['ratings']})" if row["ratings"] else "no rating yet"
-            from ichain.web.format import eth
-
+        def worker_item(address: str) -> dict:
+            row = workers.get(address) or self.worker_row(market.worker(address))
+            rating = f"{row['rating']:.1f}★ ({row['ratings']})" if row["rating"] is not None else "no rating yet"
             return {"key": f"worker-{address}", "label": f"{address[:6]}…{address[-4:]}",
-                    "detail": f"{eth(row['price'])} · {rating}", "mine": address.lower() == me}
+                    "detail": f"{eth(row['price'])} · {rating}", "mine": address == me}
 
-        roles = {"pending": "", "executing": "provider", "awaiting_validator": "provider",
-                 "validating": "validator", "accepted": "provider"}
-        listed = {name: list(getattr(pools, name, []) or []) for name, _ in POOLS}
-        shown = {name: ids[:POOL_SHOWN] for name, ids in listed.items()}  # bounded reads, however full the pools
-        task_ids = [tid for name, ids in shown.items() if name != "available" for tid in ids]
+        task_pools = {"pending": pools.pending, "executing": pools.executing,
+                      "awaiting_validator": pools.awaiting_validator, "validating": pools.validating,
+                      "accepted": pools.accepted}
+        shown = {name: ids[:POOL_SHOWN] for name, ids in task_pools.items()}  # bounded reads, however full
+        task_ids = [tid for ids in shown.values() for tid in ids]
         tasks = dict(zip(task_ids, market.tasks(task_ids)))  # every task shown, in one round trip
-        out = {}
-        for name, ids in shown.items():
-            items = [worker_item(w) for w in ids] if name == "available" else [task_item(tasks[t], roles[name])
-                                                                                for t in ids]
-            out[name] = {"items": items, "total": len(listed[name])}
-        return out
+        out = {name: {"items": [task_item(tasks[t]) for t in ids], "total": len(task_pools[name])}
+               for name, ids in shown.items()}
+        out["available"] = {"items": [worker_item(a) for a in pools.available[:POOL_SHOWN]],
+                            "total": len(pools.available)}
+        return {name: out[name] for name, _ in POOLS}
 
     def task_folders(self) -> list[dict]:
         """Task folders offered on the server (sub-folders of ``tasks_root``)."""
@@ -293,10 +283,6 @@ class WebService:
         if not address:
             return None
         address = address.strip()
-        try:
-            from eth_utils import is_address, to_checksum_address
-        except ImportError:  # pragma: no cover - eth-utils comes with ape
-            raise
         if not is_address(address):
             raise WebInputError(f"Provider address: {address!r} is not an Ethereum address")
         address = to_checksum_address(address)
@@ -421,41 +407,39 @@ class WebService:
 
     def choose_provider(self, task_id: int, provider: str) -> None:
         """Name the provider of a pending task (the task is then sealed to its key and hosted)."""
-        account = self.require_account()
+        self.require_account()
         if not provider.strip():
             raise WebInputError("Provider: choose one in the list")
         with self._act_lock:
-            self.sessions.get(task_id).assign_provider(provider.strip(), account=account)
+            self.sessions.get(task_id).assign_provider(provider.strip())
         self.invalidate()
 
     def choose_validator(self, task_id: int, validator: str) -> None:
         """Name the validator of a task."""
-        account = self.require_account()
+        self.require_account()
         if not validator.strip():
             raise WebInputError("Validator: choose one in the list")
         with self._act_lock:
-            self.sessions.get(task_id).assign_validator(validator.strip(), account=account)
+            self.sessions.get(task_id).assign_validator(validator.strip())
         self.invalidate()
 
     def stop(self, task_id: int) -> str:
         """Stop a task: cancel while pending, or expire it after its deadline (refund)."""
-        account = self.require_account()
+        self.require_account()
         with self._act_lock:
-            message = self.sessions.get(task_id).stop(account=account)
+            message = self.sessions.get(task_id).stop()
         self.invalidate()
         return message
 
     def finalize(self, task_id: int, rating: str) -> None:
         """Finalize an accepted task with a rating from 1 to 5 (pays the provider)."""
-        account = self.require_account()
+        self.require_account()
         try:
             value = int(rating)
         except (TypeError, ValueError):
             raise WebInputError("Rating: choose 1 to 5 stars") from None
-        if not 1 <= value <= 5:
-            raise WebInputError("Rating: choose 1 to 5 stars")
         with self._act_lock:
-            self.sessions.get(task_id).finalize(value, account=account)
+            self.sessions.get(task_id).finalize(value)  # the SDK refuses a rating outside 1..5
         self.invalidate()
 
     def result_file(self, task_id: int) -> Path:
@@ -526,9 +510,11 @@ def _safe_extract(archive: Path, dest: Path, *, zip_: bool) -> None:
                     if total > MAX_UNPACKED:
                         raise WebInputError("Upload: the archive unpacks to more than 1 GiB")
                     out.parent.mkdir(parents=True, exist_ok=True)
-                    src = tf.extractfile(member)
-                    with src, open(out, "wb") as dst:
-                        shutil.copyfileobj(src, dst)
+                    data = tf.extractfile(member)
+                    if data is None:
+                        raise WebInputError(f"Upload: {member.name!r} can't be read")
+                    with data, open(out, "wb") as dst:
+                        shutil.copyfileobj(data, dst)
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as err:
         raise WebInputError(f"Upload: not a readable archive ({type(err).__name__})") from None
 

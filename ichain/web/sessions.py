@@ -5,6 +5,12 @@ finalize) is :mod:`ichain.requester`, the same one the CLI uses. This module onl
 sessions started from the page, moves each one forward in a background thread (so a result is
 fetched even while nobody looks at the page), and turns the chain's view of a task plus the
 session's transfer progress into what the templates show.
+
+A party that stays silent is handled by the requester's recovery policy (:mod:`ichain.requester.policy`),
+the one ``ape ichain submit`` applies by itself: here it decides what the task's actions offer (the
+validator list once a validator is overdue and another one is available, the refund when the provider is
+overdue or nobody else can validate) and says so on the task. The page's user clicks it: the page signs
+only what its user asks for.
 """
 
 from __future__ import annotations
@@ -15,10 +21,15 @@ import shutil
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ichain.errors import IChainError
+from ichain.market import Status
+from ichain.requester import TERMINAL, Recovery, RequesterSession, assess
 from ichain.web.errors import UnknownTask
+
+if TYPE_CHECKING:
+    from ichain.web.service import WebService
 
 log = logging.getLogger("ichain.web")
 
@@ -42,30 +53,6 @@ LABELS = {
     "Cancelled": "stopped: refunded",
     "Expired": "expired: settled",
 }
-TERMINAL = {"Completed", "Closed", "Cancelled", "Expired"}
-
-
-def status_name(value: Any) -> str:
-    """The name of a task status from the SDK (enum, name or number)."""
-    value = getattr(value, "status", value)
-    names = ["None", "Pending", "Executing", "AwaitingValidator", "Validating", "Accepted", "Rejected",
-             "Completed", "Closed", "Cancelled", "Expired"]
-    if isinstance(value, int) and not hasattr(value, "name"):
-        return names[value] if 0 <= value < len(names) else str(value)
-    name = getattr(value, "name", None) or str(value)
-    return name.split(".")[-1]
-
-
-def _address(value: Any) -> str | None:
-    if value is None:
-        return None
-    text = str(getattr(value, "address", value))
-    try:
-        return None if int(text, 16) == 0 else text
-    except ValueError:
-        return text
-
-
 def steps_for(status: str) -> list[dict]:
     """The lifecycle stepper: which steps are done, current, or where the task ended."""
     order = [s for s, _ in STEPS]
@@ -114,7 +101,8 @@ def transfers_view(snap: dict) -> list[dict]:
     return out
 
 
-def _size(n: int) -> str:
+def _size(size: int) -> str:
+    n = float(size)
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -135,24 +123,30 @@ def _bar(role: str, label: str, pcts: list[int]) -> dict:
             "done": sum(1 for p in pcts if p >= 100), "percent": int(sum(pcts) / total) if total else 0}
 
 
+#: What the task panel says about the recovery policy's advice.
+_RECOVERY_TEXT = {
+    Recovery.REFUND: "{reason}: claim the refund below to get the whole deposit back.",
+    Recovery.REPLACE_VALIDATOR: "{reason}: choose another validator below, or claim the refund.",
+}
+
+
 class Session:
     """One posted task of the requester: its :class:`~ichain.requester.RequesterSession`, kept hosting,
     plus a follower thread that fetches and verifies the result as soon as it is committed."""
 
-    def __init__(self, owner: "Sessions", req: Any) -> None:
-        self.owner = owner
+    def __init__(self, req: RequesterSession) -> None:
         self.req = req
-        self.task_id = int(req.task_id)
-        self.name = str(req.data.get("task_name") or req.data.get("id"))
+        self.task_id = int(req.data["task_id"])  # only posted sessions are followed
+        self.name = str(req.data.get("task_name") or req.data["id"])
         self.error: str | None = None
         self.lock = threading.RLock()  # the requester session is not meant for concurrent calls
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._follow, name=f"ichain-web-task-{self.task_id}", daemon=True)
 
-    def start(self) -> "Session":
+    def start(self) -> Session:
         """Serve the task's files again (after a restart) and follow the task."""
         status = self.req.data.get("chain_status")
-        if status not in TERMINAL:
+        if status is None or Status[status] not in TERMINAL:
             try:
                 with self.lock:
                     self.req.start_host()
@@ -167,8 +161,7 @@ class Session:
             delay = min(delay * 2, MAX_BACKOFF) if self.error else FOLLOW_INTERVAL
             try:
                 with self.lock:
-                    task = self.req.refresh()
-                    status = status_name(getattr(task, "status", None))
+                    status = self.req.refresh().status
                     if self.req.data.get("result_locator") and not self.req.data.get("result_dir"):
                         self.req.fetch_result()  # download, check hash + meta, unpack
                 self.error = None
@@ -180,23 +173,23 @@ class Session:
                 log.exception("requester session %s", self.task_id)
                 self.error = f"{type(err).__name__}: {' '.join(str(err).split())[:200]}"
 
-    def assign_provider(self, provider: str, *, account: Any) -> None:
+    def assign_provider(self, provider: str) -> None:
         """Name the provider: the task is sealed to its key, hosted, and the provider assigned on chain."""
         with self.lock:
             self.req.assign_provider(provider)
 
-    def assign_validator(self, validator: str, *, account: Any) -> None:
-        """Name the validator: task and verified result are re-hosted for it."""
+    def assign_validator(self, validator: str) -> None:
+        """Name the validator (or replace a silent one): task and verified result are re-hosted for it."""
         with self.lock:
             self.req.choose_validator(validator)
 
-    def stop(self, *, account: Any) -> str:
+    def stop(self) -> str:
         """Cancel while pending, else expire after the deadline (the SDK says when it is too early)."""
         with self.lock:
             how = self.req.refund()
         return f"Task {self.task_id} {how}: the deposit is back in your credit (Withdraw to get it)"
 
-    def finalize(self, rating: int, *, account: Any) -> None:
+    def finalize(self, rating: int) -> None:
         """Rate the provider and release the payment (or just rate after a reject)."""
         with self.lock:
             self.req.finalize(rating)
@@ -220,7 +213,7 @@ class Session:
 class Sessions:
     """The requester's sessions on this chain and market (those of the CLI too: same state folder)."""
 
-    def __init__(self, service: Any) -> None:
+    def __init__(self, service: WebService) -> None:
         self.service = service
         self._by_id: dict[int, Session] = {}
         self._lock = threading.RLock()
@@ -228,8 +221,6 @@ class Sessions:
 
     def _scan(self) -> None:
         """Pick up every posted session of the account on this market (new ones from the CLI too)."""
-        from ichain.requester import RequesterSession
-
         account = self.service.account
         if account is None or self._closed:
             return
@@ -237,15 +228,14 @@ class Sessions:
         from ape import chain
 
         chain_id = int(chain.chain_id)
-        address = str(market.address).lower()
         for data in RequesterSession.list(config=self.service.config, address=str(account.address)):
             tid = data.get("task_id")
             if tid is None or int(tid) in self._by_id:
                 continue
-            if int(data.get("chain_id", -1)) != chain_id or str(data.get("market", "")).lower() != address:
+            if data["chain_id"] != chain_id or data["market"] != market.address:
                 continue
             req = RequesterSession.load(data["id"], market=market, account=account, config=self.service.config)
-            self._by_id[int(tid)] = Session(self, req).start()
+            self._by_id[int(tid)] = Session(req).start()
 
     def submit(self, account: Any, folder: Path, *, name: str, price: int, validator_fee: int,
                provider: str | None, validator: str | None) -> int:
@@ -254,8 +244,6 @@ class Sessions:
         The task is posted pending (no provider) unless one is given: the page then offers the
         ranked list to choose from. A failed post (a pre-check refused it) leaves nothing behind.
         """
-        from ichain.requester import RequesterSession
-
         market = self.service.market()
         req = RequesterSession.prepare(folder, market=market, account=account, config=self.service.config)
         req.data["task_name"] = name
@@ -267,7 +255,7 @@ class Sessions:
                 shutil.rmtree(req.root, ignore_errors=True)
             raise
         with self._lock:
-            self._by_id[int(task_id)] = Session(self, req).start()
+            self._by_id[int(task_id)] = Session(req).start()
         return int(task_id)
 
     def get(self, task_id: int) -> Session:
@@ -287,7 +275,7 @@ class Sessions:
             sessions = sorted(self._by_id.values(), key=lambda s: -s.task_id)
         out = []
         for s in sessions:
-            status = status_name(self.service.chain_task(s.task_id).status)
+            status = self.service.chain_task(s.task_id).status.name
             out.append({"id": s.task_id, "name": s.name, "status": status, "status_label": LABELS.get(status, status)})
         return out
 
@@ -295,10 +283,10 @@ class Sessions:
         """Everything the task panel shows: chain state (status, parties, deadline) and the session's."""
         session = self.get(task_id)
         task = self.service.chain_task(task_id)
-        status = status_name(task.status)
+        status = task.status.name
         snap = session.req.status()
-        deadline = int(getattr(task, "deadline", 0) or 0)
-        past = bool(deadline) and self.service.market().now() > deadline
+        advice = assess(session.req, task)
+        past = self.service.market().now() > task.deadline
         result = session.result_path()
         metrics = snap.get("metrics") or {}
         view = {
@@ -307,35 +295,43 @@ class Sessions:
             "status": status,
             "status_label": LABELS.get(status, status),
             "steps": steps_for(status),
-            "provider": _address(getattr(task, "provider", None)),
-            "validator": _address(getattr(task, "validator", None)),
-            "price": int(getattr(task, "price", 0) or 0),
-            "validator_fee": int(getattr(task, "validator_fee", getattr(task, "validatorFee", 0)) or 0),
-            "deadline": (time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(deadline)) + (" (passed)" if past else ""))
-            if deadline and status not in TERMINAL else None,
+            "provider": task.provider,
+            "validator": task.validator,
+            "price": task.price,
+            "validator_fee": task.validator_fee,
+            "deadline": (time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(task.deadline))
+                         + (" (passed)" if past else "")) if task.status not in TERMINAL else None,
             "result_hash": ("0x" + snap["result_hash"]) if snap.get("result_hash") else None,
             "accepted": snap.get("accepted"),
             "rating": snap.get("rating"),
             "transfers": transfers_view(snap),
             "note": _short_paths((snap.get("history") or [{}])[-1].get("message")),
             "error": session.error,
+            "recovery": (_RECOVERY_TEXT[advice.action].format(reason=advice.reason.capitalize())
+                         if advice.action is not Recovery.NONE else None),
             "metrics": metrics,
         }
         view["can"] = {
-            "choose_provider": status == "Pending",
-            "choose_validator": status == "AwaitingValidator" or (status == "Validating" and past),
+            "choose_provider": task.status == Status.Pending,
+            # After the result; again when the policy would replace a silent validator.
+            "choose_validator": (task.status == Status.AwaitingValidator
+                                 or advice.action is Recovery.REPLACE_VALIDATOR),
             # Getting the deposit back: cancel while pending; after a missed deadline, expire
             # (before it, the SDK's pre-check says when). After the result, expiry pays the provider.
-            "stop": status in ("Pending", "Executing", "Validating"),
-            "finalize": status in ("Accepted", "Rejected"),
+            "stop": task.status in (Status.Pending, Status.Executing, Status.Validating),
+            "finalize": task.status in (Status.Accepted, Status.Rejected),
             "download": result is not None,
         }
-        if status == "Pending":
+        if task.status == Status.Pending:
             view["stop_label"], view["stop_hint"] = "Stop and refund", "Nobody works on it yet: full refund."
         else:
             view["stop_label"] = "Claim refund"
-            view["stop_hint"] = ("The deadline passed: settle the escrow." if past else
-                                 f"Allowed once the deadline passes ({view['deadline']}).")
+            if advice.action is Recovery.REFUND:
+                view["stop_hint"] = "The deadline passed: the whole deposit comes back."
+            elif past:
+                view["stop_hint"] = "The deadline passed: settle the escrow."
+            else:
+                view["stop_hint"] = f"Allowed once the deadline passes ({view['deadline']})."
         return view
 
     def close(self) -> None:

@@ -20,7 +20,7 @@ import pytest
 from ape import accounts, chain
 from playwright.sync_api import expect
 
-from ichain.web.testing import (  # noqa: F401  (fixtures)
+from web_helpers import (  # noqa: F401  (fixtures)
     ARTIFACTS,
     EXAMPLES,
     PHONE,

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from ape import accounts
 
-from ichain.web.testing import ARTIFACTS, browser, open_page, shot, web, web_market  # noqa: F401  (fixtures)
+from web_helpers import ARTIFACTS, browser, open_page, shot, web, web_market  # noqa: F401  (fixtures)
 from ichain.net import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]

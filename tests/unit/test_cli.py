@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 APE = str(Path(sys.executable).with_name("ape"))
+DIGITS = Path(__file__).resolve().parents[2] / "examples" / "digits"
 COMMANDS = ("provide", "submit", "status", "pools", "providers", "finalize", "refund", "withdraw", "account", "demo")
 
 
@@ -128,3 +129,52 @@ def test_provide__state_of_another_market__one_line_error(node, cli_market, tmp_
     line = _one_error_line(run("provide", "--network", node, "--market", cli_market.market, "--account", "TEST::6",
                                "--state-dir", str(tmp_path)))
     assert "use another --state-dir" in line
+
+
+def test_providers__unrated_worker__json_rating_null_and_price_in_wei(node, cli_market, accounts):
+    from ichain._cli._common import get_market
+    from ichain.transfer import KeyPair
+
+    market = get_market(cli_market.market)
+    if not market.worker(accounts[4].address).registered:
+        market.register(KeyPair.generate().public_bytes, 10**15, sender=accounts[4])
+    proc = run("providers", "--network", node, "--market", cli_market.market, "--json")
+    assert proc.returncode == 0, proc.stderr
+    row = next(r for r in json.loads(proc.stdout.strip().splitlines()[-1]) if r["address"] == accounts[4].address)
+    assert (row["rating"], row["ratings"], row["price"]) == (None, 0, 10**15)
+
+
+def test_finalize__task_with_a_request_session__rating_recorded_in_the_session(node, cli_market, accounts, tmp_path):
+    """``ape ichain finalize`` of a task submitted from this machine goes through its session, whose
+    session.json then holds the rating (as after ``submit``), not only the chain."""
+    from ichain._cli._common import get_market
+    from ichain.config import load_config
+    from ichain.requester import RequesterSession
+    from ichain.transfer import KeyPair
+
+    market = get_market(cli_market.market)
+    provider, validator = accounts[3], accounts[4]
+    for worker in (provider, validator):
+        if not market.worker(worker.address).registered:
+            market.register(KeyPair.generate().public_bytes, 10**15, sender=worker)
+    config = load_config(state_dir=tmp_path / "state")
+    session = RequesterSession.prepare(DIGITS, market=market, account=accounts[0], config=config)
+    try:
+        tid = session.post(provider=provider.address, validator=None, timeout=60)
+    finally:
+        session.close()
+    result = bytes(range(1, 33))
+    market.submit_result(tid, result, b"\x01", sender=provider)
+    market.assign_validator(tid, validator.address, b"\x01", sender=accounts[0])
+    market.submit_verdict(tid, result, True, sender=validator)
+    proc = run("finalize", str(tid), "--rating", "4", "--network", node, "--market", cli_market.market,
+               "--account", "TEST::0", "--state-dir", str(tmp_path / "state"))
+    assert proc.returncode == 0, proc.stderr
+    saved = json.loads((session.root / "session.json").read_text())
+    assert (saved["rating"], saved["stage"], saved["chain_status"]) == (4, "finalized", "Completed")
+
+
+def test_finalize__rating_out_of_range__the_sdk_s_one_line_error(node, cli_market):
+    line = _one_error_line(run("finalize", "1", "--rating", "9", "--network", node, "--market", cli_market.market,
+                               "--account", "TEST::5"))
+    assert "rating must be 1..5" in line

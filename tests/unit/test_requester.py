@@ -1,4 +1,5 @@
-"""The requester session: checks before any deposit, persistence, resume, JSON-able status."""
+"""The requester session: checks before any deposit, persistence, resume, JSON-able status; the recovery
+policy for silent parties."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from ichain.config import load_config
-from ichain.requester import RequestError, RequesterSession
+from ichain.market import InvalidRating, Status, Task
+from ichain.requester import Recovery, RequestError, RequesterSession, advise, recover
 from ichain.sandbox import TaskFormatError
 from ichain.transfer import KeyPair
 
@@ -97,3 +99,67 @@ def test_fetch_result__no_result_yet__request_error(req_market, accounts, config
 def test_load__unknown_session__request_error(req_market, accounts, config):
     with pytest.raises(RequestError, match="no request session"):
         RequesterSession.load("nope", market=req_market, account=accounts[0], config=config)
+
+
+# ---- the recovery policy ------------------------------------------------------------------------------
+def _task(status: Status, deadline: int = 1000) -> Task:
+    return Task(task_id=7, requester="0x" + "11" * 20, status=status, deadline=deadline, provider="0x" + "22" * 20,
+                validator="0x" + "33" * 20, price=10, validator_fee=1, timeout=60)
+
+
+@pytest.mark.parametrize("status", [Status.Pending, Status.Executing])
+def test_advise__provider_silent_past_deadline__refund(status):
+    assert advise(_task(status), now=1001, replacement=None).action is Recovery.REFUND
+
+
+def test_advise__validator_silent_past_deadline__replaced_by_the_other_worker():
+    advice = advise(_task(Status.Validating), now=1001, replacement="0x" + "44" * 20)
+    assert (advice.action, advice.replacement) == (Recovery.REPLACE_VALIDATOR, "0x" + "44" * 20)
+
+
+def test_advise__validator_silent_and_nobody_else__refund():
+    assert advise(_task(Status.Validating), now=1001, replacement=None).action is Recovery.REFUND
+
+
+@pytest.mark.parametrize("status", [Status.Executing, Status.Validating, Status.AwaitingValidator, Status.Accepted])
+def test_advise__deadline_not_passed_or_nothing_to_do__none(status):
+    assert advise(_task(status), now=1000, replacement="0x" + "44" * 20).action is Recovery.NONE
+    if status in (Status.AwaitingValidator, Status.Accepted):
+        assert advise(_task(status), now=5000, replacement="0x" + "44" * 20).action is Recovery.NONE
+
+
+def test_recover__provider_silent_past_its_deadline__deposit_refunded(req_market, accounts, config, chain):
+    s = RequesterSession.prepare(DIGITS, market=req_market, account=accounts[0], config=config)
+    try:
+        tid = s.post(provider=accounts[3].address, validator=None, price=3 * 10**15, timeout=60)
+        assert recover(s).action is Recovery.NONE  # the provider still has time
+        chain.provider.make_request("evm_increaseTime", [61])
+        chain.provider.make_request("evm_mine", [])
+        assert recover(s).action is Recovery.REFUND
+        assert req_market.task(tid).status == Status.Expired
+        assert s.data["settled"] == {"event": "TaskExpired", "refund": 3 * 10**15, "payout": 0}
+    finally:
+        s.close()
+
+
+def test_finalize__rating_out_of_range__sdk_refuses_before_sending(req_market, accounts, config):
+    s = RequesterSession.prepare(DIGITS, market=req_market, account=accounts[0], config=config)
+    try:
+        s.post(provider=accounts[3].address, validator=None, price=3 * 10**15, timeout=60)
+        nonce = accounts[0].nonce
+        with pytest.raises(InvalidRating):
+            s.finalize(6)
+        assert accounts[0].nonce == nonce and "rating" not in s.data
+    finally:
+        s.close()
+
+
+def test_for_task__posted_here_or_elsewhere__session_or_none(req_market, accounts, config):
+    s = RequesterSession.prepare(DIGITS, market=req_market, account=accounts[0], config=config)
+    try:
+        tid = s.post(provider=accounts[3].address, validator=None, price=3 * 10**15, timeout=60)
+    finally:
+        s.close()
+    found = RequesterSession.for_task(tid, market=req_market, account=accounts[0], config=config)
+    assert found is not None and found.data["id"] == s.data["id"]
+    assert RequesterSession.for_task(tid + 1000, market=req_market, account=accounts[0], config=config) is None

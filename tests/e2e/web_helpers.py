@@ -1,16 +1,18 @@
 """Browser-test harness for the web page: Debian's Chromium through Playwright, screenshots, servers.
 
-Import the fixtures in a test module (``from ichain.web.testing import browser, open_page, web``).
-Playwright drives the system Chromium (``/usr/bin/chromium``, installed by ``make setup``); it never
-downloads a browser.
+Import the fixtures in a test module (``from web_helpers import browser, open_page, web``).
+Playwright drives the system Chromium (``/usr/bin/chromium``, installed by ``make setup``, or the one
+``ICHAIN_CHROMIUM`` names); it never downloads a browser.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
+from ichain._cli.provide import daemon_report
 from ichain.config import IChainConfig
 from ichain.web import WebService, create_app
 from ichain.web.server import BackgroundServer
@@ -18,7 +20,7 @@ from ichain.web.server import BackgroundServer
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 ARTIFACTS = ROOT / "tests" / "artifacts" / "web"
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = os.environ.get("ICHAIN_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 PHONE = {"width": 390, "height": 844}
@@ -102,10 +104,17 @@ def web(tmp_path):
     running = []
 
     def _serve(account, market_factory, *, state: Path | None = None, tasks_root: Path = EXAMPLES,
-               daemon_states: dict | None = None):
+               daemon_states: dict[str, Path] | None = None):
+        """``daemon_states``: the state file of each provider daemon the dashboard shows, by address."""
+        files = dict(daemon_states or {})
+
+        def daemon_state(address: str) -> dict | None:
+            path = files.get(address)
+            return daemon_report(path) if path is not None and path.is_file() else None
+
         service = WebService(account=account, market_factory=market_factory,
                              config=IChainConfig(state_dir=state or tmp_path / "state"), tasks_root=tasks_root,
-                             daemon_states=daemon_states)
+                             daemon_state=daemon_state)
         server = BackgroundServer(create_app(service)).start()
         running.append((server, service))
         return server

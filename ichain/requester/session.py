@@ -1,6 +1,7 @@
-"""The requester flow, as one session object driven by the CLI (``ape ichain submit``) and the web page.
+"""The requester's session: one task, from a folder on disk to a finalized, rated result.
 
-A :class:`RequesterSession` walks a task through the market::
+A :class:`RequesterSession` walks a task through the market (the round with its recovery policy,
+:func:`ichain.requester.flow.run_round`, drives it for ``ape ichain submit`` and the demo)::
 
     s = RequesterSession.prepare("examples/digits", market=market, account=acct, config=cfg)  # checks, packs
     s.post(provider="best", validator=None)      # hosts the task (sealed to the provider), posts the deposit
@@ -19,6 +20,7 @@ on-chain status, deadlines, chosen parties, and per-chunk transfer progress.
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import secrets
@@ -26,18 +28,29 @@ import shutil
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ichain.config import IChainConfig
-from ichain.transfer.envelope import Envelope
-from ichain.daemon.provider import ZERO, as_bytes, field_of, same, status_name
-from ichain.files import sha256_file
-from ichain.net import free_port
-from ichain.tor import transport_for
 from ichain.errors import IChainError
+from ichain.files import sha256_file
+from ichain.market import (
+    Market, ProviderAssigned, ResultSubmitted, Status, Task, TaskCancelled, TaskExpired, TaskFinalized,
+    ValidatorAssigned, VerdictSubmitted, Worker,
+)
+from ichain.net import free_port
+from ichain.tor import TorTransport, transport_for
+from ichain.transfer.envelope import Envelope
 
-TERMINAL = ("Completed", "Closed", "Cancelled", "Expired")
-#: Gas limit for expire() (it costs under 60k); given explicitly so no estimate runs on a stale block.
+if TYPE_CHECKING:
+    from ichain.transfer import ChunkHost, KeyPair
+    from ichain.transfer.progress import FetchProgress
+
+#: Statuses after which nothing more happens to a task (Rejected still waits for its rating).
+TERMINAL = frozenset({Status.Completed, Status.Closed, Status.Cancelled, Status.Expired})
+
+
+def _status(value: str | Status) -> Status:
+    return value if isinstance(value, Status) else Status[value]
 
 
 class RequestError(IChainError):
@@ -61,17 +74,17 @@ class RequesterSession:
         config: iChain settings.
     """
 
-    def __init__(self, root: Path, data: dict, *, market: Any, account: Any, config: IChainConfig):
+    def __init__(self, root: Path, data: dict, *, market: Market, account: Any, config: IChainConfig):
         self.root = Path(root)
         self.data = data
         self.market = market
         self.account = account
         self.config = config
-        self.host = None
-        self.keypair = None
+        self.host: ChunkHost | None = None
+        self.keypair: KeyPair | None = None
         self.progress: dict[str, Any] = {}
         self._lock = threading.RLock()
-        self._chain_task: Any = None
+        self._chain_task: Task | None = None
         #: Seconds to keep retrying a result fetch while the provider's host is unreachable.
         self.fetch_patience = 120.0
 
@@ -84,7 +97,7 @@ class RequesterSession:
         return path
 
     @classmethod
-    def prepare(cls, task_dir: str | Path, *, market: Any, account: Any, config: IChainConfig) -> "RequesterSession":
+    def prepare(cls, task_dir: str | Path, *, market: Market, account: Any, config: IChainConfig) -> RequesterSession:
         """Check and package a task folder; nothing is sent and no deposit is taken.
 
         Raises:
@@ -93,7 +106,7 @@ class RequesterSession:
         from ichain.sandbox import load_task, pack_task
 
         task_dir = Path(task_dir)
-        spec = load_task(task_dir)  # raises TaskFormatError before anything else happens
+        load_task(task_dir)  # raises TaskFormatError before anything else happens
         sid = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
         root = cls.sessions_dir(config, account.address) / sid
         root.mkdir(parents=True)
@@ -103,14 +116,14 @@ class RequesterSession:
         data = {
             "id": sid,
             "task_dir": str(task_dir.resolve()),
-            "task_name": str(field_of(spec, "name", default=task_dir.name)),
+            "task_name": task_dir.name,
             "task_hash": digest.hex(),
             "task_size": (root / "task.tar").stat().st_size,
             "stage": "prepared",
             "created": time.time(),
             "requester": str(account.address),
             "chain_id": int(cls._web3().eth.chain_id),
-            "market": cls._market_address(market),
+            "market": market.address,
             "history": [],
         }
         session = cls(root, data, market=market, account=account, config=config)
@@ -118,7 +131,7 @@ class RequesterSession:
         return session
 
     @classmethod
-    def load(cls, session_id: str, *, market: Any, account: Any, config: IChainConfig) -> "RequesterSession":
+    def load(cls, session_id: str, *, market: Market, account: Any, config: IChainConfig) -> RequesterSession:
         """Resume a session from disk (by id, or by on-chain task id as ``#N`` or ``N``)."""
         base = cls.sessions_dir(config, account.address)
         root = base / session_id
@@ -135,7 +148,18 @@ class RequesterSession:
         return cls(root, data, market=market, account=account, config=config)
 
     @classmethod
-    def list(cls, *, config: IChainConfig, address: str) -> list[dict]:
+    def for_task(cls, task_id: int, *, market: Market, account: Any,
+                 config: IChainConfig) -> RequesterSession | None:
+        """The session that posted ``task_id`` on this chain and market, or None (a task posted elsewhere)."""
+        chain_id = int(cls._web3().eth.chain_id)
+        for data in cls.list(config=config, address=account.address):
+            if (data.get("task_id") == int(task_id) and data.get("chain_id") == chain_id
+                    and data.get("market") == market.address):
+                return cls.load(data["id"], market=market, account=account, config=config)
+        return None
+
+    @classmethod
+    def list(cls, *, config: IChainConfig, address: str) -> builtins.list[dict]:
         """The persisted sessions of an account (newest first), as JSON-able dicts."""
         out = []
         for path in sorted(cls.sessions_dir(config, address).glob("*/session.json"), reverse=True):
@@ -162,10 +186,6 @@ class RequesterSession:
 
         return chain.provider.web3
 
-    @staticmethod
-    def _market_address(market: Any) -> str:
-        return str(field_of(market, "address", default="") or market.contract.address)
-
     @property
     def task_id(self) -> int | None:
         """The on-chain task id once posted."""
@@ -180,7 +200,7 @@ class RequesterSession:
         """The transfer context of this task for ``role``."""
         from ichain.transfer import TransferContext
 
-        task_id = self.data.get("task_id", self.data.get("predicted_id"))
+        task_id = self.data["task_id"] if self.task_id is not None else self.data["predicted_id"]
         return TransferContext(self.data["chain_id"], self.data["market"], int(task_id), role)
 
     # --- hosting ----------------------------------------------------------------------------
@@ -194,10 +214,11 @@ class RequesterSession:
         port = self.config.port or self.data.get("port") or free_port(self.config.host)
         self.data["port"] = int(port)
         self.save()
-        self.host = ChunkHost(self.root / "host", transport=transport_for(self.config, int(port), self.root))
-        self.host.start()
+        host = ChunkHost(self.root / "host", transport=transport_for(self.config, int(port), self.root))
+        host.start()
+        self.host = host
 
-    def _keypair(self) -> Any:
+    def _keypair(self) -> KeyPair:
         from ichain.transfer import KeyPair
 
         if self.keypair is None:
@@ -209,36 +230,47 @@ class RequesterSession:
         if self.host is not None:
             try:
                 self.host.stop()
-                if callable(close := getattr(self.host.transport, "close", None)):
-                    close()  # a TorTransport stops the tor it launched
+                if isinstance(self.host.transport, TorTransport):
+                    self.host.transport.close()  # stops the tor it launched
             finally:
                 self.host = None
 
     def _offer(self, path: Path, worker: str, role: str) -> bytes:
-        key = as_bytes(field_of(self.market.worker(worker), "enc_key", "encKey"))
+        key = self.market.worker(worker).enc_key
         self.start_host()
+        assert self.host is not None
         sealed = self.host.offer(path, key, self.context(role))
-        tid = getattr(sealed, "transfer_id", None)
-        if tid:
-            self.data.setdefault("uploads", {})[role] = str(tid)
-            self.save()
+        self.data.setdefault("uploads", {})[role] = sealed.transfer_id
+        self.save()
         return sealed
 
     # --- choosing parties ---------------------------------------------------------------------
-    def rank_providers(self, exclude: tuple[str, ...] = ()) -> list[Any]:
+    def rank_providers(self, exclude: tuple[str | None, ...] = ()) -> builtins.list[Worker]:
         """Available workers ranked by rating then price, without the requester and ``exclude``."""
-        skip = {str(a).lower() for a in (self.account.address, *exclude) if a}
-        return [w for w in self.market.providers() if str(field_of(w, "address")).lower() not in skip]
+        skip = {a.lower() for a in (str(self.account.address), *exclude) if a}
+        return [w for w in self.market.providers() if w.address.lower() not in skip]
 
-    def _pick(self, choice: str | None, exclude: tuple[str, ...], what: str) -> str | None:
+    def pick(self, choice: str | None, exclude: tuple[str | None, ...], what: str) -> str | None:
+        """The worker ``choice`` names: an address, ``best``/``auto`` (top of the ranking without
+        ``exclude``), or None (``None``, ``""``, ``"none"``: nobody yet).
+
+        Raises:
+            RequestError: ``best``/``auto`` and no available worker is left.
+        """
         if choice in (None, "", "none"):
             return None
         if choice in ("best", "auto"):
             ranked = self.rank_providers(exclude)
             if not ranked:
                 raise RequestError(f"no available worker to act as {what}")
-            return str(field_of(ranked[0], "address"))
+            return ranked[0].address
         return str(choice)
+
+    def _pick_one(self, choice: str, exclude: tuple[str | None, ...], what: str) -> str:
+        picked = self.pick(choice, exclude, what)
+        if picked is None:
+            raise RequestError(f"name a {what}: an address or 'auto'")
+        return picked
 
     # --- posting ------------------------------------------------------------------------------
     def post(
@@ -264,10 +296,10 @@ class RequesterSession:
         """
         if self.data["stage"] != "prepared":
             raise RequestError(f"session {self.data['id']} is already {self.data['stage']}")
-        prov = self._pick(provider, (), "provider")
-        val = self._pick(validator, (prov,) if prov else (), "validator")
+        prov = self.pick(provider, (), "provider")
+        val = self.pick(validator, (prov,), "validator")
         if price is None:
-            price = int(field_of(self.market.worker(prov), "price", default=0)) if prov else 0
+            price = self.market.worker(prov).price if prov else 0
         self.data["predicted_id"] = int(self.market.last_task_id()) + 1
         task_file = self.root / "task.tar"
         me = self._keypair().public_bytes
@@ -284,16 +316,16 @@ class RequesterSession:
             provider=prov, validator=val, provider_locator=prov_loc, validator_locator=val_loc,
             sender=self.account, **kwargs,
         )
-        task_id = int(field_of(task, "task_id", "id"))
+        task_id = task.task_id
         self.data["task_id"] = task_id
-        # (Another post may have taken the expected id: the envelopes name the id they were sealed for.)
+        # Another post may have taken the expected id: the envelopes name the id they were sealed for.
         self._log("posted", f"posted task {task_id} with {int(price) + int(validator_fee)} wei deposit")
         return task_id
 
     def assign_provider(self, provider: str = "best") -> str:
         """Name the provider of a task posted without one."""
         tid = self._require_task()
-        prov = self._pick(provider, (self.data.get("validator"),), "provider")
+        prov = self._pick_one(provider, (self.data.get("validator"),), "provider")
         loc = Envelope(self._keypair().public_bytes, (self._offer(self.root / "task.tar", prov, "task-provider"),))
         self.market.assign_provider(tid, prov, loc.encode(), sender=self.account)
         self.data["provider"] = prov
@@ -304,9 +336,9 @@ class RequesterSession:
         """Name the validator after the result: re-host the task and the (verified) result for it."""
         tid = self._require_task()
         task = self.refresh()
-        if status_name(task) not in ("AwaitingValidator", "Validating"):
-            raise RequestError(f"task {tid} is {status_name(task)}: a validator is named after the result")
-        val = self._pick(validator, (self.data.get("provider"), field_of(task, "validator")), "validator")
+        if task.status not in (Status.AwaitingValidator, Status.Validating):
+            raise RequestError(f"task {tid} is {task.status.name}: a validator is named after the result")
+        val = self._pick_one(validator, (task.provider, task.validator), "validator")
         result = self.fetch_result_archive()
         loc = Envelope(self._keypair().public_bytes, (
             self._offer(self.root / "task.tar", val, "task-validator"),
@@ -318,7 +350,7 @@ class RequesterSession:
         return val
 
     # --- following --------------------------------------------------------------------------
-    def refresh(self) -> Any:
+    def refresh(self) -> Task:
         """Re-read the task from chain and pick up new events (result locator, verdict)."""
         tid = self._require_task()
         task = self.market.task(tid)
@@ -327,25 +359,23 @@ class RequesterSession:
         start = int(self.data.get("scanned", self.data.get("post_block", 0)))
         if head >= start:
             for ev in self.market.events(start, head):
-                if int(field_of(ev, "task_id", "taskId", default=-1)) != tid:
-                    continue
-                name = field_of(ev, "event_name", "name")
-                if name == "ResultSubmitted":
-                    self.data["result_hash"] = as_bytes(field_of(ev, "result_hash", "resultHash")).hex()
-                    self.data["result_locator"] = as_bytes(
-                        field_of(ev, "requester_locator", "requesterLocator")).hex()
-                elif name == "VerdictSubmitted":
-                    self.data["accepted"] = bool(field_of(ev, "accepted"))
-                elif name == "ProviderAssigned":
-                    self.data["provider"] = str(field_of(ev, "provider"))
-                elif name == "ValidatorAssigned":
-                    self.data["validator"] = str(field_of(ev, "validator"))
-                elif name in ("TaskFinalized", "TaskExpired", "TaskCancelled"):
-                    self.data["settled"] = {k: (int(v) if isinstance(v, int) else str(v)) for k, v in {
-                        "event": name, "refund": field_of(ev, "refund", default=0),
-                        "payout": field_of(ev, "payout", "paid", default=0)}.items()}
+                if isinstance(ev, ResultSubmitted) and ev.task_id == tid:
+                    self.data["result_hash"] = ev.result_hash.hex()
+                    self.data["result_locator"] = ev.requester_locator.hex()
+                elif isinstance(ev, VerdictSubmitted) and ev.task_id == tid:
+                    self.data["accepted"] = ev.accepted
+                elif isinstance(ev, ProviderAssigned) and ev.task_id == tid:
+                    self.data["provider"] = ev.provider
+                elif isinstance(ev, ValidatorAssigned) and ev.task_id == tid:
+                    self.data["validator"] = ev.validator
+                elif isinstance(ev, TaskFinalized) and ev.task_id == tid:
+                    self.data["settled"] = {"event": ev.name, "refund": 0, "payout": ev.paid}
+                elif isinstance(ev, TaskExpired) and ev.task_id == tid:
+                    self.data["settled"] = {"event": ev.name, "refund": ev.refund, "payout": ev.payout}
+                elif isinstance(ev, TaskCancelled) and ev.task_id == tid:
+                    self.data["settled"] = {"event": ev.name, "refund": ev.refund, "payout": 0}
             self.data["scanned"] = head + 1
-        status = status_name(task)
+        status = task.status.name
         if status != self.data.get("chain_status"):
             self.data["chain_status"] = status
             self._log(self.data["stage"], f"task {tid} is {status}")
@@ -353,38 +383,33 @@ class RequesterSession:
             self.save()
         return task
 
-    def wait_for(self, *statuses: str, timeout: float = 600.0, poll: float = 0.2,
+    def wait_for(self, *statuses: str | Status, timeout: float = 600.0, poll: float = 0.2,
                  on_update: Callable[[dict], None] | None = None) -> str:
-        """Follow the task until its status is one of ``statuses`` (or terminal); returns it.
+        """Follow the task until its status is one of ``statuses`` (or terminal); returns its name.
 
         ``on_update`` gets the :meth:`status` snapshot each time the on-chain status changes.
 
         Raises:
             RequestError: Not reached within ``timeout`` seconds.
         """
+        wanted = {_status(s) for s in statuses}
         end = time.time() + timeout
         last = self.data.get("_reported")
         while True:
-            status = status_name(self.refresh())
+            status = self.refresh().status
             snap = self.status()
-            if on_update and status != last:
+            if on_update and status.name != last:
                 on_update(snap)
-                self.data["_reported"] = status
-            last = status
-            if status in statuses or status in TERMINAL:
-                return status
+                self.data["_reported"] = status.name
+            last = status.name
+            if status in wanted or status in TERMINAL:
+                return status.name
             if time.time() > end:
-                raise RequestError(f"task {self.task_id} still {status} after {timeout:.0f}s")
+                raise RequestError(f"task {self.task_id} still {status.name} after {timeout:.0f}s")
             time.sleep(poll)
 
-    def overdue(self) -> bool:
-        """Whether the task's current deadline has passed (by the chain's clock)."""
-        task = self._chain_task or self.refresh()
-        # One second of margin: the node's next block may still carry the deadline's second.
-        return self.market.now() > int(field_of(task, "deadline", default=0) or 0) + 1
-
     # --- the result ---------------------------------------------------------------------------
-    def fetch_result_archive(self, on_progress: Callable[[Any], None] | None = None) -> Path:
+    def fetch_result_archive(self, on_progress: Callable[[FetchProgress], None] | None = None) -> Path:
         """Download the result archive (sealed to us), check it against the on-chain commitment.
 
         Args:
@@ -401,8 +426,8 @@ class RequesterSession:
             raise RequestError(f"task {self.task_id} has no result yet")
         env = Envelope.decode(bytes.fromhex(self.data["result_locator"]))
 
-        def progress(p: Any) -> None:
-            self.progress["result"] = _jsonable(p)
+        def progress(p: FetchProgress) -> None:
+            self.progress["result"] = p.snapshot()
             if on_progress is not None:
                 on_progress(p)
 
@@ -413,6 +438,7 @@ class RequesterSession:
         while True:
             try:
                 self.start_host()  # its transport also fetches (Tor: our own SOCKS client)
+                assert self.host is not None
                 fetch(env.sealed[0], self._keypair(), self.context("result-requester"), path,
                       transport=self.host.transport, progress=progress)
                 break
@@ -427,16 +453,15 @@ class RequesterSession:
         from ichain.sandbox import read_result_meta
 
         meta = read_result_meta(path)
-        if int(field_of(meta, "task_id", default=-1)) != int(self.task_id) or not same(
-            field_of(meta, "provider"), self.data.get("provider")
-        ):
+        provider = self.data.get("provider")
+        if meta.task_id != self.task_id or provider is None or meta.provider.lower() != provider.lower():
             raise RequestError(f"task {self.task_id}: the result was made for another task or provider")
         self.data["result_ok"] = True
         self.save()
         return path
 
     def fetch_result(self, dest: str | Path | None = None,
-                     on_progress: Callable[[Any], None] | None = None) -> Path:
+                     on_progress: Callable[[FetchProgress], None] | None = None) -> Path:
         """Download, verify and unpack the result into ``dest`` (default: the session's ``result/``)."""
         from ichain.sandbox import unpack_result
 
@@ -455,26 +480,24 @@ class RequesterSession:
 
     # --- settling -----------------------------------------------------------------------------
     def finalize(self, rating: int) -> None:
-        """Rate the provider (1..5) and release payment (after an accept) or close (after a reject)."""
+        """Rate the provider (1..5) and release payment (after an accept) or close (after a reject).
+
+        Raises:
+            InvalidRating: Not an integer in 1..5 (the SDK's check, before anything is sent).
+        """
         tid = self._require_task()
-        if not 1 <= int(rating) <= 5:
-            raise RequestError(f"rating must be between 1 and 5, not {rating}")
-        self.market.finalize(tid, int(rating), sender=self.account)
-        self.data["rating"] = int(rating)
+        self.market.finalize(tid, rating, sender=self.account)
+        self.data["rating"] = rating
         self.refresh()
         self._log("finalized", f"rated {rating}")
 
     def refund(self) -> str:
         """Get the deposit back: cancel while pending, or expire a task past its deadline."""
         tid = self._require_task()
-        task = self.refresh()
-        status = status_name(task)
-        if status == "Pending":
+        if self.refresh().status == Status.Pending:
             self.market.cancel(tid, sender=self.account)
             how = "cancelled"
         else:
-            # A fixed gas limit: estimating would run against the last block, whose timestamp on a
-            # quiet automine chain is still before the deadline (the new block's is not).
             self.market.expire(tid, sender=self.account)
             how = "expired"
         self.refresh()
@@ -488,35 +511,17 @@ class RequesterSession:
             snap = {k: v for k, v in self.data.items() if k not in ("result_locator",)}
         task = self._chain_task
         if task is not None:
-            snap["deadline"] = int(field_of(task, "deadline", default=0) or 0)
-            snap["chain_status"] = status_name(task)
-        uploads = {}
+            snap["deadline"] = task.deadline
+            snap["chain_status"] = task.status.name
+        uploads: dict[str, dict] = {}
         if self.host is not None:
             for role, tid in self.data.get("uploads", {}).items():
                 try:
-                    uploads[role] = _jsonable(self.host.progress(tid))
+                    uploads[role] = self.host.progress(tid)
                 except IChainError:  # no longer served
                     continue
         snap["progress"] = {"download": self.progress.get("result"), "uploads": uploads}
         return snap
-
-
-def _jsonable(value: Any) -> Any:
-    """Best-effort conversion of a progress object into JSON-able data."""
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    for attr in ("to_dict", "snapshot", "as_dict", "model_dump"):
-        if callable(getattr(value, attr, None)):
-            return _jsonable(getattr(value, attr)())
-    if hasattr(value, "__dataclass_fields__"):
-        import dataclasses
-
-        return _jsonable(dataclasses.asdict(value))
-    return str(value)
 
 
 def read_metrics(folder: Path) -> dict:
@@ -532,4 +537,4 @@ def read_metrics(folder: Path) -> dict:
     return out
 
 
-__all__ = ["RequestError", "RequesterSession", "TERMINAL", "read_metrics", "ZERO"]
+__all__ = ["RequestError", "RequesterSession", "TERMINAL", "read_metrics"]

@@ -1,0 +1,53 @@
+"""The web page's model and its JSON/HTML without a browser, on a real anvil: ratings as the SDK gives them,
+and the requester's recovery policy offered on a task whose provider stays silent."""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.request
+
+import pytest
+from ape import accounts, chain
+
+from web_helpers import web, web_market  # noqa: F401  (fixtures)
+from ichain.transfer import KeyPair
+
+pytestmark = [pytest.mark.e2e]
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=30) as r:
+        return r.read().decode()
+
+
+def test_providers__never_rated_worker__no_rating_rather_than_zero(web, web_market):
+    worker = accounts.test_accounts[7]
+    if not web_market.worker(worker.address).registered:
+        web_market.register(KeyPair.generate().public_bytes, 10**15, sender=worker)
+    server = web(accounts.test_accounts[6], lambda: web_market)
+    row = next(w for w in json.loads(_get(server.url + "/api/providers")) if w["address"] == worker.address)
+    assert (row["rating"], row["ratings"]) == (None, 0)
+    assert json.loads(_get(f"{server.url}/api/provider/{worker.address}"))["rating"] is None
+    html = _get(f"{server.url}/provider?address={worker.address}")
+    shown = re.search(r'<dd id="prov-rating">(.*?)</dd>', html, re.S).group(1)
+    assert "no rating yet" in shown and "0.0" not in shown
+
+
+def test_task__provider_silent_past_its_deadline__page_offers_the_refund_then_refunds(web, web_market, tmp_path):
+    requester, silent = accounts.test_accounts[6], accounts.test_accounts[7]
+    if not web_market.worker(silent.address).registered:  # no daemon behind it
+        web_market.register(KeyPair.generate().public_bytes, 10**15, sender=silent)
+    server = web(requester, lambda: web_market)
+    service = server.app.state.service
+    tid = service.submit(folder=str(service.tasks_root / "digits"), price="0.001", validator_fee="0",
+                         provider=silent.address)
+    assert service.task(tid)["recovery"] is None  # the provider still has time
+    chain.provider.make_request("evm_increaseTime", [web_market.default_timeout + 5])
+    chain.provider.make_request("evm_mine", [])
+    service.invalidate()
+    view = service.task(tid)
+    assert view["recovery"].startswith("The provider missed its deadline: claim the refund")
+    assert view["can"]["stop"] and "whole deposit" in view["stop_hint"]
+    assert "Task %d expired" % tid in service.stop(tid)
+    assert web_market.task(tid).status.name == "Expired"
