@@ -28,6 +28,8 @@ from ichain.market import Status, Task, Worker
 from ichain.requester.format import eth
 from ichain.web.errors import NoAccount, NotReady, WebInputError
 from ichain.web.format import parse_eth, user_message
+from ichain.web.providers import EventTally, provider_view
+from ichain.web.sessions import Sessions
 
 if TYPE_CHECKING:
     from ichain.market import Market
@@ -96,12 +98,8 @@ class WebService:
         self._generation = 0
         self._chain_cache: dict[Any, tuple[int, Any]] = {}
         self.uploads_dir = Path(config.state_dir) / "web-uploads"
-        from ichain.web.providers import EventTally
-
         #: Workers' counts and earnings folded from the market's events (the provider dashboard's).
         self.tally = EventTally()
-        from ichain.web.sessions import Sessions
-
         self.sessions = Sessions(self)
 
     # ---- connection --------------------------------------------------------------------------
@@ -286,8 +284,6 @@ class WebService:
         if not is_address(address):
             raise WebInputError(f"Provider address: {address!r} is not an Ethereum address")
         address = to_checksum_address(address)
-        from ichain.web.providers import provider_view
-
         return provider_view(self, address)
 
     def context(self, *, view: str, task_id: int | None = None, provider: str | None = None) -> dict:
