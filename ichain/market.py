@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from enum import IntEnum
-from typing import Any, ClassVar, Iterable, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Sequence
 
 from eth_utils import keccak, to_checksum_address
 
@@ -39,7 +39,15 @@ _BATCH = 100  # calls per JSON-RPC batch (public nodes cap batch sizes)
 EXPIRE_GAS = 150_000
 
 class MarketError(IChainError):
-    """A TaskMarket operation that cannot succeed (raised before sending, or translated from a revert)."""
+    """A TaskMarket operation that cannot succeed (raised before sending, or translated from a revert).
+
+    Attributes:
+        transaction_hash: Hash of the signed transaction that failed, when one was handed to the node (it may
+            have been mined and reverted, or refused by the node); None when nothing was signed (a pre-check or
+            the gas estimate failed), so no nonce was used.
+    """
+
+    transaction_hash: str | None = None
 
 
 class InvalidInput(MarketError):
@@ -176,6 +184,19 @@ def error_from_revert(err: Exception) -> MarketError:
         return cls(f"transaction reverted: {short}" + (f" ({detail})" if detail else ""))
     text = str(err).splitlines()[0] if str(err) else type(err).__name__
     return TransactionFailed(f"transaction failed: {text}")
+
+
+def _signed_hash(err: Exception) -> str | None:
+    """The hash of the transaction behind ape's ``err`` if it was signed (so it reached the node), else None."""
+    from ape.api import ReceiptAPI, TransactionAPI
+    from ape.exceptions import TransactionError
+
+    txn = err.txn if isinstance(err, TransactionError) else None
+    if isinstance(txn, ReceiptAPI):
+        return str(txn.txn_hash)
+    if isinstance(txn, TransactionAPI) and txn.signature is not None:
+        return "0x" + bytes(txn.txn_hash).hex()
+    return None
 
 
 def _fmt(value: Any) -> str:
@@ -979,13 +1000,22 @@ class Market:
             raise WorkerUnavailable(f"{role} {worker.address} is not available")
         return worker
 
-    def _send(self, method: str, *args: Any, sender: Any, **tx: Any) -> Any:
+    def _send(
+        self, method: str, *args: Any, sender: Any, on_receipt: Callable[[Any], None] | None = None, **tx: Any
+    ) -> Any:
+        """Send one contract transaction; ``on_receipt`` (a keyword every sending method passes on) gets its
+        receipt, for callers that journal what they sent (the methods return domain objects, not receipts)."""
         from ape.exceptions import ApeException
 
         try:
-            return getattr(self.contract, method)(*args, sender=sender, **tx)
+            receipt = getattr(self.contract, method)(*args, sender=sender, **tx)
         except ApeException as err:
-            raise error_from_revert(err) from None
+            typed = error_from_revert(err)
+            typed.transaction_hash = _signed_hash(err)
+            raise typed from None
+        if on_receipt is not None:
+            on_receipt(receipt)
+        return receipt
 
     def _decoded(self, receipt: Any, cls: type[MarketEvent]) -> MarketEvent:
         for log in receipt.logs:
