@@ -65,9 +65,9 @@ def test_daemon__reorg_drops_its_result__commits_it_again_without_waiting_for_it
         committed = e2e_market.result_hash(tid)
         time.sleep(3)  # the daemon checks once more right after committing, then sleeps on its review timer
         [submitted] = [e for e in e2e_market.events(start) if e.name == "ResultSubmitted" and e.task_id == tid]
-        # The premise: the daemon sleeps until the review window ends by the chain's clock. (On a chain whose
-        # clock ran behind this machine's, it once tried to claim early and retried every 2 s, which re-checked
-        # the task after the reorg by chance rather than by the reorg's wake-up.)
+        # The premise: the daemon sleeps until the review window ends by the chain's clock. (A daemon judging by
+        # this machine's clock on a chain whose clock runs behind would try to claim early and retry every 2 s,
+        # re-checking the task after the reorg by chance rather than by the reorg's wake-up.)
         assert "will retry" not in proc.log_path.read_text(), proc.tail(20)
 
         # Blocks go by (more than the daemon rescans after a reorg, so no replayed event of this task can wake

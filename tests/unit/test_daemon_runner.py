@@ -95,8 +95,8 @@ class _ReorgWhileReading:
 
 
 def test_poll_once__reorg_while_reading_a_range__not_taken_and_seen_next_pass(runner_market, state, chain, accounts):
-    # Seen in CI: the runner checked its checkpoint's hash before a reorg and read the range's end hash after
-    # it, so it stored a checkpoint on the new chain over events of the old one, and never saw the reorg.
+    # A runner that checks its checkpoint's hash before a reorg and reads the range's end hash after it would store
+    # a checkpoint on the new chain over events of the old one, and never see the reorg.
     reorgs = []
     runner, seen = _runner(runner_market, state, chain, reorg_depth=3, on_reorg=lambda: reorgs.append(1))
     _post(runner_market, accounts[0], accounts[3], 3000)
