@@ -103,17 +103,22 @@ class TxSender:
             receipts: list[Any] = []
             try:
                 send(TxArgs(nonce=nonce, on_receipt=receipts.append))
-            except MarketError as err:
-                self._journal_failure(action, err)
+            except Exception as err:
+                if receipts:  # mined; what failed came after it (the SDK's read of the new state)
+                    self._journal_receipt(action, receipts[0])
+                elif isinstance(err, MarketError):
+                    self._journal_failure(action, err)
                 raise
             if fault:
                 faults.point(f"{fault}-after-send")
             if len(receipts) != 1:
                 # Left as "sending": the next attempt re-derives the need and replaces by nonce if still needed.
                 raise JournalError(f"{action}: the send made {len(receipts)} transactions, not one")
-            receipt = receipts[0]
-            self.state.journal_result(action, "reverted" if receipt.failed else "mined", str(receipt.txn_hash))
+            self._journal_receipt(action, receipts[0])
             return "sent"
+
+    def _journal_receipt(self, action: str, receipt: Any) -> None:
+        self.state.journal_result(action, "reverted" if receipt.failed else "mined", str(receipt.txn_hash))
 
     def _journal_failure(self, action: str, err: MarketError) -> None:
         """Journal how a send that raised ended, from the chain: reverted (mined, nonce used) or refused."""

@@ -159,6 +159,20 @@ def test_send__sdk_method__journals_mined_with_its_transaction_hash(runner_marke
     assert (receipt["status"], sent["from"], sent["nonce"]) == (1, acct.address, entry["nonce"])
 
 
+def test_send__read_after_the_send_fails__journals_mined_with_its_hash(runner_market, state, chain, accounts):
+    acct = accounts[3]
+    send = _resend_own_settings(runner_market, acct)
+
+    def send_then_lose_the_node(tx):
+        send(tx)
+        raise ConnectionError("node gone while reading the new state")
+
+    with pytest.raises(ConnectionError):
+        TxSender(state, acct.address, chain.provider.web3).send("update:same", lambda: True, send_then_lose_the_node)
+    entry = state.journal("update:same")
+    assert entry["status"] == "mined" and entry["tx_hash"], entry
+
+
 def test_send__transaction_reverts_on_chain__journals_reverted_with_its_hash_and_raises(
     runner_market, state, chain, accounts
 ):
