@@ -46,10 +46,10 @@ def main() -> dict:
     from ape import accounts, chain, networks
 
     from ichain._cli._common import get_market
-    from ichain.daemon.provider import field_of, status_name
     from ichain.daemon.runner import Runner
     from ichain.daemon.state import DaemonState
     from ichain.deployments import deploy
+    from ichain.market import Status
     from ichain.transfer import KeyPair
 
     with networks.parse_network_choice("ethereum:local:foundry"):
@@ -70,7 +70,7 @@ def main() -> dict:
             task = market.post(_h("task", i), price=price, validator_fee=fee, provider=provider.address,
                                validator=validator.address, provider_locator=loc, validator_locator=loc,
                                timeout=600, sender=requester)
-            tid = int(field_of(task, "task_id", "id"))
+            tid = task.task_id
             steps["post"] = time.perf_counter() - t0
             blocks.append(chain.blocks.head.number)
             t0 = time.perf_counter()
@@ -88,7 +88,7 @@ def main() -> dict:
             market.withdraw(sender=provider)
             market.withdraw(sender=validator)
             steps["withdraw_both"] = time.perf_counter() - t0
-            assert status_name(market.task(tid)) == "Completed"
+            assert market.task(tid).status == Status.Completed
             return steps, blocks
 
         one_task(-1)
@@ -111,8 +111,7 @@ def main() -> dict:
             uri = chain.provider.http_uri
             runner = Runner(market, state, chain.provider.web3, start_block=chain.blocks.head.number + 1,
                             poll_interval=0.1, ws_uri=uri.replace("http://", "ws://") if ws else None)
-            runner.on("TaskPosted")(lambda ev: seen.setdefault(int(field_of(ev, "task_id", "taskId")),
-                                                                time.perf_counter()))
+            runner.on("TaskPosted")(lambda ev: seen.setdefault(ev.task_id, time.perf_counter()))
             th = threading.Thread(target=runner.run, daemon=True)
             th.start()
             time.sleep(1.5)  # subscription up
@@ -150,7 +149,7 @@ def main() -> dict:
             task = market.post(_h("flight", i), price=price, validator_fee=fee, provider=provider.address,
                                validator=validator.address, provider_locator=loc, validator_locator=loc,
                                timeout=600, sender=requester)
-            ids.append(int(field_of(task, "task_id", "id")))
+            ids.append(task.task_id)
         for i, tid in enumerate(ids):
             market.submit_result(tid, _h("flight-result", i), loc, loc, sender=provider)
         for i, tid in enumerate(ids):
@@ -158,7 +157,7 @@ def main() -> dict:
         for tid in ids:
             market.finalize(tid, 5, sender=requester)
         flight = time.perf_counter() - t0
-        assert all(status_name(market.task(t)) == "Completed" for t in ids)
+        assert all(market.task(t).status == Status.Completed for t in ids)
 
     overhead = statistics.median(overheads)
     med_ws = statistics.median(lat_ws) if lat_ws else None

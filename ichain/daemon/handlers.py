@@ -7,90 +7,77 @@ Locators exist only in events, so this is where they are kept.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Callable
 
-from ichain.daemon import faults
-from ichain.daemon.provider import ZERO, as_bytes, field_of, same
 from ichain.daemon.runner import Runner
+from ichain.daemon.state import DaemonState
+from ichain.market import (
+    ProviderAssigned,
+    ResultSubmitted,
+    TaskCancelled,
+    TaskExpired,
+    TaskFinalized,
+    TaskPosted,
+    ValidatorAssigned,
+    VerdictSubmitted,
+)
 
-if TYPE_CHECKING:
-    from ichain.daemon.provider import ProviderDaemon
+#: Makes one (task id, role) due now.
+Wake = Callable[[int, str], None]
 
 
-def _hex(value: Any) -> str:
-    return as_bytes(value).hex()
+def register_handlers(runner: Runner, me: str, state: DaemonState, wake: Wake) -> None:
+    """Register the daemon's handlers on ``runner``.
 
-
-def _task_id(event: Any) -> int:
-    return int(field_of(event, "task_id", "taskId"))
-
-
-def register_handlers(runner: Runner, daemon: "ProviderDaemon") -> Runner:
-    """Register the daemon's handlers on ``runner`` and return it."""
-    me = daemon.address
-    state = daemon.state
+    Args:
+        runner: The daemon's event runner.
+        me: The daemon's (checksummed) account address, as the SDK's events spell addresses.
+        state: Where the handlers record what events say.
+        wake: Called for every (task, role) an event concerns.
+    """
 
     @runner.on("TaskPosted")
-    def task_posted(event: Any) -> None:
-        tid = _task_id(event)
-        if same(field_of(event, "provider"), me):
-            state.upsert_task(tid, "provider", task_hash=_hex(field_of(event, "task_hash", "taskHash")),
-                              locator=_hex(field_of(event, "provider_locator", "providerLocator")),
-                              posted_block=int(field_of(event, "block_number", default=0) or 0))
-            daemon.wake(tid, "provider")
-        if same(field_of(event, "validator"), me):
-            state.upsert_task(tid, "validator", task_hash=_hex(field_of(event, "task_hash", "taskHash")),
-                              locator=_hex(field_of(event, "validator_locator", "validatorLocator")))
-            daemon.wake(tid, "validator")
+    def task_posted(event: TaskPosted) -> None:
+        tid = event.task_id
+        if event.provider == me:
+            state.upsert_task(tid, "provider", task_hash=event.task_hash.hex(),
+                              locator=event.provider_locator.hex(), posted_block=event.block_number)
+            wake(tid, "provider")
+        if event.validator == me:
+            state.upsert_task(tid, "validator", task_hash=event.task_hash.hex(),
+                              locator=event.validator_locator.hex())
+            wake(tid, "validator")
         elif state.task(tid, "provider") is None:
             # Keep the task hash of every task: a later ProviderAssigned/ValidatorAssigned needs it.
-            state.set_meta(f"hash:{tid}", _hex(field_of(event, "task_hash", "taskHash")))
+            state.set_meta(f"hash:{tid}", event.task_hash.hex())
 
     @runner.on("ProviderAssigned")
-    def provider_assigned(event: Any) -> None:
-        tid = _task_id(event)
-        if same(field_of(event, "provider"), me):
-            state.upsert_task(tid, "provider", task_hash=state.get_meta(f"hash:{tid}"),
-                              locator=_hex(field_of(event, "locator")))
-            daemon.wake(tid, "provider")
+    def provider_assigned(event: ProviderAssigned) -> None:
+        if event.provider == me:
+            state.upsert_task(event.task_id, "provider", task_hash=state.get_meta(f"hash:{event.task_id}"),
+                              locator=event.locator.hex())
+            wake(event.task_id, "provider")
 
     @runner.on("ValidatorAssigned")
-    def validator_assigned(event: Any) -> None:
-        tid = _task_id(event)
-        if same(field_of(event, "validator"), me):
+    def validator_assigned(event: ValidatorAssigned) -> None:
+        if event.validator == me:
             # Named after the result: the requester's envelope holds [task, result].
-            loc = _hex(field_of(event, "locator"))
-            state.upsert_task(tid, "validator", task_hash=state.get_meta(f"hash:{tid}"), locator=loc,
-                              result_locator=loc,
-                              result_hash=_hex(field_of(event, "result_hash", "resultHash")))
-            daemon.wake(tid, "validator")
+            loc = event.locator.hex()
+            state.upsert_task(event.task_id, "validator", task_hash=state.get_meta(f"hash:{event.task_id}"),
+                              locator=loc, result_locator=loc, result_hash=event.result_hash.hex())
+            wake(event.task_id, "validator")
 
     @runner.on("ResultSubmitted")
-    def result_submitted(event: Any) -> None:
-        tid = _task_id(event)
-        if same(field_of(event, "validator"), me) and not same(field_of(event, "validator"), ZERO):
-            state.upsert_task(tid, "validator",
-                              result_locator=_hex(field_of(event, "validator_locator", "validatorLocator")),
-                              result_hash=_hex(field_of(event, "result_hash", "resultHash")))
-            daemon.wake(tid, "validator")
-        if same(field_of(event, "provider"), me):
-            daemon.wake(tid, "provider")
+    def result_submitted(event: ResultSubmitted) -> None:
+        if event.validator == me:
+            state.upsert_task(event.task_id, "validator", result_locator=event.validator_locator.hex(),
+                              result_hash=event.result_hash.hex())
+            wake(event.task_id, "validator")
+        if event.provider == me:
+            wake(event.task_id, "provider")
 
     @runner.on("VerdictSubmitted", "TaskFinalized", "TaskExpired", "TaskCancelled")
-    def settled(event: Any) -> None:
-        tid = _task_id(event)
+    def settled(event: VerdictSubmitted | TaskFinalized | TaskExpired | TaskCancelled) -> None:
         for role in ("provider", "validator"):
-            if state.task(tid, role) is not None:
-                daemon.wake(tid, role)
-
-    # Crash points around the checkpoint commit (the ingest transaction is open here).
-    original = runner.dispatch
-
-    def dispatch(events: Any) -> int:
-        handled = original(events)
-        if handled:
-            faults.point("ingest-before-commit")
-        return handled
-
-    runner.dispatch = dispatch  # type: ignore[method-assign]
-    return runner
+            if state.task(event.task_id, role) is not None:
+                wake(event.task_id, role)

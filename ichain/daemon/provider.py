@@ -18,57 +18,33 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ichain.config import IChainConfig
 from ichain.daemon import faults
+from ichain.daemon.handlers import register_handlers
+from ichain.daemon.runner import Runner
 from ichain.daemon.state import DaemonState, TaskRecord
 from ichain.daemon.txs import TxSender
 from ichain.errors import IChainError
 from ichain.files import sha256_file
+from ichain.market import Market, Status, Task
 from ichain.net import free_port
-from ichain.tor import transport_for
+from ichain.tor import TorTransport, transport_for
+from ichain.transfer import ChunkHost, KeyPair, TransferContext
 from ichain.transfer.envelope import Envelope
+
+if TYPE_CHECKING:
+    from ichain.sandbox import Sandbox
 
 log = logging.getLogger("ichain.daemon")
 
-ZERO = "0x0000000000000000000000000000000000000000"
+#: Statuses after which a task holds no more work for the daemon than withdrawing.
+SETTLED = (Status.Completed, Status.Closed, Status.Rejected, Status.Expired, Status.Cancelled)
 
 
 class DaemonError(IChainError):
     """The daemon can't start or go on (bad settings, state of another chain...)."""
-
-
-# --- small accessors that keep the daemon independent of the SDK's exact field names -----------
-def field_of(obj: Any, *names: str, default: Any = None) -> Any:
-    """First attribute (or key) of ``obj`` among ``names`` that exists."""
-    for name in names:
-        if isinstance(obj, dict) and name in obj:
-            return obj[name]
-        if hasattr(obj, name):
-            return getattr(obj, name)
-    return default
-
-
-def status_name(task: Any) -> str:
-    """The task's status as a name (``Executing``...), whatever the SDK returns."""
-    status = field_of(task, "status")
-    name = getattr(status, "name", None) or str(status)
-    return name.split(".")[-1]
-
-
-def same(a: Any, b: Any) -> bool:
-    """Address equality, case-insensitive, None-safe."""
-    return a is not None and b is not None and str(a).lower() == str(b).lower()
-
-
-def as_bytes(value: Any) -> bytes:
-    """HexBytes, bytes or a 0x string -> bytes."""
-    if value is None:
-        return b""
-    if isinstance(value, str):
-        return bytes.fromhex(value[2:] if value.startswith("0x") else value)
-    return bytes(value)
 
 
 class ProviderDaemon:
@@ -87,13 +63,13 @@ class ProviderDaemon:
 
     def __init__(
         self,
-        market: Any,
+        market: Market,
         account: Any,
         config: IChainConfig,
         *,
         price: int | None = None,
         available: bool = True,
-        sandbox: Any = None,
+        sandbox: Sandbox | None = None,
         web3: Any = None,
         ws_uri: str | None = None,
     ):
@@ -114,33 +90,29 @@ class ProviderDaemon:
         self.files = self.home / "files"
         self.files.mkdir(exist_ok=True)
         self.chain_id = int(self.web3.eth.chain_id)
-        self.market_address = str(field_of(market, "address", default="") or market.contract.address)
+        self.market_address = market.address
         self.state = DaemonState(self.home / f"daemon-{self.chain_id}.sqlite")
         self.state.bind(self.chain_id, self.market_address)
         self.txs = TxSender(self.state, self.address, self.web3)
-        self.keypair = None
-        self.host = None
-        self.runner = None
+        self.keypair = KeyPair.load_or_create(self.home / "x25519.key")
+        self.host: ChunkHost | None = None
+        self.runner: Runner | None = None
         self.pool = ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="ichain-job")
-        self.jobs: dict[tuple[int, str], Future] = {}
+        self.jobs: dict[tuple[int, str], Future[None]] = {}
         self.next_check: dict[tuple[int, str], float] = {}
-        self.started_at = time.time()
-        self.reaction: list[float] = []  # seconds from block timestamp to job start (bench)
 
     # --- set-up ---------------------------------------------------------------------------
     def _guess_ws_uri(self) -> str | None:
-        try:
-            from ape import chain
+        from ape import chain
 
-            uri = getattr(chain.provider, "ws_uri", None) or getattr(chain.provider, "http_uri", None)
-        except Exception:
-            return None
+        # Only some ape providers know a websocket or HTTP URI (a test provider has neither).
+        uri = getattr(chain.provider, "ws_uri", None) or getattr(chain.provider, "http_uri", None)
         if not uri:
             return None
-        return uri.replace("https://", "wss://").replace("http://", "ws://")
+        return str(uri).replace("https://", "wss://").replace("http://", "ws://")
 
     @property
-    def sandbox(self) -> Any:
+    def sandbox(self) -> Sandbox:
         """The sandbox that runs tasks (created on first use)."""
         if self._sandbox is None:
             from ichain.sandbox import Sandbox
@@ -149,67 +121,64 @@ class ProviderDaemon:
         return self._sandbox
 
     def start(self) -> None:
-        """Load the X25519 key, start the chunk host, register or update the worker on chain."""
-        from ichain.transfer import ChunkHost, KeyPair
-
-        self.keypair = KeyPair.load_or_create(self.home / "x25519.key")
+        """Start the chunk host, register or update the worker on chain, set up the event runner."""
         port = self.config.port or self.state.get_meta("port") or free_port(self.config.host)
         # Locators already on chain name this port: keep it across restarts.
         self.state.set_meta("port", int(port))
         self.host = ChunkHost(self.home / "host", transport=transport_for(self.config, int(port), self.home))
         self.host.start()
         self._register()
-        from ichain.daemon.handlers import register_handlers
-        from ichain.daemon.runner import Runner
-
-        start_block = int(field_of(self.market, "deploy_block", "start_block", default=0) or 0)
-        self.runner = register_handlers(
-            Runner(
-                self.market,
-                self.state,
-                self.web3,
-                start_block=start_block,
-                poll_interval=self.config.poll_interval,
-                reorg_depth=self.config.reorg_depth,
-                ws_uri=self.ws_uri,
-                on_tick=self.schedule,
-                on_reorg=self.wake_all,
-            ),
-            self,
+        runner = Runner(
+            self.market,
+            self.state,
+            self.web3,
+            start_block=self.market.start_block,
+            poll_interval=self.config.poll_interval,
+            reorg_depth=self.config.reorg_depth,
+            ws_uri=self.ws_uri,
+            on_tick=self.schedule,
+            on_reorg=self.wake_all,
         )
+        register_handlers(runner, self.address, self.state, self.wake)
+        self.runner = runner
+
+    def _wanted(self) -> tuple[bytes, int, bool]:
+        """The (key, price, availability) this daemon's worker should have on chain."""
+        price = self.price if self.price is not None else self.market.worker(self.address).price
+        return self.keypair.public_bytes, price, self.available
 
     def _register(self) -> None:
-        key = self.keypair.public_bytes
-        worker = self.market.worker(self.address)
-        registered = bool(field_of(worker, "registered", default=False))
-        price = self.price if self.price is not None else int(field_of(worker, "price", default=0) or 0)
-        if not registered:
+        key, price, available = self._wanted()
+        if not self.market.worker(self.address).registered:
             self.txs.send(
                 "register",
-                lambda: not bool(field_of(self.market.worker(self.address), "registered", default=False)),
-                lambda nonce: self.market.register(key, price, sender=self.account, available=self.available,
-                                                   nonce=nonce),
+                lambda: not self.market.worker(self.address).registered,
+                lambda tx: self.market.register(key, price, sender=self.account, available=available, **tx),
             )
             log.info("registered %s at %d wei", self.address, price)
             return
-        same_key = as_bytes(field_of(worker, "enc_key", "encKey")) == key
-        if same_key and int(field_of(worker, "price", default=0)) == price and bool(
-            field_of(worker, "available", default=True)
-        ) == self.available:
+
+        def needed() -> bool:
+            worker = self.market.worker(self.address)
+            return (worker.enc_key, worker.price, worker.available) != (key, price, available)
+
+        if not needed():
             return
-        action = f"update:{key.hex()[:16]}:{price}:{int(self.available)}:{int(time.time())}"
+        # Named by what it sets: a daemon restarted with the same settings finds its journaled attempt and
+        # re-sends it with the same nonce instead of sending a second update.
         self.txs.send(
-            action,
-            lambda: True,
-            lambda nonce: self.market.update(key, price, sender=self.account, available=self.available, nonce=nonce),
+            f"update:{key.hex()}:{price}:{int(available)}",
+            needed,
+            lambda tx: self.market.update(key, price, sender=self.account, available=available, **tx),
         )
-        log.info("updated worker %s: price %d wei, available %s", self.address, price, self.available)
+        log.info("updated worker %s: price %d wei, available %s", self.address, price, available)
 
     # --- the loop ---------------------------------------------------------------------------
     def run(self, install_signals: bool = True) -> None:
         """Run until SIGTERM/SIGINT (or :meth:`stop`), then shut down gracefully."""
         if self.runner is None:
             self.start()
+        assert self.runner is not None  # start() sets it
         if install_signals and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: self.stop())
@@ -231,8 +200,8 @@ class ProviderDaemon:
         if self.host:
             try:
                 self.host.stop()
-                if callable(close := getattr(self.host.transport, "close", None)):
-                    close()  # a TorTransport stops the tor it launched
+                if isinstance(self.host.transport, TorTransport):
+                    self.host.transport.close()  # stops the tor it launched
             except Exception as err:  # already stopped / transport gone
                 log.debug("host stop: %s", err)
         self.state.close()
@@ -251,9 +220,10 @@ class ProviderDaemon:
             key = (record.task_id, record.role)
             if key in self.jobs or self.next_check.get(key, 0) > now:
                 continue
-            if self.pool._shutdown:
+            try:
+                self.jobs[key] = self.pool.submit(self._job, record)
+            except RuntimeError:  # the pool is shutting down: no new jobs
                 return
-            self.jobs[key] = self.pool.submit(self._job, record)
 
     def wake(self, task_id: int, role: str) -> None:
         """Make a task due now (an event said something changed)."""
@@ -276,11 +246,14 @@ class ProviderDaemon:
         self.next_check[(record.task_id, record.role)] = time.time() + seconds
 
     # --- helpers ------------------------------------------------------------------------------
-    def context(self, task_id: int, role: str) -> Any:
+    def context(self, task_id: int, role: str) -> TransferContext:
         """The transfer context of one file of one task."""
-        from ichain.transfer import TransferContext
-
         return TransferContext(self.chain_id, self.market_address, int(task_id), role)
+
+    def _hosting(self) -> ChunkHost:
+        if self.host is None:
+            raise DaemonError("the daemon is not started: no chunk host")
+        return self.host
 
     def _fetch_task(self, record: TaskRecord, sealed_hex: str, context_id: int = 0) -> Path:
         """Fetch, verify against the on-chain task hash, and unpack a task; returns its folder."""
@@ -295,8 +268,7 @@ class ProviderDaemon:
         faults.point("task-fetch-start")
         if not archive.exists():
             ctx = self.context(context_id or record.task_id, f"task-{record.role}")
-            fetch(bytes.fromhex(sealed_hex), self.keypair, ctx, archive,
-                  transport=self.host.transport if self.host else None)
+            fetch(bytes.fromhex(sealed_hex), self.keypair, ctx, archive, transport=self._hosting().transport)
         faults.point("task-fetched")
         want = record.data.get("task_hash")
         if want and sha256_file(archive).hex() != want:
@@ -319,7 +291,7 @@ class ProviderDaemon:
         self.txs.send(
             f"withdraw:{task_id}",
             lambda: int(self.market.credit(self.address)) > 0,
-            lambda nonce: self.market.withdraw(sender=self.account, nonce=nonce),
+            lambda tx: self.market.withdraw(sender=self.account, **tx),
             fault="withdraw",
         )
         log.info("withdrew %d wei", credit)
@@ -327,42 +299,38 @@ class ProviderDaemon:
     # --- provider side --------------------------------------------------------------------------
     def _provider_job(self, record: TaskRecord) -> None:
         task = self.market.task(record.task_id)
-        status = status_name(task)
-        if not same(field_of(task, "provider"), self.address):
+        if task.provider != self.address:
             self.state.set_stage(record.task_id, "provider", "skipped", note="not our task (anymore)")
             return
-        if status == "Executing" and record.stage == "failed":
+        if task.status == Status.Executing and record.stage == "failed":
             self.later(record, 30.0)  # the run failed: nothing to submit, wait for the deadline
-        elif status == "Executing":
+        elif task.status == Status.Executing:
             self._execute_and_submit(record, task)
-        elif status in ("AwaitingValidator", "Accepted"):
-            deadline = int(field_of(task, "deadline", default=0))
+        elif task.status in (Status.AwaitingValidator, Status.Accepted):
             now = self.market.now()
-            if now <= deadline:
+            if now <= task.deadline:
                 # The chain settles only in a block after the deadline: wait that long on the chain's clock.
-                self.later(record, max(0.5, deadline + 1 - now))
+                self.later(record, max(0.5, task.deadline + 1 - now))
                 return
             # The requester stayed silent past the review window: claim payment.
             self.state.set_stage(record.task_id, "provider", "claiming")
             self.txs.send(
                 f"expire:{record.task_id}",
-                lambda: status_name(self.market.task(record.task_id)) in ("AwaitingValidator", "Accepted"),
-                # Fixed gas: an estimate would run on the last block, still before the deadline on a
-                # quiet automine chain, and revert.
-                lambda nonce: self.market.expire(record.task_id, sender=self.account, nonce=nonce),
+                lambda: self.market.task(record.task_id).status in (Status.AwaitingValidator, Status.Accepted),
+                lambda tx: self.market.expire(record.task_id, sender=self.account, **tx),
                 fault="claim",
             )
             self.wake(record.task_id, "provider")
-        elif status == "Validating":
+        elif task.status == Status.Validating:
             self.later(record, 2.0)  # the verdict event wakes us
-        elif status in ("Completed", "Closed", "Rejected", "Expired", "Cancelled"):
+        elif task.status in SETTLED:
             self._withdraw(record.task_id)
             faults.point("done")
-            self.state.set_stage(record.task_id, "provider", "done", final_status=status)
+            self.state.set_stage(record.task_id, "provider", "done", final_status=task.status.name)
         else:  # Pending (another provider?) / None
             self.later(record, 2.0)
 
-    def _execute_and_submit(self, record: TaskRecord, task: Any) -> None:
+    def _execute_and_submit(self, record: TaskRecord, task: Task) -> None:
         from ichain.sandbox import pack_result
 
         env = Envelope.decode(bytes.fromhex(record.data["locator"]))
@@ -395,15 +363,15 @@ class ProviderDaemon:
                                           wall_time=run.wall_time, exit_code=0)
             faults.point("result-packed")
         result_hash = bytes.fromhex(record.data["result_hash"])
-        validator = field_of(task, "validator")
         req_loc = record.data.get("requester_locator")
         val_loc = record.data.get("validator_locator", "")
         if not req_loc:
-            sealed = self.host.offer(result, env.sender_key, self.context(record.task_id, "result-requester"))
+            host = self._hosting()
+            sealed = host.offer(result, env.sender_key, self.context(record.task_id, "result-requester"))
             req_loc = Envelope(self.keypair.public_bytes, (sealed,)).encode().hex()
-            if validator and not same(validator, ZERO):
-                vkey = as_bytes(field_of(self.market.worker(validator), "enc_key", "encKey"))
-                val_res = self.host.offer(result, vkey, self.context(record.task_id, "result-validator"))
+            if task.validator is not None:
+                vkey = self.market.worker(task.validator).enc_key
+                val_res = host.offer(result, vkey, self.context(record.task_id, "result-validator"))
                 val_loc = Envelope(self.keypair.public_bytes, (val_res,)).encode().hex()
             record = self.state.set_stage(record.task_id, "provider", "offered", requester_locator=req_loc,
                                           validator_locator=val_loc)
@@ -411,14 +379,14 @@ class ProviderDaemon:
 
         def needed() -> bool:
             now = self.market.task(record.task_id)
-            return status_name(now) == "Executing" and same(field_of(now, "provider"), self.address)
+            return now.status == Status.Executing and now.provider == self.address
 
         self.txs.send(
             f"submitResult:{record.task_id}",
             needed,
-            lambda nonce: self.market.submit_result(record.task_id, result_hash, bytes.fromhex(req_loc),
-                                                    bytes.fromhex(val_loc) if val_loc else b"",
-                                                    sender=self.account, nonce=nonce),
+            lambda tx: self.market.submit_result(record.task_id, result_hash, bytes.fromhex(req_loc),
+                                                 bytes.fromhex(val_loc) if val_loc else b"",
+                                                 sender=self.account, **tx),
             fault="submit",
         )
         faults.point("submitted")
@@ -429,34 +397,42 @@ class ProviderDaemon:
     # --- validator side -------------------------------------------------------------------------
     def _validator_job(self, record: TaskRecord) -> None:
         task = self.market.task(record.task_id)
-        status = status_name(task)
-        if not same(field_of(task, "validator"), self.address):
-            if status in ("Validating", "AwaitingValidator", "Executing", "Pending"):
+        if task.validator != self.address:
+            if task.status in (Status.Validating, Status.AwaitingValidator, Status.Executing, Status.Pending):
                 self.later(record, 2.0)
                 return
             self._withdraw(record.task_id)
-            self.state.set_stage(record.task_id, "validator", "done", final_status=status)
+            self.state.set_stage(record.task_id, "validator", "done", final_status=task.status.name)
             return
-        if status in ("Pending", "Executing", "AwaitingValidator"):
+        if task.status in (Status.Pending, Status.Executing, Status.AwaitingValidator):
             self.later(record, 2.0)  # the ResultSubmitted / ValidatorAssigned event wakes us
             return
-        if status != "Validating":
+        if task.status != Status.Validating:
             self._withdraw(record.task_id)
-            self.state.set_stage(record.task_id, "validator", "done", final_status=status)
+            self.state.set_stage(record.task_id, "validator", "done", final_status=task.status.name)
             return
-        accept, reason = self._judge(record, task)
-        result_hash = as_bytes(field_of(task, "result_hash", "resultHash", default=None)) or bytes.fromhex(
-            record.data["result_hash"])
+        committed = self.market.result_of(record.task_id)
+        if committed is None:
+            raise DaemonError(f"task {record.task_id} is Validating without a committed result")
+        if record.data.get("result_hash") != committed.hex():
+            # The locator we hold came with another result than the one on chain (its event was replaced in a
+            # reorg, or the current one is not ingested yet): judging it would reject an honest provider. The
+            # event that carries this commitment brings the matching locator and wakes us.
+            log.info("task %d: waiting for the event of the committed result %s", record.task_id,
+                     committed.hex()[:16])
+            self.later(record, 2.0)
+            return
+        accept, reason = self._judge(record, task, committed)
 
         def needed() -> bool:
             now = self.market.task(record.task_id)
-            return status_name(now) == "Validating" and same(field_of(now, "validator"), self.address)
+            return (now.status == Status.Validating and now.validator == self.address
+                    and self.market.result_of(record.task_id) == committed)
 
         self.txs.send(
             f"verdict:{record.task_id}",
             needed,
-            lambda nonce: self.market.submit_verdict(record.task_id, result_hash, accept, sender=self.account,
-                                                     nonce=nonce),
+            lambda tx: self.market.submit_verdict(record.task_id, committed, accept, sender=self.account, **tx),
             fault="verdict",
         )
         self.state.set_stage(record.task_id, "validator", "judged", accepted=accept, reason=reason)
@@ -464,12 +440,13 @@ class ProviderDaemon:
         self._withdraw(record.task_id)
         self.state.set_stage(record.task_id, "validator", "done")
 
-    def _judge(self, record: TaskRecord, task: Any) -> tuple[bool, str]:
-        """Fetch task and result, check the commitment and its meta, run validate mode."""
+    def _judge(self, record: TaskRecord, task: Task, committed: bytes) -> tuple[bool, str]:
+        """Fetch task and result, check the result against the on-chain commitment and its meta, run validate
+        mode. A verdict reached before (a restart between judging and sending) is reused for the same result."""
         from ichain.sandbox import read_result_meta, unpack_result
         from ichain.transfer import fetch
 
-        if "accepted" in record.data:
+        if record.data.get("judged") == committed.hex():
             return bool(record.data["accepted"]), str(record.data.get("reason", ""))
         task_loc = record.data.get("locator")
         result_loc = record.data.get("result_locator")
@@ -479,35 +456,29 @@ class ProviderDaemon:
         result_env = Envelope.decode(bytes.fromhex(result_loc))
         folder = self._fetch_task(record, task_env.sealed[0].hex(), task_env.context_id)
         work = self.files / f"{record.task_id}-validator"
-        result = work / "result.tar"
+        # Named by the commitment: a file fetched for a result a reorg replaced is never judged as this one.
+        result = work / f"result-{committed.hex()}.tar"
         if not result.exists():
-            sealed = result_env.sealed[-1]
-            fetch(sealed, self.keypair, self.context(record.task_id, "result-validator"), result,
-                  transport=self.host.transport if self.host else None)
-        committed = as_bytes(field_of(task, "result_hash", "resultHash", default=None)) or bytes.fromhex(
-            record.data.get("result_hash", ""))
+            fetch(result_env.sealed[-1], self.keypair, self.context(record.task_id, "result-validator"), result,
+                  transport=self._hosting().transport)
         verdict: tuple[bool, str]
         if sha256_file(result) != committed:
             verdict = (False, "result does not match the commitment on chain")
         else:
             meta = read_result_meta(result)
-            expect = {"chain_id": self.chain_id, "market": self.market_address.lower(),
-                      "task_id": record.task_id, "provider": str(field_of(task, "provider")).lower()}
-            got = {"chain_id": int(field_of(meta, "chain_id", default=-1)),
-                   "market": str(field_of(meta, "market", default="")).lower(),
-                   "task_id": int(field_of(meta, "task_id", default=-1)),
-                   "provider": str(field_of(meta, "provider", default="")).lower()}
-            if got != expect:
+            expect = (self.chain_id, self.market_address.lower(), record.task_id, str(task.provider).lower())
+            if (meta.chain_id, meta.market.lower(), meta.task_id, meta.provider.lower()) != expect:
                 verdict = (False, "result meta names another chain, market, task or provider")
             else:
-                out = work / "result"
-                if not (work / "result.ok").exists():
+                out = work / f"result-{committed.hex()}"
+                if not (work / f"{out.name}.ok").exists():
                     shutil.rmtree(out, ignore_errors=True)
                     unpack_result(result, out)
-                    (work / "result.ok").touch()
+                    (work / f"{out.name}.ok").touch()
                 run = self.sandbox.validate(folder, out)
                 if run.sandbox_fault:  # our machine's problem: never reject a result for it
                     raise DaemonError(f"task {record.task_id}: sandbox unavailable: {run.error}")
                 verdict = (run.accepted, f"validate exit {run.exit_code}{' ' + run.error if run.error else ''}")
-        self.state.set_stage(record.task_id, "validator", "judging", accepted=verdict[0], reason=verdict[1])
+        self.state.set_stage(record.task_id, "validator", "judging", accepted=verdict[0], reason=verdict[1],
+                             judged=committed.hex())
         return verdict

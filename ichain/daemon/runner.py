@@ -24,21 +24,12 @@ from typing import Any, Callable, Iterable
 
 from ichain.daemon import faults
 from ichain.daemon.state import DaemonState
+from ichain.market import Market, MarketEvent
 
 log = logging.getLogger("ichain.daemon")
 
+#: Called with one decoded event of the name it was registered for (typed as that event's class).
 Handler = Callable[[Any], None]
-
-
-def event_name(event: Any) -> str:
-    """The name of a decoded market event (SDK objects, ape ContractLogs or dicts)."""
-    for attr in ("event_name", "name"):
-        value = getattr(event, attr, None)
-        if isinstance(value, str):
-            return value
-    if isinstance(event, dict):
-        return str(event.get("event_name") or event.get("name"))
-    return type(event).__name__
 
 
 class HeadWatcher:
@@ -96,7 +87,7 @@ class Runner:
     """The event loop of a daemon.
 
     Args:
-        market: The SDK object (``events(start, stop)``, ``provider``-level web3 access below).
+        market: The SDK (its ``events(start, stop)``).
         state: The daemon's SQLite state (checkpoint, block hashes).
         web3: A web3 instance connected to the node (head number, block hashes).
         start_block: First block to scan when there is no checkpoint yet.
@@ -110,7 +101,7 @@ class Runner:
 
     def __init__(
         self,
-        market: Any,
+        market: Market,
         state: DaemonState,
         web3: Any,
         *,
@@ -154,11 +145,11 @@ class Runner:
         self.stop_event.set()
         self.wake.set()
 
-    def dispatch(self, events: Iterable[Any]) -> int:
+    def dispatch(self, events: Iterable[MarketEvent]) -> int:
         """Call the handlers of each event in order; returns how many events had handlers."""
         handled = 0
         for event in events:
-            funcs = self.handlers.get(event_name(event), [])
+            funcs = self.handlers.get(event.event_name, [])
             for func in funcs:
                 func(event)
             handled += bool(funcs)
@@ -201,6 +192,8 @@ class Runner:
             # Handlers' writes and the checkpoint commit together: all of a range or none of it.
             with self.state.transaction():
                 handled = self.dispatch(events)
+                if handled:
+                    faults.point("ingest-before-commit")
                 self.state.advance(stop, stop_hash, keep=max(64, self.reorg_depth * 2))
             if handled:
                 faults.point("ingest-after-commit")

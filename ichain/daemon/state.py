@@ -252,7 +252,8 @@ class DaemonState:
             )
 
     def journal_result(self, action: str, status: str, tx_hash: str | None = None) -> None:
-        """Record how a journaled action ended (``mined``, ``reverted``, ``dropped``, ``moot``)."""
+        """Record how a journaled action ended (``mined``, ``reverted``, ``refused``, ``moot``), or that its
+        transaction went out but is not mined (``sending`` with its hash)."""
         with self.transaction() as db:
             db.execute(
                 "UPDATE txs SET status=?, tx_hash=COALESCE(?, tx_hash) WHERE action=?", (status, tx_hash, action)

@@ -13,7 +13,15 @@ from ichain.errors import IChainError
 
 
 class MarketError(IChainError):
-    """A TaskMarket operation that cannot succeed (raised before sending, or translated from a revert)."""
+    """A TaskMarket operation that cannot succeed (raised before sending, or translated from a revert).
+
+    Attributes:
+        transaction_hash: Hash of the signed transaction that failed, when one was handed to the node (it may
+            have been mined and reverted, or refused by the node); None when nothing was signed (a pre-check or
+            the gas estimate failed), so no nonce was used.
+    """
+
+    transaction_hash: str | None = None
 
 
 class InvalidInput(MarketError):
@@ -141,18 +149,35 @@ def error_from_revert(err: Exception) -> MarketError:
         err: The exception ape raised (a ``CustomError`` for the contracts' custom errors).
 
     Returns:
-        The typed error, with a one-line message.
+        The typed error, with a one-line message and the hash of the signed transaction behind it, if any.
     """
     from ape.exceptions import CustomError
 
+    typed: MarketError
     if isinstance(err, CustomError):
         # The contracts prefix their errors with their own name ("TaskMarket__WrongState").
         short = err.name.split("__", 1)[-1]
         detail = ", ".join(f"{k}={_fmt(v)}" for k, v in (err.inputs or {}).items())
         cls = _ERRORS_BY_NAME.get(short, TransactionFailed)
-        return cls(f"transaction reverted: {short}" + (f" ({detail})" if detail else ""))
-    text = str(err).splitlines()[0] if str(err) else type(err).__name__
-    return TransactionFailed(f"transaction failed: {text}")
+        typed = cls(f"transaction reverted: {short}" + (f" ({detail})" if detail else ""))
+    else:
+        text = str(err).splitlines()[0] if str(err) else type(err).__name__
+        typed = TransactionFailed(f"transaction failed: {text}")
+    typed.transaction_hash = _signed_hash(err)
+    return typed
+
+
+def _signed_hash(err: Exception) -> str | None:
+    """The hash of the transaction behind ape's ``err`` if it was signed (so it reached the node), else None."""
+    from ape.api import ReceiptAPI, TransactionAPI
+    from ape.exceptions import TransactionError
+
+    txn = err.txn if isinstance(err, TransactionError) else None
+    if isinstance(txn, ReceiptAPI):
+        return str(txn.txn_hash)
+    if isinstance(txn, TransactionAPI) and txn.signature is not None:
+        return "0x" + bytes(txn.txn_hash).hex()
+    return None
 
 
 def _fmt(value: Any) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, TypeVar
 
 from eth_utils import to_checksum_address
 
@@ -421,13 +421,25 @@ class Market:
             raise WorkerUnavailable(f"{role} {worker.address} is not available")
         return worker
 
-    def _send(self, method: str, *args: Any, sender: AccountAPI, **tx: Any) -> ReceiptAPI:
+    def _send(
+        self, method: str, *args: Any, sender: AccountAPI,
+        on_receipt: Callable[[ReceiptAPI], None] | None = None, **tx: Any,
+    ) -> ReceiptAPI:
+        """Send one contract transaction.
+
+        ``on_receipt`` (a keyword every sending method passes on through ``**tx``) gets the receipt, for callers
+        that journal what they sent: the public methods return domain objects, not receipts. A failure raises
+        the typed error with ``transaction_hash`` set when a signed transaction reached the node.
+        """
         from ape.exceptions import ApeException
 
         try:
-            return getattr(self.contract, method)(*args, sender=sender, **tx)
+            receipt = getattr(self.contract, method)(*args, sender=sender, **tx)
         except ApeException as err:
             raise error_from_revert(err) from None
+        if on_receipt is not None:
+            on_receipt(receipt)
+        return receipt
 
     def _decoded(self, receipt: ReceiptAPI, cls: type[_E]) -> _E:
         for log in receipt.logs:

@@ -11,7 +11,6 @@ from marketplace_helpers import MAX_TIMEOUT, MIN_TIMEOUT, REVIEW_WINDOW, VALIDAT
 
 from ichain._cli.demo import DaemonProcess, provide_argv
 from ichain.config import load_config
-from ichain.daemon.provider import field_of
 
 
 @pytest.fixture(scope="session")
@@ -35,7 +34,7 @@ def e2e_market(accounts):
 
 @pytest.fixture
 def market_address(e2e_market):
-    return str(field_of(e2e_market, "address", default="") or e2e_market.contract.address)
+    return e2e_market.address
 
 
 @pytest.fixture

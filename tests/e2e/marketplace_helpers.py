@@ -10,7 +10,7 @@ from typing import Callable
 
 import pytest
 
-from ichain.daemon.provider import status_name
+from ichain.market import Market, Status
 from ichain.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,8 +38,9 @@ def wait_until(predicate: Callable[[], object], timeout: float, what: str, inter
         time.sleep(interval)
 
 
-def task_status(market, task_id: int) -> str:
-    return status_name(market.task(task_id))
+def task_status(market: Market, task_id: int) -> Status:
+    """The task's status on chain (a :class:`Status`; compares equal to its name only through ``.name``)."""
+    return market.task(task_id).status
 
 
 def move_time(chain, seconds: int) -> None:

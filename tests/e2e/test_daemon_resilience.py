@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from ichain.market import Status
 from ichain.requester import RequesterSession
 
 from marketplace_helpers import DIGITS, REVIEW_WINDOW, task_status, wait_until
@@ -43,7 +44,7 @@ def test_daemon__idle_chain_then_30s_rpc_outage__survives_and_serves_next_task(
     session = RequesterSession.prepare(DIGITS, market=e2e_market, account=requester, config=requester_config)
     try:
         tid = session.post(provider=provider.address, validator=None, price=PRICE, validator_fee=0, timeout=600)
-        wait_until(lambda: task_status(e2e_market, tid) == "AwaitingValidator", 180, "the result after the outage",
+        wait_until(lambda: task_status(e2e_market, tid) == Status.AwaitingValidator, 180, "the result after the outage",
                    interval=0.5)
     finally:
         session.close()
@@ -60,13 +61,13 @@ def test_daemon__reorg_drops_its_result__commits_it_again_without_waiting_for_it
     try:
         start = chain.blocks.head.number
         tid = session.post(provider=provider.address, validator=None, price=PRICE, validator_fee=0, timeout=600)
-        wait_until(lambda: task_status(e2e_market, tid) == "AwaitingValidator", 180, "the result", interval=0.2)
+        wait_until(lambda: task_status(e2e_market, tid) == Status.AwaitingValidator, 180, "the result", interval=0.2)
         committed = e2e_market.result_hash(tid)
         time.sleep(3)  # the daemon checks once more right after committing, then sleeps on its review timer
         [submitted] = [e for e in e2e_market.events(start) if e.name == "ResultSubmitted" and e.task_id == tid]
-        # The premise: the daemon sleeps until the review window ends by the chain's clock. (On a chain whose
-        # clock ran behind this machine's, it once tried to claim early and retried every 2 s, which re-checked
-        # the task after the reorg by chance rather than by the reorg's wake-up.)
+        # The premise: the daemon sleeps until the review window ends by the chain's clock. (A daemon judging by
+        # this machine's clock on a chain whose clock runs behind would try to claim early and retry every 2 s,
+        # re-checking the task after the reorg by chance rather than by the reorg's wake-up.)
         assert "will retry" not in proc.log_path.read_text(), proc.tail(20)
 
         # Blocks go by (more than the daemon rescans after a reorg, so no replayed event of this task can wake
@@ -74,11 +75,11 @@ def test_daemon__reorg_drops_its_result__commits_it_again_without_waiting_for_it
         for _ in range(20):
             chain.provider.make_request("evm_mine", [])
         chain.provider.make_request("anvil_reorg", [chain.blocks.head.number - submitted.block_number + 1, []])
-        assert task_status(e2e_market, tid) == "Executing"
+        assert task_status(e2e_market, tid) == Status.Executing
 
         # The daemon's own timer for this task is the review window (REVIEW_WINDOW s of chain time); the reorg
         # must wake it well before that.
-        wait_until(lambda: task_status(e2e_market, tid) == "AwaitingValidator", REVIEW_WINDOW - 10,
+        wait_until(lambda: task_status(e2e_market, tid) == Status.AwaitingValidator, REVIEW_WINDOW - 10,
                    "the daemon to commit its result again after the reorg", interval=0.2)
     finally:
         session.close()

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ichain.daemon.provider import field_of
+from ichain.daemon.state import DaemonState
+from ichain.market import Status
 from ichain.requester import RequesterSession
 from ichain.transfer import KeyPair
 
@@ -30,8 +31,7 @@ def _credit(market, who) -> int:
 
 
 def _rating_count(market, who) -> int:
-    w = market.worker(who.address)
-    return int(field_of(w, "rating_count", "ratings", "count", default=0) or 0)
+    return market.worker(who.address).rating_count
 
 
 @pytest.fixture
@@ -49,7 +49,7 @@ def session_factory(e2e_market, requester, requester_config):
 
 
 def test_lifecycle__honest_provider_and_validator__accepted_paid_withdrawn_and_rated(
-    daemons, session_factory, e2e_market, accounts, tmp_path
+    daemons, session_factory, e2e_market, accounts, tmp_path, chain
 ):
     prov, val = accounts[1], accounts[2]
     daemons.start(1, PRICE)
@@ -65,13 +65,21 @@ def test_lifecycle__honest_provider_and_validator__accepted_paid_withdrawn_and_r
     assert _accuracy(s.data["metrics"]) > 0.8
     s.finalize(5)
 
-    assert task_status(e2e_market, tid) == "Completed"
+    assert task_status(e2e_market, tid) == Status.Completed
     assert _rating_count(e2e_market, prov) == ratings_before + 1
     # The provider daemon withdraws its pay; the validator its fee.
     wait_until(lambda: _credit(e2e_market, prov) == 0 and prov.balance > balance_before, 60, "provider withdrawal")
     wait_until(lambda: _credit(e2e_market, val) == 0, 60, "validator withdrawal")
     # SIGTERM: both daemons finish their pass, stop hosting and exit 0.
     assert [proc.stop() for proc in daemons.procs] == [0, 0]
+    # Each daemon's journal names every transaction it sent, by its hash on chain.
+    web3 = chain.provider.web3
+    for proc, who in zip(daemons.procs, (prov, val)):
+        state = DaemonState(proc.state_dir / who.address.lower() / f"daemon-{chain.chain_id}.sqlite")
+        journal = state.journal_all()
+        state.close()
+        assert journal and all(e["status"] == "mined" and e["tx_hash"] for e in journal), journal
+        assert {web3.eth.get_transaction(e["tx_hash"])["from"] for e in journal} == {who.address}
 
 
 def test_lifecycle__validator_named_after_result__requester_rehosts_and_task_accepted(
@@ -87,7 +95,7 @@ def test_lifecycle__validator_named_after_result__requester_rehosts_and_task_acc
     assert s.wait_for("Accepted", "Rejected", timeout=180) == "Accepted"
     s.fetch_result(tmp_path / "result")
     s.finalize(4)
-    assert task_status(e2e_market, tid) == "Completed"
+    assert task_status(e2e_market, tid) == Status.Completed
 
 
 def test_lifecycle__overclaimed_result__validator_rejects_provider_unpaid_requester_refunded(
@@ -105,7 +113,7 @@ def test_lifecycle__overclaimed_result__validator_rejects_provider_unpaid_reques
     assert _credit(e2e_market, requester) == credit_before + PRICE  # the price comes back; the fee paid the work
     s.fetch_result(tmp_path / "result")  # the requester still gets (and can inspect) what was delivered
     s.finalize(1)
-    assert task_status(e2e_market, tid) == "Closed"
+    assert task_status(e2e_market, tid) == Status.Closed
     wait_until(lambda: _credit(e2e_market, val) == 0, 60, "validator withdrawal")
     assert _credit(e2e_market, prov) == 0
     assert prov.balance <= prov_balance  # unpaid (it only spent gas)
@@ -115,17 +123,17 @@ def test_lifecycle__silent_provider__requester_refunded_after_deadline(
     session_factory, e2e_market, accounts, requester, chain
 ):
     silent = accounts[5]
-    if not field_of(e2e_market.worker(silent.address), "registered", default=False):
+    if not e2e_market.worker(silent.address).registered:
         e2e_market.register(KeyPair.generate().public_bytes, PRICE, sender=silent)
     s = session_factory()
     credit_before = _credit(e2e_market, requester)
     tid = s.post(provider=silent.address, validator=None, price=PRICE, validator_fee=FEE, timeout=MIN_TIMEOUT)
-    assert task_status(e2e_market, tid) == "Executing"
+    assert task_status(e2e_market, tid) == Status.Executing
 
     move_time(chain, MIN_TIMEOUT + 5)
     assert s.refund() == "expired"
 
-    assert task_status(e2e_market, tid) == "Expired"
+    assert task_status(e2e_market, tid) == Status.Expired
     assert _credit(e2e_market, requester) == credit_before + PRICE + FEE
     assert _credit(e2e_market, silent) == 0
 
@@ -143,7 +151,7 @@ def test_lifecycle__silent_requester__provider_paid_after_review_window(
 
     # The requester never finalizes: once the review window is over, the provider's daemon claims.
     move_time(chain, REVIEW_WINDOW + 5)
-    wait_until(lambda: task_status(e2e_market, tid) == "Expired", 60, "the provider daemon to expire the task")
+    wait_until(lambda: task_status(e2e_market, tid) == Status.Expired, 60, "the provider daemon to expire the task")
     wait_until(lambda: _credit(e2e_market, prov) == 0 and prov.balance > balance_before, 60,
                "the provider daemon to withdraw its pay")
 
@@ -170,7 +178,7 @@ def test_submit_cli__silent_provider__refunds_itself_after_the_deadline(
     tmp_path, node_uri, market_address, e2e_market, accounts, requester
 ):
     silent = accounts[5]
-    if not field_of(e2e_market.worker(silent.address), "registered", default=False):
+    if not e2e_market.worker(silent.address).registered:
         e2e_market.register(KeyPair.generate().public_bytes, PRICE, sender=silent)
     credit_before = _credit(e2e_market, requester)
     ape = str(Path(sys.executable).with_name("ape"))
@@ -200,4 +208,4 @@ def test_post__another_post_takes_the_expected_id__provider_still_opens_the_task
     assert (other, tid) == (stale + 1, stale + 2)
     assert mine.wait_for("AwaitingValidator", timeout=240) == "AwaitingValidator"
     racer.refund()  # cancel the pending one
-    assert task_status(e2e_market, other) == "Cancelled"
+    assert task_status(e2e_market, other) == Status.Cancelled

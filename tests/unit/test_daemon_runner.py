@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 
@@ -11,6 +12,7 @@ from web3 import HTTPProvider, Web3
 from ichain.daemon.runner import Runner
 from ichain.daemon.state import DaemonState
 from ichain.daemon.txs import TxSender
+from ichain.market import NothingToWithdraw, TransferFailed
 from ichain.transfer import KeyPair
 
 
@@ -93,8 +95,8 @@ class _ReorgWhileReading:
 
 
 def test_poll_once__reorg_while_reading_a_range__not_taken_and_seen_next_pass(runner_market, state, chain, accounts):
-    # Seen in CI: the runner checked its checkpoint's hash before a reorg and read the range's end hash after
-    # it, so it stored a checkpoint on the new chain over events of the old one, and never saw the reorg.
+    # A runner that checks its checkpoint's hash before a reorg and reads the range's end hash after it would store
+    # a checkpoint on the new chain over events of the old one, and never see the reorg.
     reorgs = []
     runner, seen = _runner(runner_market, state, chain, reorg_depth=3, on_reorg=lambda: reorgs.append(1))
     _post(runner_market, accounts[0], accounts[3], 3000)
@@ -125,35 +127,104 @@ def test_run__node_unreachable__backs_off_and_stops_cleanly(runner_market, state
     assert not th.is_alive()
 
 
+def _resend_own_settings(market, acct):
+    """A send through the SDK that always succeeds: update the worker to the settings it has."""
+    worker = market.worker(acct.address)
+    return lambda tx: market.update(worker.enc_key, worker.price, sender=acct, **tx)
+
+
+def _credit_of(market, acct) -> None:
+    """Give ``acct`` a credit in the market: post a task with nobody named and cancel it (refund)."""
+    task_hash = hashlib.sha256(f"credit {acct.address} {acct.nonce}".encode()).digest()
+    task = market.post(task_hash, price=10**15, validator_fee=0, timeout=60, sender=acct)
+    market.cancel(task.task_id, sender=acct)
+
+
 def test_send__action_no_longer_needed__moot_and_no_transaction(state, chain, accounts):
     sender = TxSender(state, accounts[5].address, chain.provider.web3)
     nonce = accounts[5].nonce
-    assert sender.send("expire:1", lambda: False, lambda n: pytest.fail("must not send")) == "moot"
+    assert sender.send("expire:1", lambda: False, lambda tx: pytest.fail("must not send")) == "moot"
     assert accounts[5].nonce == nonce and state.journal("expire:1") is None
 
 
-def test_send__journaled_but_unsent__resent_with_same_nonce(state, chain, accounts):
-    acct = accounts[5]
+def test_send__sdk_method__journals_mined_with_its_transaction_hash(runner_market, state, chain, accounts):
+    acct = accounts[3]
     web3 = chain.provider.web3
     sender = TxSender(state, acct.address, web3)
+    assert sender.send("update:same", lambda: True, _resend_own_settings(runner_market, acct)) == "sent"
+    entry = state.journal("update:same")
+    assert entry["status"] == "mined" and entry["tx_hash"], entry
+    receipt = web3.eth.get_transaction_receipt(entry["tx_hash"])
+    sent = web3.eth.get_transaction(entry["tx_hash"])
+    assert (receipt["status"], sent["from"], sent["nonce"]) == (1, acct.address, entry["nonce"])
+
+
+def test_send__read_after_the_send_fails__journals_mined_with_its_hash(runner_market, state, chain, accounts):
+    acct = accounts[3]
+    send = _resend_own_settings(runner_market, acct)
+
+    def send_then_lose_the_node(tx):
+        send(tx)
+        raise ConnectionError("node gone while reading the new state")
+
+    with pytest.raises(ConnectionError):
+        TxSender(state, acct.address, chain.provider.web3).send("update:same", lambda: True, send_then_lose_the_node)
+    entry = state.journal("update:same")
+    assert entry["status"] == "mined" and entry["tx_hash"], entry
+
+
+def test_send__transaction_reverts_on_chain__journals_reverted_with_its_hash_and_raises(
+    runner_market, state, chain, accounts
+):
+    acct = accounts[5]
+    web3 = chain.provider.web3
+    _credit_of(runner_market, acct)
+    sender = TxSender(state, acct.address, web3)
+    # The market itself takes no ether: paying the credit to it passes the SDK's pre-checks and reverts on chain
+    # (a fixed gas limit: no estimate could refuse it first), as a race lost between pre-check and block does.
+    with pytest.raises(TransferFailed):
+        sender.send("withdraw:9", lambda: True,
+                    lambda tx: runner_market.withdraw(sender=acct, to=runner_market.address, gas=200_000, **tx))
+    entry = state.journal("withdraw:9")
+    assert entry["status"] == "reverted" and entry["tx_hash"], entry
+    assert web3.eth.get_transaction_receipt(entry["tx_hash"])["status"] == 0
+    assert acct.nonce == entry["nonce"] + 1  # the nonce is spent: the next attempt takes a fresh one
+
+
+def test_send__refused_before_signing__journals_refused_and_keeps_the_nonce(runner_market, state, chain, accounts):
+    acct = accounts[7]
+    assert runner_market.credit(acct.address) == 0
+    sender = TxSender(state, acct.address, chain.provider.web3)
+    nonce = acct.nonce
+    with pytest.raises(NothingToWithdraw):  # the SDK's pre-check: nothing is signed or sent
+        sender.send("withdraw:10", lambda: True, lambda tx: runner_market.withdraw(sender=acct, **tx))
+    entry = state.journal("withdraw:10")
+    assert (entry["status"], entry["tx_hash"], entry["nonce"]) == ("refused", None, nonce)
+    assert acct.nonce == nonce
+
+
+def test_send__journaled_but_unsent__resent_with_same_nonce(runner_market, state, chain, accounts):
+    acct = accounts[3]
+    sender = TxSender(state, acct.address, chain.provider.web3)
     state.journal_intent("withdraw:7", acct.nonce)  # a previous life journaled, then died before sending
     used: list[int] = []
+    send = _resend_own_settings(runner_market, acct)
 
-    def send(nonce: int):
-        used.append(nonce)
-        return acct.transfer(accounts[6], 1, nonce=nonce)
+    def record(tx):
+        used.append(tx["nonce"])
+        return send(tx)
 
-    assert sender.send("withdraw:7", lambda: True, send) == "sent"
+    assert sender.send("withdraw:7", lambda: True, record) == "sent"
     assert used == [state.journal("withdraw:7")["nonce"]]
     assert state.journal("withdraw:7")["status"] == "mined"
 
 
-def test_send__journaled_nonce_already_used__takes_a_fresh_nonce(state, chain, accounts):
-    acct = accounts[5]
+def test_send__journaled_nonce_already_used__takes_a_fresh_nonce(runner_market, state, chain, accounts):
+    acct = accounts[3]
     sender = TxSender(state, acct.address, chain.provider.web3)
     state.journal_intent("verdict:3", acct.nonce)
     acct.transfer(accounts[6], 1)  # that nonce went to another transaction
     used: list[int] = []
-    sender.send("verdict:3", lambda: True, lambda n: used.append(n) or acct.transfer(accounts[6], 1, nonce=n))
+    send = _resend_own_settings(runner_market, acct)
+    sender.send("verdict:3", lambda: True, lambda tx: used.append(tx["nonce"]) or send(tx))
     assert used == [acct.nonce - 1]
-
