@@ -47,7 +47,9 @@ def provide(account, transport, state_dir, host, port, market_address, price, co
 
 def daemon_state_file(config: IChainConfig, address: str, chain_id: int) -> Path | None:
     """Where the daemon of ``address`` keeps its state for ``chain_id`` under the state folder, if it ran here."""
-    path = config.state_dir / address.lower() / f"daemon-{chain_id}.sqlite"  # as ProviderDaemon names it
+    from ichain.daemon.state import state_file
+
+    path = state_file(config.state_dir / address.lower(), chain_id)
     return path if path.is_file() else None
 
 

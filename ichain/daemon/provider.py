@@ -24,7 +24,7 @@ from ichain.config import IChainConfig
 from ichain.daemon import faults
 from ichain.daemon.handlers import register_handlers
 from ichain.daemon.runner import Runner
-from ichain.daemon.state import DaemonState, TaskRecord
+from ichain.daemon.state import DaemonState, TaskRecord, state_file
 from ichain.daemon.txs import TxSender
 from ichain.errors import IChainError
 from ichain.files import sha256_file
@@ -91,7 +91,7 @@ class ProviderDaemon:
         self.files.mkdir(exist_ok=True)
         self.chain_id = int(self.web3.eth.chain_id)
         self.market_address = market.address
-        self.state = DaemonState(self.home / f"daemon-{self.chain_id}.sqlite")
+        self.state = DaemonState(state_file(self.home, self.chain_id))
         self.state.bind(self.chain_id, self.market_address)
         self.txs = TxSender(self.state, self.address, self.web3)
         self.keypair = KeyPair.load_or_create(self.home / "x25519.key")

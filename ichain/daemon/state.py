@@ -51,6 +51,11 @@ CREATE TABLE IF NOT EXISTS txs (
 DONE_STAGES = ("done", "skipped")
 
 
+
+def state_file(account_dir: Path, chain_id: int) -> Path:
+    """The state file of one account's daemon on one chain (checkpoints, tasks and journal are per chain)."""
+    return Path(account_dir) / f"daemon-{int(chain_id)}.sqlite"
+
 class StateError(IChainError):
     """The daemon's state file can't be used (another chain, another market, corrupt)."""
 

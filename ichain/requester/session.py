@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ichain.config import IChainConfig
 from ichain.errors import IChainError
-from ichain.files import sha256_file
+from ichain.files import sha256_file, write_json_atomic
 from ichain.market import (
     Market, ProviderAssigned, ResultSubmitted, Status, Task, TaskCancelled, TaskExpired, TaskFinalized,
     ValidatorAssigned, VerdictSubmitted, Worker,
@@ -55,12 +55,6 @@ def _status(value: str | Status) -> Status:
 
 class RequestError(IChainError):
     """A requester action can't be done now (wrong stage, no provider available, no result yet...)."""
-
-
-def _write_json(path: Path, data: dict) -> None:
-    part = path.with_name(path.name + ".part")
-    part.write_text(json.dumps(data, indent=2, sort_keys=True))
-    os.replace(part, path)
 
 
 class RequesterSession:
@@ -172,7 +166,7 @@ class RequesterSession:
     def save(self) -> None:
         """Persist the session (atomically)."""
         with self._lock:
-            _write_json(self.root / "session.json", self.data)
+            write_json_atomic(self.root / "session.json", self.data)
 
     def _log(self, stage: str, message: str) -> None:
         with self._lock:
