@@ -29,6 +29,7 @@ from ichain.sandbox.packaging import (
     read_result_meta,
     sha256_file,
     unpack,
+    unpack_upload,
     unpack_result,
 )
 from ichain.sandbox.runner import RunResult, Sandbox, leftover_containers
@@ -56,5 +57,6 @@ __all__ = [
     "read_result_meta",
     "sha256_file",
     "unpack",
+    "unpack_upload",
     "unpack_result",
 ]

@@ -11,13 +11,15 @@ of one market and one provider, so a copied hash cannot be passed off for anothe
 
 ``unpack`` trusts nothing: it refuses absolute paths, ``..``, links of any kind, devices and FIFOs,
 duplicate names, and stops at size and entry-count caps; it extracts into a fresh ``DEST.part-*``
-folder and renames it into place only when everything was extracted.
+folder and renames it into place only when everything was extracted. ``unpack_upload`` applies the same
+rules to an archive a person made (zip, tar, gzipped tar), such as a task folder uploaded to the web page.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import io
 import json
@@ -26,9 +28,11 @@ import re
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Sequence
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 from ichain.files import sha256_file
 from ichain.sandbox.errors import PackageError
@@ -225,11 +229,94 @@ def _safe_name(name: str) -> PurePosixPath:
     if not name or "\x00" in name or "\\" in name:
         raise PackageError(f"package entry has an invalid name: {name!r}")
     if path.is_absolute():
-        raise PackageError(f"package entry has an absolute path: {name!r}")
+        raise PackageError(f"package entry has an unsafe path (an absolute path): {name!r}")
     parts = [p for p in path.parts if p != "."]
     if not parts or ".." in parts:
-        raise PackageError(f"package entry escapes the destination: {name!r}")
+        raise PackageError(f"package entry has an unsafe path (it escapes the destination): {name!r}")
     return PurePosixPath(*parts)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Member:
+    """One entry of an archive, whatever its format: what extraction needs to judge and copy it."""
+
+    name: str
+    kind: str  # "dir", "file", "link" or "special" (device, FIFO...)
+    size: int
+    open: Callable[[], IO[bytes] | None]
+
+
+def _tar_members(tar: tarfile.TarFile) -> Iterator[_Member]:
+    for member in tar:
+        if member.issym() or member.islnk():
+            kind = "link"
+        elif member.isdir():
+            kind = "dir"
+        elif member.isreg():
+            kind = "file"
+        else:
+            kind = "special"
+        yield _Member(member.name, kind, member.size, functools.partial(tar.extractfile, member))
+
+
+_ZIP_KINDS = {0: "file", 0o100000: "file", 0o040000: "dir", 0o120000: "link"}
+
+
+def _zip_members(archive: zipfile.ZipFile) -> Iterator[_Member]:
+    for info in archive.infolist():
+        # The Unix file type sits in the high bits of external_attr (0 when the archiver wrote none).
+        kind = "dir" if info.is_dir() else _ZIP_KINDS.get((info.external_attr >> 16) & 0o170000, "special")
+        yield _Member(info.filename, kind, info.file_size, functools.partial(archive.open, info))
+
+
+def _extract(members: Iterator[_Member], dest_folder: str | Path, *, max_bytes: int, max_entries: int) -> list[str]:
+    """Extract ``members`` into ``dest_folder`` under the rules of :func:`unpack`; nothing is left on failure."""
+    dest = Path(dest_folder)
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise PackageError(f"destination exists and is not an empty folder: {dest}")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=dest.name + ".part-", dir=dest.parent))
+    seen: set[PurePosixPath] = set()
+    written: list[str] = []
+    total = 0
+    try:
+        for count, member in enumerate(members, start=1):
+            if count > max_entries:
+                raise PackageError(f"package has more than {max_entries} entries")
+            rel = _safe_name(member.name)
+            if rel in seen:
+                raise PackageError(f"package has a duplicate entry: {member.name!r}")
+            seen.add(rel)
+            if member.kind == "link":
+                raise PackageError(f"package entry is not a plain file (a link): {member.name!r}")
+            if member.kind == "special":
+                raise PackageError(
+                    f"package entry is not a plain file (a device, FIFO or other special file): {member.name!r}"
+                )
+            target = staging.joinpath(*rel.parts)
+            if member.kind == "dir":
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            total += member.size
+            if total > max_bytes:
+                raise PackageError(f"package expands beyond {max_bytes} bytes")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            source = member.open()
+            if source is None:
+                raise PackageError(f"package entry unreadable: {member.name!r}")
+            # O_EXCL|O_NOFOLLOW: never write through something already there.
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+            with source, os.fdopen(fd, "wb") as out:
+                shutil.copyfileobj(source, out, _COPY_CHUNK)
+            written.append(rel.as_posix())
+        os.chmod(staging, 0o755)  # mkdtemp makes it 0700; the sandbox user must read a task
+        if dest.exists():
+            dest.rmdir()
+        os.replace(staging, dest)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return sorted(written)
 
 
 def unpack(
@@ -254,54 +341,43 @@ def unpack(
         PackageError: the archive is not a plain tar, or holds an absolute path, ``..``, a link, a
             device or FIFO, a duplicate name, or exceeds a cap. Nothing is left at ``dest_folder``.
     """
-    dest = Path(dest_folder)
-    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-        raise PackageError(f"destination exists and is not an empty folder: {dest}")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=dest.name + ".part-", dir=dest.parent))
-    seen: set[PurePosixPath] = set()
-    written: list[str] = []
-    total = 0
+    with _open_tar(archive) as tar:
+        try:
+            return _extract(_tar_members(tar), dest_folder, max_bytes=max_bytes, max_entries=max_entries)
+        except (tarfile.TarError, EOFError) as exc:
+            raise PackageError(f"package is truncated or corrupt: {exc}") from None
+
+
+def unpack_upload(
+    archive: str | Path,
+    dest_folder: str | Path,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_entries: int = DEFAULT_MAX_ENTRIES,
+) -> list[str]:
+    """Extract an archive a person made (``.zip``, ``.tar``, ``.tar.gz``/``.tgz``) under :func:`unpack`'s rules.
+
+    Unlike a package, such an archive may be compressed; the size cap counts the extracted bytes.
+
+    Raises:
+        PackageError: not a readable zip or tar, or an entry :func:`unpack` refuses. Nothing is left at
+            ``dest_folder``.
+    """
+    unreadable = (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error)
     try:
-        with _open_tar(archive) as tar:
-            try:
-                for count, member in enumerate(tar, start=1):
-                    if count > max_entries:
-                        raise PackageError(f"package has more than {max_entries} entries")
-                    rel = _safe_name(member.name)
-                    if rel in seen:
-                        raise PackageError(f"package has a duplicate entry: {member.name!r}")
-                    seen.add(rel)
-                    if member.issym() or member.islnk():
-                        raise PackageError(f"package entry is a link (not allowed): {member.name!r}")
-                    if not (member.isdir() or member.isreg()):
-                        raise PackageError(f"package entry is a device, FIFO or other special file: {member.name!r}")
-                    target = staging.joinpath(*rel.parts)
-                    if member.isdir():
-                        target.mkdir(parents=True, exist_ok=True)
-                        continue
-                    total += member.size
-                    if total > max_bytes:
-                        raise PackageError(f"package expands beyond {max_bytes} bytes")
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    source = tar.extractfile(member)
-                    if source is None:
-                        raise PackageError(f"package entry unreadable: {member.name!r}")
-                    # O_EXCL|O_NOFOLLOW: never write through something already there.
-                    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-                    with os.fdopen(fd, "wb") as out:
-                        shutil.copyfileobj(source, out, _COPY_CHUNK)
-                    written.append(rel.as_posix())
-            except (tarfile.TarError, EOFError) as exc:
-                raise PackageError(f"package is truncated or corrupt: {exc}") from None
-        os.chmod(staging, 0o755)  # mkdtemp makes it 0700; the sandbox user must read a task
-        if dest.exists():
-            dest.rmdir()
-        os.replace(staging, dest)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return sorted(written)
+        opened: zipfile.ZipFile | tarfile.TarFile = (
+            zipfile.ZipFile(archive) if zipfile.is_zipfile(archive) else tarfile.open(archive, mode="r:*")
+        )
+    except FileNotFoundError:
+        raise PackageError(f"archive not found: {archive}") from None
+    except (*unreadable, OSError) as err:
+        raise PackageError(f"not a readable archive ({type(err).__name__})") from None
+    members = _zip_members(opened) if isinstance(opened, zipfile.ZipFile) else _tar_members(opened)
+    with opened:
+        try:
+            return _extract(members, dest_folder, max_bytes=max_bytes, max_entries=max_entries)
+        except unreadable as err:  # a corrupt member's data, found while copying it
+            raise PackageError(f"not a readable archive ({type(err).__name__})") from None
 
 
 def read_result_meta(archive: str | Path) -> ResultMeta:

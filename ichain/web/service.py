@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import tarfile
 import tempfile
 import threading
 import time
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Callable
@@ -26,6 +24,7 @@ from eth_utils import is_address, to_checksum_address
 from ichain.errors import IChainError
 from ichain.market import Status, Task, Worker
 from ichain.requester.format import eth
+from ichain.sandbox import PackageError, unpack_upload
 from ichain.web.errors import NoAccount, NotReady, WebInputError
 from ichain.web.format import parse_eth, user_message
 from ichain.web.providers import EventTally, provider_view
@@ -350,10 +349,10 @@ class WebService:
                 break
         dest = workdir / "task.part"
         try:
-            _safe_extract(archive, dest, zip_=lower.endswith(".zip"))
-        except WebInputError:
+            unpack_upload(archive, dest, max_bytes=MAX_UNPACKED)
+        except PackageError as err:
             shutil.rmtree(workdir, ignore_errors=True)
-            raise
+            raise WebInputError(f"Upload: {err}") from None
         archive.unlink()
         # A single top-level folder in the archive is the task folder itself.
         entries = [p for p in dest.iterdir() if not p.name.startswith("__MACOSX")]
@@ -463,56 +462,6 @@ def _ether_text(wei: int) -> str:
     from decimal import Decimal
 
     return format((Decimal(wei) / Decimal(10**18)).normalize(), "f")
-
-
-def _safe_extract(archive: Path, dest: Path, *, zip_: bool) -> None:
-    """Unpack an uploaded archive with no path escaping ``dest``, no links, no devices, size-capped."""
-    dest.mkdir(parents=True)
-    total = 0
-
-    def target(name: str) -> Path:
-        rel = Path(name)
-        if rel.is_absolute() or ".." in rel.parts or name.startswith(("/", "\\")):
-            raise WebInputError(f"Upload: unsafe path {name!r} in the archive")
-        return dest / rel
-
-    try:
-        if zip_:
-            with zipfile.ZipFile(archive) as zf:
-                for info in zf.infolist():
-                    out = target(info.filename)
-                    mode = (info.external_attr >> 16) & 0o170000
-                    if mode and mode not in (0o100000, 0o040000):  # links, devices
-                        raise WebInputError(f"Upload: {info.filename!r} is not a plain file")
-                    if info.is_dir():
-                        out.mkdir(parents=True, exist_ok=True)
-                        continue
-                    total += info.file_size
-                    if total > MAX_UNPACKED:
-                        raise WebInputError("Upload: the archive unpacks to more than 1 GiB")
-                    out.parent.mkdir(parents=True, exist_ok=True)
-                    with zf.open(info) as src, open(out, "wb") as dst:
-                        shutil.copyfileobj(src, dst)
-        else:
-            with tarfile.open(archive) as tf:
-                for member in tf:
-                    out = target(member.name)
-                    if member.isdir():
-                        out.mkdir(parents=True, exist_ok=True)
-                        continue
-                    if not member.isfile():
-                        raise WebInputError(f"Upload: {member.name!r} is not a plain file")
-                    total += member.size
-                    if total > MAX_UNPACKED:
-                        raise WebInputError("Upload: the archive unpacks to more than 1 GiB")
-                    out.parent.mkdir(parents=True, exist_ok=True)
-                    data = tf.extractfile(member)
-                    if data is None:
-                        raise WebInputError(f"Upload: {member.name!r} can't be read")
-                    with data, open(out, "wb") as dst:
-                        shutil.copyfileobj(data, dst)
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as err:
-        raise WebInputError(f"Upload: not a readable archive ({type(err).__name__})") from None
 
 
 __all__ = ["WebService", "Staged", "POOLS", "POOL_SHOWN"]

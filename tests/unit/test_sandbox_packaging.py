@@ -25,6 +25,7 @@ from ichain.sandbox import (
     sha256_file,
     unpack,
     unpack_result,
+    unpack_upload,
 )
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -352,3 +353,57 @@ def test_read_result_meta__forged_meta__package_error(make_archive, tmp_path):
     archive = make_archive([(_info("meta.json"), json.dumps({"format": 99, **META}).encode())])
     with pytest.raises(PackageError, match="unknown format"):
         read_result_meta(archive)
+
+
+# -- uploads (archives a person made) --------------------------------------------------------------
+
+
+def _zip_file(path: Path, entries: list[tuple[str, bytes]]) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zipped:
+        for name, data in entries:
+            zipped.writestr(name, data)
+    return path
+
+
+def test_unpack_upload__zip_with_a_folder__files_extracted(tmp_path):
+    archive = _zip_file(tmp_path / "t.zip", [("t/task.py", b"print(1)\n"), ("t/data/x.csv", b"1,2\n")])
+    assert unpack_upload(archive, tmp_path / "dest") == ["t/data/x.csv", "t/task.py"]
+    assert (tmp_path / "dest" / "t" / "task.py").read_bytes() == b"print(1)\n"
+
+
+def test_unpack_upload__zip_duplicate_entry__refused_and_nothing_left(tmp_path):
+    with pytest.warns(UserWarning, match="Duplicate name"):  # zipfile lets a second entry of one name in
+        archive = _zip_file(tmp_path / "t.zip", [("task.py", b"a"), ("task.py", b"b")])
+    with pytest.raises(PackageError, match="duplicate"):
+        unpack_upload(archive, tmp_path / "dest")
+    assert not (tmp_path / "dest").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["t.zip"]
+
+
+def test_unpack_upload__gzip_expands_beyond_the_cap__refused_and_nothing_left(tmp_path):
+    archive = tmp_path / "bomb.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        info = tarfile.TarInfo("zeros.bin")
+        info.size = 1 << 20
+        tar.addfile(info, io.BytesIO(bytes(info.size)))
+    assert archive.stat().st_size < 10_000  # a small upload...
+    with pytest.raises(PackageError, match="expands beyond 65536 bytes"):  # ...that would fill the disk
+        unpack_upload(archive, tmp_path / "dest", max_bytes=65536)
+    assert [p.name for p in tmp_path.iterdir()] == ["bomb.tar.gz"]
+
+
+def test_unpack_upload__truncated_gzip__one_line_error(tmp_path):
+    whole = tmp_path / "whole.tar.gz"
+    with tarfile.open(whole, "w:gz") as tar:
+        info = tarfile.TarInfo("task.py")
+        data = os.urandom(200_000)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    cut = tmp_path / "cut.tar.gz"
+    cut.write_bytes(whole.read_bytes()[:50_000])
+    with pytest.raises(PackageError, match="not a readable archive") as err:
+        unpack_upload(cut, tmp_path / "dest")
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "dest").exists()
