@@ -139,7 +139,7 @@ def image_status(client: docker.DockerClient, name: str = RUNTIME_IMAGE) -> Imag
 
 @contextlib.contextmanager
 def _build_lock() -> Iterator[None]:
-    """One build per machine at a time (setup runs and engineers may race)."""
+    """One build per machine at a time (concurrent setup runs and test sessions may race)."""
     with open(BUILD_LOCK, "a+") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:

@@ -10,7 +10,7 @@ Usage::
         client = net.add_client("alice")    # bootstrapped tor with a SOCKS port
         ...
 
-The options that mattered (see FACTS.md): ``TestingTorNetwork``, ``AssumeReachable`` on relays *and*
+The options that mattered: ``TestingTorNetwork``, ``AssumeReachable`` on relays *and*
 the authority, 10/2/2 s voting, ``DirAuthority`` built from tor-gencert's v3ident and
 ``tor --list-fingerprint``, and clients started only once every relay holds the consensus.
 """

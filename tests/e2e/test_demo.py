@@ -1,7 +1,7 @@
 """``make demo`` (``ape ichain demo``): prints the outcome and leaves nothing running, even on Ctrl-C.
 
 Every process the demo starts inherits a marker in its environment; after the demo exits, no
-process on the machine may carry it (checked by PID through /proc, so other engineers' anvils and
+process on the machine may carry it (checked by PID through /proc, so other users' anvils and
 daemons are never mistaken for ours)."""
 
 from __future__ import annotations

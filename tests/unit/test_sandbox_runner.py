@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.docker]
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 MiB = 1024 * 1024
-SESSION = uuid.uuid4().hex  # labels this module's containers: other engineers run Docker too
+SESSION = uuid.uuid4().hex  # labels this module's containers: other runs and users share the Docker engine
 
 
 @pytest.fixture(scope="module")
