@@ -115,7 +115,7 @@ def demo(transport, task_dir, keep):
     from ichain.requester import RequesterSession, run_round
 
     transport = transport or "direct"
-    uri = getattr(chain.provider, "http_uri", None) or getattr(chain.provider, "uri", None)
+    uri = chain.provider.http_uri
     if not uri:
         raise DemoError("the demo needs a local node with an HTTP endpoint (the default local network)")
     work = Path(tempfile.mkdtemp(prefix="ichain-demo-"))

@@ -105,8 +105,8 @@ class ProviderDaemon:
     def _guess_ws_uri(self) -> str | None:
         from ape import chain
 
-        # Only some ape providers know a websocket or HTTP URI (a test provider has neither).
-        uri = getattr(chain.provider, "ws_uri", None) or getattr(chain.provider, "http_uri", None)
+        # ProviderAPI's URIs are None where the provider has none (an in-process test chain).
+        uri = chain.provider.ws_uri or chain.provider.http_uri
         if not uri:
             return None
         return str(uri).replace("https://", "wss://").replace("http://", "ws://")
