@@ -4,27 +4,38 @@ pragma solidity 0.8.28;
 import {IRatings} from "./IRatings.sol";
 
 /// @title ITaskMarket
-/// @notice Escrowed marketplace for ML compute: workers (providers and validators) register, requesters post
-///         tasks with a deposit of price + validator fee, every silent party has a deadline after which anyone
-///         can move the money to its rightful owner, and all payouts are pull payments.
+/// @notice Escrowed marketplace for ML compute, protocol v2 (fair exchange).
+///         - The requester escrows price + validator fee and names a validator; the provider consents to that
+///           validator on chain (its trusted set), so no verdict comes from a party only one side chose.
+///         - The provider commits its result with collateral (fee + 10% of the price) and hosts the task and the
+///           result for the validator only. The requester gets nothing that opens the result before the accept:
+///           the validator releases the result's locator, sealed to the requester, in its accepting verdict, and
+///           the same transaction pays the provider and the validator (payment and delivery are one step).
+///         - A reject refunds the requester (who never held the result); the provider's collateral pays the
+///           validator (the loser pays the judge) and the rest is burned, so no party profits from a reject.
+///         - A provider whose run fails (execute mode crashed, or the task's own validate mode rejects the
+///           provider's result) ends the task at once with a report sealed to the requester and keeps a failure
+///           fee (10% of the price), so failing tasks cannot grind providers for free.
+///         - Every timeout settles against the silent party; 1% of every paid amount is burned, and a rating
+///           weighs as much as the amount it paid for, so a bought ranking costs ether in proportion.
+///         All payouts are pull payments; burned wei stays locked in this contract for ever.
 interface ITaskMarket {
-    /// @notice Task lifecycle. Terminal: Completed, Closed, Cancelled, Expired.
+    /// @notice Task lifecycle. Settled (no escrow left): Completed, Failed, Rejected, Rated, Cancelled, Expired.
     enum Status {
         None, // 0: no such task
-        Pending, // 1: posted, no provider yet
-        Executing, // 2: provider named, result due before the deadline
-        AwaitingValidator, // 3: result committed, no validator named yet
-        Validating, // 4: result committed, validator's verdict due before the deadline
-        Accepted, // 5: validator accepted; requester finalizes (or anyone expires after the review window)
-        Rejected, // 6: validator rejected; requester refunded, validator paid; finalize records the rating
-        Completed, // 7: accepted and finalized: provider paid, rating recorded
-        Closed, // 8: rejected and rated
-        Cancelled, // 9: cancelled by the requester while Pending
-        Expired // 10: a deadline passed and expire() settled the escrow
+        Pending, // 1: posted with its validator, no provider yet
+        Executing, // 2: provider named; result or failure report due before the deadline
+        Validating, // 3: result committed with collateral; the validator's verdict due before the deadline
+        Completed, // 4: accepted: provider and validator paid, result released; the requester may rate once
+        Failed, // 5: the provider reported a failing run: failure fee paid, rest refunded; the requester may rate once
+        Rejected, // 6: rejected: requester refunded, collateral paid the validator, the rest burned
+        Rated, // 7: a Completed or Failed task the requester rated
+        Cancelled, // 8: cancelled by the requester while Pending
+        Expired // 9: a deadline passed and expire() settled the escrow against the silent party
     }
 
-    /// @notice A task as returned by getTask (stored in two slots, parties as worker ids; no hashes, no
-    ///         locators: those are only in events).
+    /// @notice A task as returned by getTask (parties resolved from worker ids; hashes and locators are only in
+    ///         events, except the result commitment, see resultOf).
     struct Task {
         address requester;
         Status status;
@@ -40,20 +51,21 @@ interface ITaskMarket {
     /// @notice What the requester offers when posting.
     struct Terms {
         address provider; // named now, or address(0) to leave the task in the pending pool
-        address validator; // named now, or address(0) to name one after the result
+        address validator; // required: a registered, available worker asking at most validatorFee
         uint96 price; // wei paid to the provider on acceptance (at least the provider's asking price)
-        uint96 validatorFee; // wei paid to the validator for its verdict
+        uint96 validatorFee; // wei paid to the validator for its verdict (at least its asking price)
         uint24 timeout; // seconds the provider has once named, within [minTimeout, maxTimeout]
     }
 
-    /// @notice A registered worker (provider or validator).
+    /// @notice A registered worker (provider and/or validator; `price` is its asking price for either role).
     struct Worker {
         bytes32 encKey; // X25519 public key: locators for this worker are sealed to it
-        uint96 price; // asking price in wei
+        uint96 price; // asking price in wei (price for a run, fee for a verdict)
         uint32 poolIndex; // position in the available-worker set while available
         uint32 id; // permanent worker id (kept across leave and re-register), 0 for never registered
         bool registered;
         bool available;
+        uint32 missed; // verdicts this worker let expire as a validator (its record, never reset)
     }
 
     // ------------------------------------------------------------------ events
@@ -63,7 +75,9 @@ interface ITaskMarket {
     event WorkerUpdated(address indexed worker, bytes32 encKey, uint96 price, bool available);
     /// @notice A worker left the registry (its open tasks carry on).
     event WorkerLeft(address indexed worker);
-    /// @notice A task was posted with its escrow; locators are sealed to the named provider / validator.
+    /// @notice A provider added a validator to its trusted set, or removed it.
+    event TrustChanged(address indexed provider, address indexed validator, bool trusted);
+    /// @notice A task was posted with its escrow; `locator` is sealed to the named provider (empty while pending).
     event TaskPosted(
         uint256 indexed taskId,
         address indexed provider,
@@ -73,51 +87,63 @@ interface ITaskMarket {
         uint96 price,
         uint96 validatorFee,
         uint32 deadline,
-        bytes providerLocator,
-        bytes validatorLocator
+        bytes locator
     );
-    /// @notice The requester named the provider of a pending task.
+    /// @notice The requester named the provider of a pending task; `locator` is sealed to it.
     event ProviderAssigned(
         uint256 indexed taskId, address indexed provider, address requester, uint96 price, uint32 deadline, bytes locator
     );
-    /// @notice The requester named (or replaced) the validator of a task whose result is committed.
-    event ValidatorAssigned(
-        uint256 indexed taskId,
-        address indexed validator,
-        address requester,
-        bytes32 resultHash,
-        uint96 validatorFee,
-        uint32 deadline,
-        bytes locator
-    );
-    /// @notice The provider committed its result; locators are sealed to the requester and the validator.
+    /// @notice The provider committed its result with `collateral`; `validatorLocator` is sealed to the validator
+    ///         and opens the task and the result. Nothing here opens the result for the requester.
     event ResultSubmitted(
         uint256 indexed taskId,
         address indexed provider,
         address indexed validator,
         address requester,
         bytes32 resultHash,
+        uint256 collateral,
         uint32 deadline,
-        bytes requesterLocator,
         bytes validatorLocator
     );
-    /// @notice The validator judged the committed result. On reject the requester was refunded the price.
+    /// @notice The provider ended a task whose run failed; `report` (exit code, last lines of stderr) is sealed
+    ///         to the requester. The provider kept `providerPaid`, the requester got `refund` back.
+    event TaskFailed(
+        uint256 indexed taskId,
+        address indexed provider,
+        address indexed requester,
+        uint256 providerPaid,
+        uint256 refund,
+        uint256 burned,
+        bytes report
+    );
+    /// @notice The validator judged the committed result. On accept `requesterLocator` (sealed to the requester)
+    ///         opens the result, the provider got price (less the burn) plus its collateral back and the validator
+    ///         its fee (less the burn). On reject the requester got price + fee back, the validator its fee (less
+    ///         the burn) out of the provider's collateral, and the rest of the collateral was burned.
     event VerdictSubmitted(
         uint256 indexed taskId,
         address indexed validator,
         address indexed requester,
         bytes32 resultHash,
         bool accepted,
-        uint96 validatorFee,
-        uint32 deadline
+        uint256 providerPaid,
+        uint256 validatorPaid,
+        uint256 burned,
+        bytes requesterLocator
     );
-    /// @notice The requester finalized and rated: `paid` wei were credited to the provider (0 after a reject).
-    event TaskFinalized(
-        uint256 indexed taskId, address indexed provider, address indexed requester, uint8 rating, uint96 paid
+    /// @notice The requester rated a Completed or Failed task (validatorRating 0: validator not rated).
+    event TaskRated(
+        uint256 indexed taskId,
+        address indexed provider,
+        address indexed requester,
+        address validator,
+        uint8 providerRating,
+        uint8 validatorRating
     );
     /// @notice The requester cancelled a pending task and was refunded.
     event TaskCancelled(uint256 indexed taskId, address indexed requester, uint256 refund);
-    /// @notice A deadline passed and the escrow was settled: `refund` to the requester, `payout` to the provider.
+    /// @notice A deadline passed and the escrow was settled against the silent party: `refund` to the requester,
+    ///         `payout` to the provider (its collateral back when the validator was silent).
     event TaskExpired(
         uint256 indexed taskId,
         address indexed requester,
@@ -130,157 +156,197 @@ interface ITaskMarket {
     event Withdrawn(address indexed account, address indexed to, uint256 amount);
 
     // ------------------------------------------------------------------ errors
+    /// @notice A constructor window or timeout bound is zero, inverted or too large.
     error TaskMarket__InvalidWindows();
+    /// @notice The caller is already a registered worker.
     error TaskMarket__AlreadyRegistered(address worker);
+    /// @notice The account is not a registered worker.
     error TaskMarket__NotAWorker(address account);
+    /// @notice A worker's encryption key cannot be zero.
     error TaskMarket__ZeroKey();
+    /// @notice The worker is registered but not available for new tasks.
     error TaskMarket__WorkerUnavailable(address worker);
+    /// @notice The offered price (or fee) is below the worker's asking price.
     error TaskMarket__PriceTooLow(address worker, uint96 asking, uint96 offered);
+    /// @notice msg.value is not the exact deposit (price + fee) or collateral required.
     error TaskMarket__WrongDeposit(uint256 expected, uint256 sent);
+    /// @notice The task's timeout is outside [minTimeout, maxTimeout].
     error TaskMarket__TimeoutOutOfBounds(uint256 timeout, uint256 minTimeout, uint256 maxTimeout);
+    /// @notice A task hash cannot be zero.
     error TaskMarket__ZeroTaskHash();
+    /// @notice The provider is zero, the requester itself or the task's validator.
     error TaskMarket__InvalidProvider(address provider);
+    /// @notice The validator is zero, the requester itself or the task's provider.
     error TaskMarket__InvalidValidator(address validator);
+    /// @notice The provider has not put the validator in its trusted set.
+    error TaskMarket__ValidatorNotTrusted(address provider, address validator);
+    /// @notice No task has this id.
     error TaskMarket__TaskNotFound(uint256 taskId);
+    /// @notice Only the task's requester may do this.
     error TaskMarket__NotRequester(uint256 taskId, address caller);
+    /// @notice Only the task's provider may do this.
     error TaskMarket__NotProvider(uint256 taskId, address caller);
+    /// @notice Only the task's validator may do this.
     error TaskMarket__NotValidator(uint256 taskId, address caller);
+    /// @notice The task is not in a state that allows this.
     error TaskMarket__WrongState(uint256 taskId, Status status);
+    /// @notice The current state's deadline has passed.
     error TaskMarket__DeadlinePassed(uint256 taskId, uint256 deadline);
+    /// @notice The current state's deadline has not passed yet.
     error TaskMarket__DeadlineNotReached(uint256 taskId, uint256 deadline);
+    /// @notice A result hash cannot be zero.
     error TaskMarket__ZeroResultHash();
+    /// @notice The verdict names another result than the one committed.
     error TaskMarket__WrongResult(uint256 taskId, bytes32 resultHash);
+    /// @notice A provider rating must be 1..5; a validator rating 0..5 (0 only: not rated), and 0 for a failed task.
     error TaskMarket__InvalidRating(uint8 rating);
+    /// @notice A failure report must be 1..1024 bytes.
+    error TaskMarket__InvalidReport(uint256 length);
+    /// @notice The caller has no credit.
     error TaskMarket__NothingToWithdraw(address account);
+    /// @notice The ether transfer of a withdrawal failed.
     error TaskMarket__TransferFailed(address to, uint256 amount);
+    /// @notice A withdrawal was re-entered.
     error TaskMarket__Reentrancy();
 
     // ------------------------------------------------------------------ workers
-    /// @notice Register the caller as a worker (provider and/or validator).
-    /// @param encKey X25519 public key (non-zero) that locators for this worker are sealed to.
-    /// @param price Asking price in wei.
+    /// @notice Register the caller as a worker (provider and validator).
+    /// @param encKey X25519 public key locators are sealed to (non-zero).
+    /// @param price Asking price in wei, for a run as a provider and for a verdict as a validator.
     /// @param available Whether to join the available-worker pool now.
     function register(bytes32 encKey, uint96 price, bool available) external;
 
-    /// @notice Change the caller's key, price or availability.
+    /// @notice Change the caller's key, asking price or availability.
     /// @param encKey New X25519 public key (non-zero).
     /// @param price New asking price in wei.
-    /// @param available New availability.
+    /// @param available Whether the caller is available for new tasks.
     function update(bytes32 encKey, uint96 price, bool available) external;
 
-    /// @notice Leave the registry. Tasks already assigned to the caller carry on; credits stay withdrawable.
+    /// @notice Leave the registry; open tasks carry on, the id and the record are kept for a comeback.
     function leave() external;
 
-    // ------------------------------------------------------------------ task lifecycle
-    /// @notice Post a task with its escrow (msg.value must equal terms.price + terms.validatorFee).
-    /// @param taskHash sha256 of the packaged task (only emitted).
-    /// @param terms Provider and validator (or address(0) to name later), price, validator fee and timeout.
-    /// @param providerLocator Task locator sealed to the provider (only emitted).
-    /// @param validatorLocator Task locator sealed to the validator (only emitted).
-    /// @return taskId The new task id (ids start at 1).
-    function post(
-        bytes32 taskHash,
-        Terms calldata terms,
-        bytes calldata providerLocator,
-        bytes calldata validatorLocator
-    ) external payable returns (uint256 taskId);
+    /// @notice Add a validator to the caller's trusted set, or remove it: a requester can only pair the caller
+    ///         with a validator it trusts, so every verdict on the caller's work comes from a party it consented to.
+    /// @param validator The validator.
+    /// @param trusted True to trust, false to stop trusting (tasks already running keep their validator).
+    function setTrust(address validator, bool trusted) external;
 
-    /// @notice Name the provider of a pending task (requester only).
-    /// @param taskId The task.
-    /// @param provider An available worker asking at most the task's price, not the requester nor the validator.
-    /// @param locator Task locator sealed to the provider (only emitted).
+    // ------------------------------------------------------------------ task lifecycle
+    /// @notice Post a task with its escrow (msg.value == price + validatorFee).
+    /// @param taskHash SHA-256 of the task archive (non-zero).
+    /// @param terms Provider (optional), validator (required), price, fee and timeout.
+    /// @param locator Task locator sealed to the provider (empty when no provider is named).
+    /// @return taskId The new task's id.
+    function post(bytes32 taskHash, Terms calldata terms, bytes calldata locator)
+        external
+        payable
+        returns (uint256 taskId);
+
+    /// @notice Name the provider of a pending task; its execution deadline starts now.
+    /// @param taskId The task (caller must be its requester).
+    /// @param provider An available worker asking at most the price and trusting the task's validator.
+    /// @param locator Task locator sealed to the provider.
     function assignProvider(uint256 taskId, address provider, bytes calldata locator) external;
 
-    /// @notice Name the validator after the result (AwaitingValidator, before the review deadline), or replace a
-    ///         silent validator (Validating, after its deadline). Requester only.
-    /// @param taskId The task.
-    /// @param validator An available worker, not the requester, the provider nor the current validator.
-    /// @param resultHash The task's committed result (checked), so the validator learns it from the event.
-    /// @param locator Task and result locator sealed to the validator (only emitted).
-    function assignValidator(uint256 taskId, address validator, bytes32 resultHash, bytes calldata locator) external;
+    /// @notice Commit the result with collateral (msg.value == collateralFor(price, fee)) and hand the validator
+    ///         its locator. The provider hosts the task and the result for the validator.
+    /// @param taskId The task (caller must be its provider, before the execution deadline).
+    /// @param resultHash SHA-256 of the result archive (non-zero; the archive carries a random salt, so the
+    ///        hash does not reveal a low-entropy result).
+    /// @param validatorLocator Locator sealed to the validator: the task and the result, and the result sealed
+    ///        to the requester for the validator to pass on.
+    function submitResult(uint256 taskId, bytes32 resultHash, bytes calldata validatorLocator) external payable;
 
-    /// @notice Commit the result of an executing task (provider only, before the deadline).
-    /// @param taskId The task.
-    /// @param resultHash sha256 of the packaged result; non-zero, committed once per task (the status moves on).
-    ///        The commitment is bound to this task only: another task committing the same hash (a copier)
-    ///        neither blocks nor affects it, and the package itself names (chain id, market, task id, provider),
-    ///        so a copied hash fails the validator's off-chain check.
-    /// @param requesterLocator Result locator sealed to the requester (only emitted).
-    /// @param validatorLocator Task and result locator sealed to the validator, if one is named (only emitted).
-    function submitResult(
-        uint256 taskId,
-        bytes32 resultHash,
-        bytes calldata requesterLocator,
-        bytes calldata validatorLocator
-    ) external;
+    /// @notice End a task whose run failed, at once: the provider keeps the failure fee (10% of the price, less
+    ///         the burn), the requester gets the rest of the price and the fee back and may rate the task.
+    /// @param taskId The task (caller must be its provider, before the execution deadline).
+    /// @param report Exit code and last lines of stderr, sealed to the requester (1..1024 bytes).
+    function reportFailure(uint256 taskId, bytes calldata report) external;
 
-    /// @notice Judge the committed result (validator only, before the deadline). The validator is paid either way;
-    ///         on reject the requester is refunded the price.
-    /// @param taskId The task.
-    /// @param resultHash The commitment judged; must be the task's committed result.
-    /// @param accept True to accept, false to reject.
-    function submitVerdict(uint256 taskId, bytes32 resultHash, bool accept) external;
+    /// @notice Judge the committed result; see VerdictSubmitted for who is paid what.
+    /// @param taskId The task (caller must be its validator, before the validation deadline).
+    /// @param resultHash The result judged (must equal the commitment).
+    /// @param accept True to accept.
+    /// @param requesterLocator On accept: the result's locator sealed to the requester (ignored on reject).
+    function submitVerdict(uint256 taskId, bytes32 resultHash, bool accept, bytes calldata requesterLocator)
+        external;
 
-    /// @notice Finalize and rate (requester only): pays the provider after an accept; only records the rating
-    ///         after a reject.
-    /// @param taskId The task (Accepted or Rejected).
-    /// @param rating 1..5, recorded for the provider in Ratings.
-    function finalize(uint256 taskId, uint8 rating) external;
+    /// @notice Rate a Completed or Failed task, once. Each rating weighs as much as the wei it paid for.
+    /// @param taskId The task (caller must be its requester).
+    /// @param providerRating 1..5.
+    /// @param validatorRating 1..5, or 0 to leave the validator unrated (must be 0 for a failed task).
+    function rate(uint256 taskId, uint8 providerRating, uint8 validatorRating) external;
 
-    /// @notice Cancel a pending task and get the deposit back (requester only).
-    /// @param taskId The task.
+    /// @notice Cancel a pending task and get the whole deposit back.
+    /// @param taskId The task (caller must be its requester).
     function cancel(uint256 taskId) external;
 
-    /// @notice Settle a task whose current deadline passed (anyone may call): Pending/Executing/Validating refund
-    ///         the requester; AwaitingValidator/Accepted pay the provider (the unspent fee goes back).
+    /// @notice Settle a task whose deadline passed, against the silent party (anyone may call):
+    ///         Pending or Executing: the requester gets price + fee back; Validating: the requester gets price +
+    ///         fee back, the provider its collateral, and the validator's record counts a missed verdict.
     /// @param taskId The task.
     function expire(uint256 taskId) external;
 
-    /// @notice Pay the caller's credits to the caller.
-    /// @return amount Wei paid.
+    /// @notice Pay out the caller's credit to itself.
+    /// @return amount Wei sent.
     function withdraw() external returns (uint256 amount);
 
-    /// @notice Pay the caller's credits to `to` (for accounts that cannot receive ether themselves).
+    /// @notice Pay out the caller's credit to `to`.
     /// @param to Recipient.
-    /// @return amount Wei paid.
+    /// @return amount Wei sent.
     function withdrawTo(address payable to) external returns (uint256 amount);
 
     // ------------------------------------------------------------------ views
-    /// @notice The Ratings contract this market writes to.
+    /// @notice The Ratings contract this market writes (deployed by it).
     /// @return The Ratings contract.
     function ratings() external view returns (IRatings);
 
-    /// @notice One task.
+    /// @notice A task.
     /// @param taskId The task id.
-    /// @return The task (status None when it does not exist).
+    /// @return The task (all zero when it does not exist).
     function getTask(uint256 taskId) external view returns (Task memory);
 
-    /// @notice The address of a worker id.
-    /// @param id The worker id (1..).
-    /// @return The worker's address (address(0) for an unknown id).
-    function workerAddress(uint32 id) external view returns (address);
-
-    /// @notice One worker.
-    /// @param worker The worker's address.
-    /// @return The worker (registered false when unknown).
+    /// @notice A worker.
+    /// @param worker The worker address.
+    /// @return The worker record.
     function getWorker(address worker) external view returns (Worker memory);
 
-    /// @notice The result hash committed for a task.
-    /// @dev Keyed by the task: the same hash committed on another task (a copier's) neither blocks nor binds this one.
-    /// @param taskId The task.
-    /// @return The committed result hash (bytes32(0) while none is committed).
+    /// @notice The address of a worker id.
+    /// @param id The worker id.
+    /// @return The worker address (zero for an unknown id).
+    function workerAddress(uint32 id) external view returns (address);
+
+    /// @notice Whether `provider` trusts `validator`.
+    /// @param provider The provider.
+    /// @param validator The validator.
+    /// @return True when trusted.
+    function trusts(address provider, address validator) external view returns (bool);
+
+    /// @notice The result commitment of a task (zero before submitResult).
+    /// @param taskId The task id.
+    /// @return The result hash.
     function resultOf(uint256 taskId) external view returns (bytes32);
 
-    /// @notice The withdrawable credit of an account.
+    /// @notice The collateral a provider posts with its result: the validator fee plus 10% of the price.
+    /// @param price The task's price.
+    /// @param validatorFee The task's validator fee.
+    /// @return The collateral in wei.
+    function collateralFor(uint256 price, uint256 validatorFee) external pure returns (uint256);
+
+    /// @notice Wei burned so far (locked in this contract for ever).
+    /// @return The burned total.
+    function burned() external view returns (uint256);
+
+    /// @notice Withdrawable credit of an account.
     /// @param account The account.
-    /// @return Wei withdrawable.
+    /// @return The credit in wei.
     function creditOf(address account) external view returns (uint256);
 
-    /// @notice Id of the last posted task (0 before any).
+    /// @notice The last task id (ids start at 1).
     /// @return The id.
     function lastTaskId() external view returns (uint256);
 
-    /// @notice Number of tasks still holding escrow (Pending..Accepted).
+    /// @notice Number of tasks holding escrow (Pending, Executing, Validating).
     /// @return The count.
     function openTaskCount() external view returns (uint256);
 
@@ -288,26 +354,26 @@ interface ITaskMarket {
     /// @return The count.
     function availableWorkerCount() external view returns (uint256);
 
-    /// @notice A page of the open-task set, in set order.
+    /// @notice A page of open task ids.
     /// @param cursor First position.
-    /// @param limit Maximum number of ids.
-    /// @return ids Task ids.
+    /// @param limit Most ids returned.
+    /// @return ids The ids.
     function openTasks(uint256 cursor, uint256 limit) external view returns (uint256[] memory ids);
 
-    /// @notice Scan `limit` positions of the open-task set from `cursor` and return the tasks in `status`.
-    /// @param status Pending, Executing, AwaitingValidator, Validating or Accepted.
+    /// @notice The open tasks in `status` among positions [cursor, nextCursor).
+    /// @param status The status to match.
     /// @param cursor First position scanned.
-    /// @param limit Positions scanned.
-    /// @return ids Matching task ids.
-    /// @return nextCursor Position to continue from (== openTaskCount() when done).
+    /// @param limit Most positions scanned.
+    /// @return ids Matching ids.
+    /// @return nextCursor Where the next page starts.
     function tasksInStatus(Status status, uint256 cursor, uint256 limit)
         external
         view
         returns (uint256[] memory ids, uint256 nextCursor);
 
-    /// @notice A page of the available-worker set.
+    /// @notice A page of available workers.
     /// @param cursor First position.
-    /// @param limit Maximum number of workers.
-    /// @return workers Worker addresses.
+    /// @param limit Most workers returned.
+    /// @return workers The addresses.
     function availableWorkers(uint256 cursor, uint256 limit) external view returns (address[] memory workers);
 }
