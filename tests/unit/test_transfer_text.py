@@ -9,6 +9,8 @@ from hypothesis import strategies as st
 from ichain.text import ELLIPSIS, neutralize, one_line
 
 BIDI = ["\u202a", "\u202b", "\u202c", "\u202d", "\u202e", "\u2066", "\u2067", "\u2068", "\u2069"]
+HOSTILE = BIDI + ["\x1b", "\x9b", "\x00", "\x7f", "\r", "\n", "\t", "\udc80", "\ud800", "\u2028", "\u2029",
+                  "\u200d", "\\"]
 UNSAFE = {"Cc", "Cf", "Cs", "Zl", "Zp"}
 
 
@@ -95,8 +97,8 @@ def test_neutralize__bad_limit__raises_valueerror(limit):
 
 
 @settings(max_examples=300, deadline=None)
-@given(text=st.text(alphabet=st.characters(blacklist_categories=())), limit=st.none() | st.integers(1, 60),
-       multiline=st.booleans(), tail=st.booleans())
+@given(text=st.text(alphabet=st.characters(blacklist_categories=()) | st.sampled_from(HOSTILE)),
+       limit=st.none() | st.integers(1, 60), multiline=st.booleans(), tail=st.booleans())
 def test_neutralize__any_text__safe_bounded_and_stable(text, limit, multiline, tail):
     shown = neutralize(text, limit, multiline=multiline, tail=tail)
 
