@@ -374,6 +374,30 @@ class Market:
               "toBlock": hex(int(stop_block))}],
         )
 
+    def task_events(self, task_id: int, *, start_block: int | None = None) -> list[TaskEvent]:
+        """The events of one task, in chain order (one ``eth_getLogs`` filtered by the indexed task id).
+
+        What a watcher needs without scanning every log: the TaskPosted locator, the ResultSubmitted envelope
+        (whose header holds the provider's key), the VerdictSubmitted requester locator, a TaskFailed report.
+
+        Args:
+            task_id: The task.
+            start_block: First block searched (default: the market's deployment block).
+        """
+        from ape import chain
+
+        task_topic = "0x" + int(task_id).to_bytes(32, "big").hex()
+        logs = chain.provider.make_request(
+            "eth_getLogs",
+            [{"address": self.address, "topics": [self._decoder.task_topics, task_topic],
+              "fromBlock": hex(self.start_block if start_block is None else int(start_block)),
+              "toBlock": hex(int(chain.blocks.head.number))}],
+        )
+        out = [e for e in (self._decoder.decode(dict(log)) for log in logs)
+               if isinstance(e, TaskEvent) and e.task_id == int(task_id)]
+        out.sort(key=lambda e: (e.block_number, e.log_index))
+        return out
+
     def task_transactions(self, task_id: int, start_block: int | None = None) -> list[TaskTransaction]:
         """The transactions that moved ``task_id`` (found by its events), in chain order, with their gas.
 

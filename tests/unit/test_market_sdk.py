@@ -931,3 +931,23 @@ def test_status__open_and_settled__partition_the_states():
     assert set(m.OPEN_STATUSES) | set(m.SETTLED_STATUSES) == set(m.Status) - {m.Status.None_}
     assert all(s.is_open for s in m.OPEN_STATUSES) and not any(s.is_open for s in m.SETTLED_STATUSES)
     assert [s for s in m.Status if s.is_rateable] == [m.Status.Completed, m.Status.Failed]
+
+
+@pytest.mark.parametrize("status, names", [
+    ("Rated", ["TaskPosted", "ResultSubmitted", "VerdictSubmitted", "TaskRated"]),
+    ("Failed", ["TaskPosted", "TaskFailed"]),
+    ("Expired", ["TaskPosted", "TaskExpired"]),
+])
+def test_task_events__one_task_among_others__only_its_events_in_order(market, task_in, status, names):
+    task, _ = task_in(status)
+    task_in("Completed")  # another task's events come after it
+    events = market.task_events(task.task_id)
+    assert [e.name for e in events] == names and {e.task_id for e in events} == {task.task_id}
+
+
+def test_task_events__pending_then_assigned__provider_assigned_with_its_locator(market, requester, workers, task_in):
+    task, _ = task_in("Pending")
+    market.assign_provider(task.task_id, workers[0], b"sealed-to-p", sender=requester)
+    posted, assigned = market.task_events(task.task_id)
+    assert isinstance(assigned, m.ProviderAssigned)
+    assert (posted.locator, assigned.locator, assigned.provider) == (b"", b"sealed-to-p", workers[0].address)
