@@ -550,7 +550,7 @@ class ProviderDaemon:
         if not key:
             raise DaemonError(f"task {record.task_id}: no requester key to seal the failure report to")
         ctx = self.context(record.task_id, "failure-report", requester, self.keypair.public_bytes)
-        report = seal_report(bytes.fromhex(key), ctx, exit_code=code, stage=stage, stderr_tail=stderr_tail)
+        report = seal_report(bytes.fromhex(key), ctx, code, stage, stderr_tail, self.keypair)
         log.warning("task %d failed in %s mode (exit %s); reporting the failure", record.task_id, stage, code)
         record = self.state.set_stage(record.task_id, "provider", "failing", report=bytes(report).hex(),
                                       failed_stage=stage, exit_code=code, error=stderr_tail[-300:])
