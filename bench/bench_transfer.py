@@ -65,7 +65,7 @@ def _cpu_seconds() -> float:
 def _context():
     from ichain.transfer import TransferContext
 
-    return TransferContext(31337, MARKET, 1, "result-requester")
+    return TransferContext(31337, MARKET, 1, "result-requester", "0x" + "7e" * 20, bytes(range(32)))
 
 
 # --- roles (each runs in its own process) -------------------------------------------------------

@@ -5,8 +5,9 @@ Construction (HPKE-like, base mode, with the ``cryptography`` primitives):
 * Each transfer draws a fresh ephemeral X25519 key ``e`` and a random 16-byte transfer id.
   ``shared = X25519(e, recipient)``; every key comes from HKDF-SHA256 with
   ``salt = SHA256("ichain/transfer/v1/salt" || e.pub || recipient.pub)`` and an ``info`` that holds a label
-  and the :class:`TransferContext` (chain id, market, task id, role), so a different key, recipient or
-  context derives unrelated keys.
+  and the :class:`TransferContext` (chain id, market, task id, role, requester address, sender key), so a
+  different key, recipient or context derives unrelated keys: a locator copied into another requester's
+  post, or re-wrapped under another sender key, does not open.
 * The **locator** (address, transfer id, manifest hash, plaintext hash and size) is sealed with
   AES-256-GCM under the locator key (used once, so a zero nonce is safe), padded to a multiple of
   64 bytes; its associated data binds the version, ``e.pub``, the recipient and the context. The sealed
@@ -24,7 +25,7 @@ import os
 import re
 import stat
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import overload
 
@@ -43,7 +44,7 @@ from ichain.transfer.errors import (
     WrongKey,
 )
 
-VERSION = 1
+VERSION = 2  # 2: the context binds the requester and the sender key
 TAG_SIZE = 16
 TRANSFER_ID_SIZE = 16
 MAX_CHUNKS = 2**32 - 1
@@ -53,7 +54,7 @@ _LOCATOR_FIXED = TRANSFER_ID_SIZE + 32 + 32 + 8 + 2  # transfer id, manifest has
 _SEALED_MIN = 1 + 32 + _LOCATOR_PAD + TAG_SIZE
 _SEALED_MAX = 1 + 32 + _LOCATOR_FIXED + MAX_ADDRESS + _LOCATOR_PAD + TAG_SIZE
 _ROLE_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
-_MARKET_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
+_ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _ZERO_NONCE = bytes(12)
 _HAS_INTO = hasattr(AESGCM, "decrypt_into") and hasattr(AESGCM, "encrypt_into")  # cryptography >= 45
 
@@ -162,46 +163,72 @@ def _exchange(private: X25519PrivateKey, peer_public: bytes) -> bytes:
 
 @dataclass(frozen=True)
 class TransferContext:
-    """What a transfer is for; bound into every key so a locator only opens in its own context.
+    """What a transfer is for and between whom; bound into every key so a locator only opens in its own context.
 
     Args:
         chain_id: The chain id (e.g. 31337 for anvil).
-        market: The TaskMarket address (``0x`` + 40 hex digits, any case; stored lowercase).
-        task_id: The task id.
-        role: What the file is and who it is for, e.g. ``"task-provider"``, ``"task-validator"``,
-            ``"result-requester"``, ``"result-validator"`` (``[a-z][a-z0-9-]{0,31}``).
+        market: The TaskMarket address (``0x`` + 40 hex digits, any case, or 20 raw bytes; stored lowercase).
+        task_id: The task id (0 for the task locator a requester seals before its post: the id is not known yet).
+        role: What the file is and who it is for: ``"task-provider"``, ``"bundle-validator"``,
+            ``"result-requester"``, ``"failure-report"`` (``[a-z][a-z0-9-]{0,31}``).
+        requester: The task's requester (``0x`` + 40 hex digits, any case, or 20 raw bytes; stored lowercase).
+            Bound so a locator copied into another requester's post does not open there.
+        sender_key: The 32-byte X25519 public key of the party that seals (the envelope's sender key).
+            Bound so a locator re-wrapped under another sender key does not open.
     """
 
     chain_id: int
     market: str
     task_id: int
     role: str
+    requester: str
+    sender_key: bytes
 
     def __post_init__(self) -> None:
         if isinstance(self.chain_id, bool) or not isinstance(self.chain_id, int) or not 0 < self.chain_id < 2**64:
             raise ContextInvalid(f"chain id must be an integer in 1..2^64-1, got {self.chain_id!r}")
-        market = self.market
-        if isinstance(market, (bytes, bytearray)) and len(market) == 20:
-            market = "0x" + bytes(market).hex()
-        if not isinstance(market, str) or not _MARKET_RE.match(market):
-            raise ContextInvalid(f"market must be a 0x-prefixed 20-byte address, got {self.market!r}")
-        object.__setattr__(self, "market", market.lower())
+        object.__setattr__(self, "market", _address("market", self.market))
         if isinstance(self.task_id, bool) or not isinstance(self.task_id, int) or not 0 <= self.task_id < 2**256:
             raise ContextInvalid(f"task id must be an integer in 0..2^256-1, got {self.task_id!r}")
         if not isinstance(self.role, str) or not _ROLE_RE.match(self.role):
             raise ContextInvalid(f"role must match [a-z][a-z0-9-]{{0,31}}, got {self.role!r}")
+        object.__setattr__(self, "requester", _address("requester", self.requester))
+        key = self.sender_key
+        if not isinstance(key, (bytes, bytearray, memoryview)) or len(key) != 32:
+            size = f"{len(key)} bytes" if isinstance(key, (bytes, bytearray, memoryview)) else type(key).__name__
+            raise ContextInvalid(f"sender key must be a 32-byte X25519 public key, got {size}")
+        object.__setattr__(self, "sender_key", bytes(key))
 
     def to_bytes(self) -> bytes:
-        """The canonical encoding bound into the key derivation."""
+        """The canonical encoding bound into the key derivation (every field, fixed widths)."""
         role = self.role.encode()
         return (
-            b"ichain/transfer/v1/context\x00"
+            b"ichain/transfer/v2/context\x00"
             + self.chain_id.to_bytes(8, "big")
             + bytes.fromhex(self.market[2:])
             + self.task_id.to_bytes(32, "big")
             + bytes([len(role)])
             + role
+            + bytes.fromhex(self.requester[2:])
+            + self.sender_key
         )
+
+    def with_task(self, task_id: int) -> TransferContext:
+        """The same context for another task id (e.g. 0, the id a task locator is sealed under)."""
+        return replace(self, task_id=task_id)
+
+    def with_sender(self, sender_key: bytes) -> TransferContext:
+        """The same context with another sender key (e.g. the key read from an envelope or a report)."""
+        return replace(self, sender_key=sender_key)
+
+
+def _address(name: str, value: object) -> str:
+    """A 0x address in lowercase, from any-case hex or 20 raw bytes; raises ContextInvalid otherwise."""
+    if isinstance(value, (bytes, bytearray)) and len(value) == 20:
+        value = "0x" + bytes(value).hex()
+    if not isinstance(value, str) or not _ADDRESS_RE.match(value):
+        raise ContextInvalid(f"{name} must be a 0x-prefixed 20-byte address, got {value!r:.60}")
+    return value.lower()
 
 
 def _hkdf(shared: bytes, salt: bytes, label: bytes, context: bytes, length: int = 32) -> bytes:

@@ -5,16 +5,18 @@ The contract treats locators as opaque bytes. The marketplace packs into them:
 - the sender's X25519 public key (32 bytes; a requester is not a registered worker, so this is how
   the provider learns where to seal the result), and
 - one or more sealed transfer locators (``ChunkHost.offer``), in a fixed order per use:
-  ``[task]`` for a provider, ``[task]`` or ``[task, result]`` for a validator named after the result.
+  ``[task]`` in TaskPosted/ProviderAssigned, ``[bundle for V, result for R]`` in ResultSubmitted,
+  ``[result for R by V, P's pass-through item]`` in VerdictSubmitted.
 
-- the task id the sealed parts' transfer context was made for (0 = the event's own task id). A
-  requester seals the task before posting, so it uses the id it expects (``lastTaskId + 1``); if
-  another post wins that id, the provider still opens the locator with the id named here. This
-  weakens nothing: the provider checks the fetched archive against the task hash of the event.
+Every sealed part is bound (see :class:`~ichain.transfer.crypto.TransferContext`) to the chain, market,
+task id, role, the requester's address and this envelope's sender key, so an envelope re-posted by
+another requester or re-wrapped under another key does not open. A task locator is sealed before the
+post, so under task id 0 (the id is not known yet); the provider checks the fetched archive against
+the task hash of the event.
 
-Layout: ``b"IC" | version (2) | public key (32) | context task id (u64) | count (1) |
-(length u16 big-endian | sealed)*``. Nothing in it is secret: the sealed parts are readable only
-by the recipient.
+Layout (version 3): ``b"IC" | version (1) | sender key (32) | count (1) | (length u16 big-endian | sealed)*``.
+Version 2 also carried a context task id; it is gone (task locators use id 0). Nothing in it is secret:
+the sealed parts are readable only by their recipients.
 """
 
 from __future__ import annotations
@@ -22,13 +24,14 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from ichain.errors import IChainError
+from ichain.transfer.errors import TransferError
 
 MAGIC = b"IC"
-VERSION = 2
+VERSION = 3
+_HEADER = 2 + 1 + 32 + 1  # magic, version, sender key, count
 
 
-class EnvelopeError(IChainError):
+class EnvelopeError(TransferError):
     """A locator on chain is not an iChain envelope (malformed or another version)."""
 
 
@@ -39,12 +42,10 @@ class Envelope:
     Attributes:
         sender_key: The sender's X25519 public key (32 bytes).
         sealed: The sealed transfer locators, in order.
-        context_id: Task id bound into the sealed parts' transfer context (0: the event's task id).
     """
 
     sender_key: bytes
     sealed: tuple[bytes, ...]
-    context_id: int = 0
 
     def encode(self) -> bytes:
         """The bytes to put on chain."""
@@ -52,10 +53,7 @@ class Envelope:
             raise EnvelopeError("sender key must be 32 bytes")
         if len(self.sealed) > 255:
             raise EnvelopeError("too many locators in one envelope")
-        if not 0 <= int(self.context_id) < 2**64:
-            raise EnvelopeError("context task id out of range")
-        out = bytearray(MAGIC + bytes([VERSION]) + self.sender_key + int(self.context_id).to_bytes(8, "big")
-                        + bytes([len(self.sealed)]))
+        out = bytearray(MAGIC + bytes([VERSION]) + bytes(self.sender_key) + bytes([len(self.sealed)]))
         for item in self.sealed:
             if len(item) > 0xFFFF:
                 raise EnvelopeError("sealed locator too long")
@@ -66,11 +64,13 @@ class Envelope:
     def decode(cls, data: bytes) -> "Envelope":
         """Parse on-chain bytes; raises EnvelopeError on anything malformed."""
         data = bytes(data)
-        if len(data) < 44 or data[:2] != MAGIC:
+        if len(data) < 3 or data[:2] != MAGIC:
             raise EnvelopeError("locator is not an iChain envelope")
         if data[2] != VERSION:
-            raise EnvelopeError(f"unsupported envelope version {data[2]}")
-        key, context_id, count, pos = data[3:35], int.from_bytes(data[35:43], "big"), data[43], 44
+            raise EnvelopeError(f"unsupported envelope version {data[2]} (expected {VERSION})")
+        if len(data) < _HEADER:
+            raise EnvelopeError("truncated envelope")
+        key, count, pos = data[3:35], data[35], _HEADER
         items = []
         for _ in range(count):
             if pos + 2 > len(data):
@@ -83,4 +83,4 @@ class Envelope:
             pos += size
         if pos != len(data):
             raise EnvelopeError("trailing bytes in envelope")
-        return cls(key, tuple(items), context_id)
+        return cls(key, tuple(items))

@@ -27,6 +27,10 @@ class WrongKey(TransferError):
     """The locator does not open with this key and context (not ours, or tampered)."""
 
 
+class ReportInvalid(TransferError):
+    """A failure report is malformed, of another version, out of limits, or its contents are not a report."""
+
+
 class ManifestInvalid(TransferError):
     """The manifest does not match the locator's hash, or is malformed or out of limits."""
 

@@ -296,7 +296,7 @@ def fetch(
     Args:
         sealed_locator: The locator from the contract event (sealed to ``keypair``).
         keypair: The recipient's key pair.
-        context: The context the sender bound (chain id, market, task id, role).
+        context: The context the sender bound (chain id, market, task id, role, requester, sender key).
         dest_file: Where the plaintext goes.
         transport: How to reach the host (default: direct for http://host:port addresses).
         concurrency: Parallel streams (default :func:`default_concurrency`).

@@ -207,7 +207,8 @@ class ChunkHost:
         Args:
             path: The file to send.
             recipient_public_key: The recipient's 32-byte X25519 key (as registered on chain).
-            context: What the transfer is for (bound into the keys).
+            context: What the transfer is for and between whom (bound into the keys); its ``sender_key``
+                is the key the sender puts in the envelope around the locator.
             chunk_size: Plaintext bytes per chunk (default: the host's).
 
         Returns:

@@ -19,6 +19,7 @@ from ichain.transfer import ChunkHost, KeyPair, TransferContext, TransferError, 
 pytestmark = pytest.mark.tor
 
 MARKET = "0x" + "ab" * 20
+REQUESTER = "0x" + "cd" * 20
 MiB = 1 << 20
 
 
@@ -58,7 +59,7 @@ def test_fetch__task_bundle_and_result_over_onion_services__hash_verified_with_o
 
     task = tmp_path / "task.tar"
     task_hash = _bundle(task, 6 * MiB)
-    ctx_task = TransferContext(31337, MARKET, 7, "task-provider")
+    ctx_task = TransferContext(31337, MARKET, 0, "task-provider", REQUESTER, requester_key.public_bytes)
     sealed = requester_host.offer(task, provider_key.public_bytes, ctx_task)
     got_task = fetch(sealed, provider_key, ctx_task, tmp_path / "provider" / "task.tar",
                      transport=provider_tor, concurrency=4)
@@ -68,7 +69,7 @@ def test_fetch__task_bundle_and_result_over_onion_services__hash_verified_with_o
 
     result = tmp_path / "result.tar"
     result_hash = _bundle(result, 3 * MiB)
-    ctx_result = TransferContext(31337, MARKET, 7, "result-requester")
+    ctx_result = TransferContext(31337, MARKET, 7, "result-requester", REQUESTER, provider_key.public_bytes)
     sealed = provider_host.offer(result, requester_key.public_bytes, ctx_result)
     got_result = fetch(sealed, requester_key, ctx_result, tmp_path / "requester" / "result.tar",
                        transport=requester_tor, concurrency=2)
@@ -100,7 +101,7 @@ def test_fetch__host_restarts_mid_transfer__same_onion_address_and_completes(tor
     address = first.start()
     blob = tmp_path / "bundle.tar"
     digest = _bundle(blob, 10 * MiB)
-    ctx = TransferContext(31337, MARKET, 9, "result-requester")
+    ctx = TransferContext(31337, MARKET, 9, "result-requester", REQUESTER, bytes(range(32)))
     sealed = first.offer(blob, key.public_bytes, ctx)
     started = threading.Event()
     thread, outcome = _fetch_in_background(sealed, key, ctx, tmp_path / "out.tar", transport=client, concurrency=2,
@@ -128,7 +129,7 @@ def test_fetch__host_gone_for_good__one_line_error_within_deadline(tor_client, p
     host.start()
     blob = tmp_path / "b.tar"
     _bundle(blob, MiB)
-    ctx = TransferContext(31337, MARKET, 10, "task-provider")
+    ctx = TransferContext(31337, MARKET, 10, "task-provider", REQUESTER, bytes(range(32)))
     sealed = host.offer(blob, key.public_bytes, ctx)
     host.stop()
     host.transport.tor.kill()
@@ -161,7 +162,7 @@ def test_fetch__relay_killed_mid_transfer__completes_on_fresh_circuits(tor_netwo
     client, key, _ = peer("client", stall_timeout=8, connect_timeout=30)
     blob = tmp_path / "bundle.tar"
     digest = _bundle(blob, 16 * MiB)
-    ctx = TransferContext(31337, MARKET, 8, "task-provider")
+    ctx = TransferContext(31337, MARKET, 8, "task-provider", REQUESTER, bytes(range(32)))
     sealed = host.offer(blob, key.public_bytes, ctx)
     first_chunk = threading.Event()
 

@@ -27,6 +27,8 @@ from ichain.transfer.send import encrypt_bytes
 
 CHUNK = 64
 MARKET = "0x" + "5a" * 20
+REQUESTER = "0x" + "7e" * 20
+SENDER = bytes(range(32))
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +38,8 @@ def recipient():
 
 @pytest.fixture(scope="module")
 def make_context():
-    def make(chain_id=31337, market=MARKET, task_id=1, role="task-provider"):
-        return TransferContext(chain_id, market, task_id, role)
+    def make(chain_id=31337, market=MARKET, task_id=1, role="task-provider", requester=REQUESTER, sender_key=SENDER):
+        return TransferContext(chain_id, market, task_id, role, requester, sender_key)
 
     return make
 
@@ -117,6 +119,13 @@ def test_offer__low_order_recipient_key__raises_publickeyinvalid(running_host, t
         dict(role="Task"),
         dict(role="task provider"),
         dict(role="x" * 33),
+        dict(requester="0x1234"),
+        dict(requester=None),
+        dict(requester="7e" * 20),
+        dict(sender_key=b"\x01" * 31),
+        dict(sender_key=b"\x01" * 33),
+        dict(sender_key="01" * 32),
+        dict(sender_key=None),
     ],
     ids=lambda f: "-".join(f"{k}={v!r}"[:24] for k, v in f.items()),
 )
@@ -135,6 +144,36 @@ def test_transfercontext__checksummed_or_bytes_market__same_binding(make_context
 
     assert lower == upper == raw
     assert lower.to_bytes() == raw.to_bytes()
+
+
+def test_transfercontext__checksummed_or_bytes_requester__stored_lowercase_same_binding(make_context):
+    upper = make_context(requester="0x" + "AB" * 20, sender_key=bytearray(SENDER))
+    raw = make_context(requester=bytes.fromhex("ab" * 20))
+
+    assert upper.requester == "0x" + "ab" * 20
+    assert upper == raw and upper.to_bytes() == raw.to_bytes()
+    assert isinstance(upper.sender_key, bytes)
+
+
+@pytest.mark.parametrize("field", ["chain_id", "market", "task_id", "role", "requester", "sender_key"])
+def test_transfercontext_to_bytes__any_field_changed__different_encoding(make_context, field):
+    other = {
+        "chain_id": dict(chain_id=2),
+        "market": dict(market="0x" + "5b" * 20),
+        "task_id": dict(task_id=2),
+        "role": dict(role="failure-report"),
+        "requester": dict(requester="0x" + "7f" * 20),
+        "sender_key": dict(sender_key=bytes(32)),
+    }[field]
+
+    assert make_context().to_bytes() != make_context(**other).to_bytes()
+
+
+def test_transfercontext_with_task_and_with_sender__change_only_that_field(make_context):
+    context = make_context(task_id=5)
+
+    assert context.with_task(0) == make_context(task_id=0)
+    assert context.with_sender(bytes(32)) == make_context(task_id=5, sender_key=bytes(32))
 
 
 # --- sealed locators ----------------------------------------------------------------------------
@@ -166,7 +205,7 @@ def test_open_locator__recipient_key_and_context__returns_what_was_sealed(recipi
     assert opened.content.key == prepared.session.content.key
 
 
-@pytest.mark.parametrize("field", ["chain_id", "market", "task_id", "role", "key"])
+@pytest.mark.parametrize("field", ["chain_id", "market", "task_id", "role", "requester", "sender_key", "key"])
 def test_open_locator__any_other_key_or_context_field__raises_wrongkey(recipient, make_context, field):
     context = make_context()
     prepared, _ = encrypt_bytes(b"payload", recipient.public_bytes, context, chunk_size=CHUNK)
@@ -175,7 +214,9 @@ def test_open_locator__any_other_key_or_context_field__raises_wrongkey(recipient
         "chain_id": dict(chain_id=1),
         "market": dict(market="0x" + "5b" * 20),
         "task_id": dict(task_id=2),
-        "role": dict(role="task-validator"),
+        "role": dict(role="bundle-validator"),
+        "requester": dict(requester="0x" + "7f" * 20),
+        "sender_key": dict(sender_key=bytes(31) + b"\x01"),
         "key": {},
     }[field]
     keypair = KeyPair.generate() if field == "key" else recipient

@@ -20,10 +20,13 @@ MUTATED_TRANSFERS = 10_000
 BASES = 50
 SEED = int(os.environ.get("ICHAIN_FUZZ_SEED", "20261125"))
 MARKET = "0x" + "7e" * 20
+REQUESTER = "0x" + "9d" * 20
+SENDER = bytes(range(32))
 
 
-def _context(task_id=3, role="result-requester", chain_id=31337, market=MARKET):
-    return TransferContext(chain_id, market, task_id, role)
+def _context(task_id=3, role="result-requester", chain_id=31337, market=MARKET, requester=REQUESTER,
+             sender_key=SENDER):
+    return TransferContext(chain_id, market, task_id, role, requester, sender_key)
 
 
 class Transfer:
@@ -106,16 +109,19 @@ def mutate(rng, case: dict, other: Transfer, recipient_other: KeyPair) -> str:
     elif kind == "wrong-key":
         case["keypair"] = recipient_other
     elif kind == "wrong-context":
-        field = rng.choice(["chain_id", "market", "task_id", "role"])
+        field = rng.choice(["chain_id", "market", "task_id", "role", "requester", "sender_key"])
         ctx = case["context"]
         changed = {
             "chain_id": dict(chain_id=ctx.chain_id + 1),
             "market": dict(market="0x" + "7f" * 20),
             "task_id": dict(task_id=ctx.task_id + 1),
             "role": dict(role="result-validator"),
+            "requester": dict(requester="0x" + "9e" * 20),
+            "sender_key": dict(sender_key=bytes(32 - 1) + b"\x01"),
         }[field]
         case["context"] = _context(**{**dict(chain_id=ctx.chain_id, market=ctx.market, task_id=ctx.task_id,
-                                             role=ctx.role), **changed})
+                                             role=ctx.role, requester=ctx.requester, sender_key=ctx.sender_key),
+                                      **changed})
     else:
         return mutate(rng, case, other, recipient_other)  # not applicable here: draw again
     return kind

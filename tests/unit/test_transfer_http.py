@@ -130,7 +130,7 @@ def recipient():
 
 @pytest.fixture
 def context():
-    return TransferContext(31337, MARKET, 1, "result-requester")
+    return TransferContext(31337, MARKET, 1, "result-requester", "0x" + "7e" * 20, bytes(range(32)))
 
 
 @pytest.fixture

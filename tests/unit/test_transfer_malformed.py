@@ -44,6 +44,8 @@ from ichain.transfer.send import MANIFEST_NAME, chunk_name
 CHUNK = 256
 SIZE = 5 * CHUNK + 7  # 6 chunks, the last one short
 MARKET = "0x" + "c3" * 20
+REQUESTER = "0x" + "7e" * 20
+SENDER = bytes(range(32))
 
 
 @dataclass
@@ -66,7 +68,7 @@ class Lab:
         self.rng = random.Random(7)
 
     def context(self, task_id=1, role="task-provider", chain_id=31337, market=MARKET) -> TransferContext:
-        return TransferContext(chain_id, market, task_id, role)
+        return TransferContext(chain_id, market, task_id, role, REQUESTER, SENDER)
 
     def send(self, size=SIZE, task_id=1) -> Sent:
         data = self.rng.randbytes(size)
@@ -175,7 +177,7 @@ def locator_extended_by_one_block(lab):
 @case(LocatorInvalid)
 def locator_unknown_version(lab):
     sent = lab.send()
-    return sent, lambda: lab.fetch(b"\x02" + sent.sealed[1:], sent.context)
+    return sent, lambda: lab.fetch(b"\x01" + sent.sealed[1:], sent.context)
 
 
 @case(LocatorInvalid)

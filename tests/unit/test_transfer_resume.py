@@ -28,6 +28,8 @@ CHUNKS = 24
 SIZE = CHUNKS * CHUNK - 123
 TRIALS = 60
 MARKET = "0x" + "11" * 20
+REQUESTER = "0x" + "22" * 20
+SENDER = bytes(range(32))
 
 
 class Interrupted(Exception):
@@ -54,7 +56,8 @@ def offer(host, recipient, tmp_path):
         data = rng.randbytes(SIZE)
         src = tmp_path / f"src-{next(counter)}"
         src.write_bytes(data)
-        context = TransferContext(31337, MARKET, task_id if task_id is not None else rng.randrange(2**32), "task-provider")
+        context = TransferContext(31337, MARKET, task_id if task_id is not None else rng.randrange(2**32), "task-provider",
+                                  REQUESTER, SENDER)
         sealed = (on or host).offer(src, recipient.public_bytes, context)
         src.unlink()
         return sealed, data, context
@@ -156,10 +159,10 @@ CRASHER = textwrap.dedent(
     def crash(progress):
         if progress.fetched >= stop_at:
             os.kill(os.getpid(), signal.SIGKILL)  # no finally, no flush: a real crash
-    fetch(sealed, KeyPair.from_private_bytes(key), TransferContext(31337, "%s", task_id, "task-provider"), dest,
+    fetch(sealed, KeyPair.from_private_bytes(key), TransferContext(31337, "%s", task_id, "task-provider", "%s", bytes(range(32))), dest,
           concurrency=4, progress=crash)
     """
-    % MARKET
+    % (MARKET, REQUESTER)
 )
 
 
