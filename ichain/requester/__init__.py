@@ -11,9 +11,9 @@
 from ichain.requester.flow import RoundResult, failure_lines, run_round
 from ichain.requester.policy import Advice, Recovery, advise, assess, recover
 from ichain.requester.session import (
-    RATEABLE, SETTLED, TERMINAL, RequestError, RequesterSession, error_line, read_metrics, validator_rank_key,
+    RATEABLE, SETTLED, TERMINAL, RequestError, RequesterSession, read_metrics, validator_rank_key,
 )
 
 __all__ = ["Advice", "RATEABLE", "Recovery", "RequestError", "RequesterSession", "RoundResult", "SETTLED",
-           "TERMINAL", "advise", "assess", "error_line", "failure_lines", "read_metrics", "recover", "run_round",
+           "TERMINAL", "advise", "assess", "failure_lines", "read_metrics", "recover", "run_round",
            "validator_rank_key"]

@@ -42,7 +42,7 @@ from ichain.market import (
 )
 from ichain.net import free_port
 from ichain.tor import TorTransport, transport_for
-from ichain.text import neutralize
+from ichain.text import neutralize, one_line
 from ichain.transfer.envelope import Envelope
 
 if TYPE_CHECKING:
@@ -72,14 +72,6 @@ def _wei(amount: int | None) -> str:
 def validator_rank_key(worker: Worker) -> tuple:
     """How validators rank: validator score (count-aware, best first), fewer missed verdicts, lower price."""
     return (-worker.validator_record.score_milli, worker.missed, worker.price, worker.address.lower())
-
-
-def error_line(stderr_tail: str) -> str:
-    """The script's error line in a stderr tail: the last non-empty line (a Python traceback ends with it)."""
-    for line in reversed(stderr_tail.splitlines()):
-        if line.strip():
-            return line.strip()
-    return ""
 
 
 class RequestError(IChainError):
@@ -458,17 +450,21 @@ class RequesterSession:
             self.data["settled"] = {"event": ev.name, "refund": int(ev.refund), "payout": 0}
 
     def _open_failure(self, report: bytes) -> dict:
-        """Open the provider's sealed failure report; every text field neutralised for terminals and pages."""
-        from ichain.transfer.report import open_report
+        """Open the provider's sealed failure report; every text field neutralised for terminals and pages.
+
+        Only the task's provider can emit TaskFailed, so the sender key written in the report is the context's.
+        """
+        from ichain.transfer.report import open_report, report_sender
 
         try:
-            opened = open_report(report, self._keypair(), self.context("failure-report"))
+            opened = open_report(report, self._keypair(),
+                                 self.context("failure-report", sender_key=report_sender(report)))
         except Exception as err:  # a report we cannot open still ends the task: say so, never crash the follower
-            return {"exit_code": None, "stage": None, "stderr_tail": "",
-                    "error": neutralize(f"the failure report did not open: {type(err).__name__}: {err}", 300)}
-        tail = neutralize(str(opened.stderr_tail), 4000)
-        return {"exit_code": int(opened.exit_code), "stage": neutralize(str(opened.stage), 20),
-                "stderr_tail": tail, "error_line": error_line(tail)}
+            return {"exit_code": None, "stage": None, "stderr_tail": "", "error_line": "",
+                    "error": one_line(f"the failure report did not open: {type(err).__name__}: {err}", 300)}
+        return {"exit_code": int(opened.exit_code), "stage": one_line(str(opened.stage), 20),
+                "stderr_tail": neutralize(opened.stderr_tail.rstrip(), 4000, tail=True),
+                "error_line": one_line(opened.error_line, 300)}
 
     def wait_for(self, *statuses: str | Status, timeout: float = 600.0, poll: float = 0.2,
                  on_update: Callable[[dict], None] | None = None) -> str:
@@ -665,5 +661,5 @@ def read_metrics(folder: Path) -> dict:
     return out
 
 
-__all__ = ["RATEABLE", "RequestError", "RequesterSession", "SETTLED", "TERMINAL", "error_line", "read_metrics",
+__all__ = ["RATEABLE", "RequestError", "RequesterSession", "SETTLED", "TERMINAL", "read_metrics",
            "validator_rank_key"]
