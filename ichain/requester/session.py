@@ -392,8 +392,10 @@ class RequesterSession:
             if not ranked:
                 raise RequestError(f"no available provider trusts validator {val} at {_wei(task.price)}")
             provider = ranked[0].address
+        # Task id 0 as at post time: the provider opens every task locator in that context (the requester and
+        # this key are bound in, and it checks the archive against the task hash of the event).
         loc = Envelope(self._keypair().public_bytes,
-                       (self._offer(self.root / "task.tar", provider, "task-provider"),)).encode()
+                       (self._offer(self.root / "task.tar", provider, "task-provider", task_id=0),)).encode()
         self.market.assign_provider(tid, provider, loc, sender=self.account)
         self.data["provider"] = provider
         self._log("executing", f"provider {provider} named")
