@@ -104,10 +104,15 @@ class Requester:
         report = bytes(self.event(task_id, "TaskFailed").report)
         return open_report(report, self.keypair, self.context(task_id, "failure-report", report_sender(report)))
 
-    def result(self, task_id: int, dest: Path) -> Path:
-        """Fetch the accepted result from the validator's copy (item 0 of the accept's locator) and check it."""
+    def result(self, task_id: int, dest: Path, item: int = 0) -> Path:
+        """Fetch the accepted result and check it against the commitment: item 0 of the accept's locator is the
+        validator's copy (sealed under the verdict envelope's key), item 1 the provider's pass-through (sealed
+        under the key of the provider's ResultSubmitted envelope)."""
         env = Envelope.decode(bytes(self.event(task_id, "VerdictSubmitted").requester_locator))
-        fetch(env.sealed[0], self.keypair, self.context(task_id, "result-requester", env.sender_key), dest,
+        key = env.sender_key
+        if item == 1:
+            key = Envelope.decode(bytes(self.event(task_id, "ResultSubmitted").validator_locator)).sender_key
+        fetch(env.sealed[item], self.keypair, self.context(task_id, "result-requester", key), dest,
               max_size=1 << 30)
         assert hashlib.sha256(dest.read_bytes()).digest() == self.market.result_of(task_id)
         return dest

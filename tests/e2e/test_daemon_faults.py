@@ -153,6 +153,8 @@ def test_daemon__requester_stops_hosting_after_the_fetch__validated_from_the_pro
     # The result reaches the requester only now, from the validator's verified copy.
     got = requester.result(tid, tmp_path / "result.tar")
     assert got.stat().st_size > 0
+    # The provider's pass-through copy opens too, and is the same committed package.
+    assert requester.result(tid, tmp_path / "result-p.tar", item=1).read_bytes() == got.read_bytes()
     wait_until(lambda: market.credit(provider.address) == 0, 30, "the provider's withdrawal")
 
 
