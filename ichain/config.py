@@ -10,12 +10,17 @@ Example ``ape-config.yaml``::
       concurrency: 2           # tasks a provider daemon works on at once
       poll_interval: 0.1       # seconds between head checks when the node has no websocket
       reorg_depth: 12          # blocks rescanned after a reorg is seen
+      trusted_validators: []   # validators a provider daemon puts in its on-chain trusted set on start
+      min_validator_fee: 0     # wei: a validator daemon judges no task paying less (besides its asking price)
+      deadline_margin: 30      # seconds a provider keeps between its runs' time limits and the task's deadline
+      max_fetch_bytes: 1073741824  # cap on every file a daemon fetches (task, bundle)
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +28,7 @@ from typing import Any
 from ichain.errors import IChainError
 
 TRANSPORTS = ("direct", "tor")
+_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 
 
 class ConfigError(IChainError):
@@ -42,6 +48,13 @@ class IChainConfig:
         poll_interval: Seconds between head checks when polling.
         reorg_depth: Blocks rescanned when a reorg is detected.
         tor: Extra options handed to the Tor transport factory.
+        trusted_validators: Validators a provider daemon trusts (put in its on-chain trusted set on start):
+            only a task naming one of them can be posted to it, so every verdict on its work comes from a
+            party it consented to.
+        min_validator_fee: Least fee in wei a validator daemon judges for (its asking price applies too).
+        deadline_margin: Seconds a provider keeps free before a task's deadline beyond its runs' time limits
+            (a task whose limits do not fit is refused before any run).
+        max_fetch_bytes: Largest file a daemon fetches (a task, a validator's bundle); larger ones are refused.
     """
 
     transport: str = "direct"
@@ -52,6 +65,10 @@ class IChainConfig:
     poll_interval: float = 0.1
     reorg_depth: int = 12
     tor: dict = field(default_factory=dict)
+    trusted_validators: tuple[str, ...] = ()
+    min_validator_fee: int = 0
+    deadline_margin: float = 30.0
+    max_fetch_bytes: int = 1024**3
 
     def __post_init__(self) -> None:
         if self.transport not in TRANSPORTS:
@@ -64,6 +81,21 @@ class IChainConfig:
             raise ConfigError(f"poll_interval must be positive, not {self.poll_interval}")
         if int(self.reorg_depth) < 0:
             raise ConfigError(f"reorg_depth must be >= 0, not {self.reorg_depth}")
+        trusted = (self.trusted_validators,) if isinstance(self.trusted_validators, str) else self.trusted_validators
+        for address in trusted:
+            if not isinstance(address, str) or not _ADDRESS.match(address):
+                raise ConfigError(f"trusted_validators: not an address: {address!r}")
+        # Deduplicated, order kept: the daemon sends one setTrust per validator.
+        object.__setattr__(self, "trusted_validators", tuple(dict.fromkeys(a.lower() for a in trusted)))
+        if int(self.min_validator_fee) < 0:
+            raise ConfigError(f"min_validator_fee must be >= 0, not {self.min_validator_fee}")
+        if float(self.deadline_margin) < 0:
+            raise ConfigError(f"deadline_margin must be >= 0, not {self.deadline_margin}")
+        if int(self.max_fetch_bytes) <= 0:
+            raise ConfigError(f"max_fetch_bytes must be positive, not {self.max_fetch_bytes}")
+        object.__setattr__(self, "min_validator_fee", int(self.min_validator_fee))
+        object.__setattr__(self, "deadline_margin", float(self.deadline_margin))
+        object.__setattr__(self, "max_fetch_bytes", int(self.max_fetch_bytes))
         object.__setattr__(self, "state_dir", Path(self.state_dir).expanduser())
         object.__setattr__(self, "port", int(self.port))
         object.__setattr__(self, "concurrency", int(self.concurrency))

@@ -7,9 +7,9 @@ import click
 
 from ichain._cli.account import account
 from ichain._cli.demo import demo
-from ichain._cli.market import pools, providers, withdraw
+from ichain._cli.market import pools, providers, validators, withdraw
 from ichain._cli.provide import provide
-from ichain._cli.request import finalize, refund, status, submit
+from ichain._cli.request import rate, refund, status, submit
 from ichain._cli.sandbox import sandbox
 from ichain._cli.web import web
 
@@ -19,5 +19,6 @@ def cli():
     """iChain: a peer-to-peer marketplace for machine-learning compute."""
 
 
-for command in (sandbox, provide, submit, status, pools, providers, finalize, refund, withdraw, account, demo, web):
+for command in (sandbox, provide, submit, status, pools, providers, validators, rate, refund, withdraw, account, demo,
+                web):
     cli.add_command(command)

@@ -2,8 +2,10 @@
 
 On the embedded defaults: the local network (ape-foundry starts anvil on a free port), the direct
 transport, the Docker sandbox. It deploys the contracts with short windows, starts two provider
-daemons as subprocesses (one will execute, the other validate), submits ``examples/digits`` as a
-requester, and prints the result, the accuracy, the verdict, the payment and the new rating.
+daemons as subprocesses, makes each trust the other as its validator (protocol v2: a verdict comes from
+a party the provider consented to), submits ``examples/digits`` as a requester (the best provider, and
+the best validator THAT provider trusts), and prints the result, the accuracy, the verdict and the payment.
+The rating is the user's: ``--rating N``, or a prompt at a terminal; without either the task stays unrated.
 Everything it starts is stopped on exit, Ctrl-C or error (daemons, tor, anvil, temp files).
 """
 
@@ -32,11 +34,11 @@ class DemoError(IChainError):
     """The demo could not run (a daemon died, the sandbox image is missing...)."""
 
 
-def deploy_market(sender: Any, *, review_window: int = 30, validation_window: int = 60, min_timeout: int = 30,
+def deploy_market(sender: Any, *, validation_window: int = 60, min_timeout: int = 30,
                   max_timeout: int = 3600) -> Market:
     """Deploy TaskMarket (which deploys Ratings) with the given windows, unrecorded; returns the SDK market."""
-    return Market.deploy(sender, save=False, review_window=review_window, validation_window=validation_window,
-                         min_timeout=min_timeout, max_timeout=max_timeout)
+    return Market.deploy(sender, save=False, validation_window=validation_window, min_timeout=min_timeout,
+                         max_timeout=max_timeout)
 
 
 class DaemonProcess:
@@ -107,7 +109,11 @@ def wait_registered(market: Market, daemons: dict[str, DaemonProcess], timeout: 
 @click.option("--task", "task_dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("examples/digits"), show_default=True, help="Task folder to submit.")
 @click.option("--keep", is_flag=True, help="Keep the demo's state folder (logs, files) for inspection.")
-def demo(transport, task_dir, keep):
+@click.option("--rating", type=click.IntRange(1, 5), default=None,
+              help="Your rating of the provider (none given: asked at a terminal, else left unrated).")
+@click.option("--validator-rating", type=click.IntRange(0, 5), default=0, show_default=True,
+              help="Your rating of the validator with --rating (0: not rated).")
+def demo(transport, task_dir, keep, rating, validator_rating):
     """Deploy, start two provider daemons, submit a task, print the outcome; leave nothing running."""
     from ape import accounts, chain
 
@@ -145,20 +151,33 @@ def demo(transport, task_dir, keep):
             daemons[str(acct.address)] = DaemonProcess(name, argv, work / f"{name}.log", env)
         click.echo("starting two provider daemons...")
         wait_registered(market, daemons)
+        # Each provider consents to the other as its validator (its on-chain trusted set).
+        for prov, val in ((prov_a, prov_b), (prov_b, prov_a)):
+            if not market.trusts(prov.address, val.address):
+                market.set_trust(val.address, True, sender=prov)
+        click.echo(f"trust: {prov_a.address} <-> {prov_b.address}")
         config = load_config(transport=transport, state_dir=work / "state", tor=tor_opts or None)
         session = RequesterSession.prepare(task_dir, market=market, account=requester, config=config)
         click.echo(f"submitting {task_dir} as requester {requester.address}")
         out = Path(".ichain") / "demo" / f"result-{session.data['id']}"  # .ichain/ is gitignored
         out.parent.mkdir(parents=True, exist_ok=True)
-        outcome = run_round(session, provider="best", validator="auto", wait_timeout=600, out=out, echo=click.echo)
+        from ichain._cli.request import _interactive, _prompt_rating
+
+        outcome = run_round(session, provider="best", validator="auto", wait_timeout=600, out=out, echo=click.echo,
+                            rating=rating, validator_rating=validator_rating,
+                            ask_rating=_prompt_rating if _interactive() else None)
         click.echo("")
         click.echo("== demo outcome")
         click.echo(f"result folder : {outcome.result_dir}")
         acc = next((v for k, v in outcome.metrics.items() if "acc" in k.lower()), None)
         click.echo(f"accuracy      : {acc if acc is not None else outcome.metrics}")
         verdict = session.data.get("accepted")
-        click.echo(f"verdict       : {'-' if verdict is None else ('Accepted' if verdict else 'Rejected')}")
-        click.echo(f"payment       : {eth(outcome.paid)} to {session.data.get('provider')}")
+        ended = outcome.status.name
+        click.echo(f"verdict       : {ended if verdict is None else ('Accepted' if verdict else 'Rejected')}")
+        click.echo(f"payment       : {eth(outcome.paid)} to {session.data.get('provider')}, "
+                   f"fee {eth(session.data.get('settled', {}).get('validator_paid', 0))} to "
+                   f"{session.data.get('validator')}")
+        click.echo(f"your rating   : {outcome.rating if outcome.rating is not None else 'none given'}")
         click.echo(f"new rating    : {rating_text(market.worker(session.data['provider']))}")
         txs = market.task_transactions(int(session.data["task_id"]))
         mine = sum(1 for tx in txs if tx.sender == str(requester.address))

@@ -21,14 +21,20 @@ from ichain.config import IChainConfig
 @click.option("--concurrency", type=int, default=None, help="Tasks worked on at once (default 2).")
 @click.option("--unavailable", is_flag=True, help="Register but take no new work.")
 @click.option("--poll-interval", type=float, default=None, help="Seconds between head checks when polling.")
+@click.option("--trust", "trust", multiple=True, metavar="ADDRESS",
+              help="Trust this validator (repeatable; added to ape-config.yaml ichain: trusted_validators). "
+                   "Requesters can only pair this provider with a validator it trusts.")
+@click.option("--min-fee", default=None, help="Least validator fee to judge a task for (default: the asking price).")
 @click.option("-v", "--verbose", is_flag=True, help="Log every step.")
 def provide(account, transport, state_dir, host, port, market_address, price, concurrency, unavailable,
-            poll_interval, verbose):
+            poll_interval, trust, min_fee, verbose):
     """Register (or update) this worker and serve tasks until SIGTERM/Ctrl-C.
 
-    The daemon runs tasks it is named provider for, validates those it is named validator for,
-    claims payment after the review window and withdraws. Killed at any point, it resumes where
-    it was from its SQLite state (the chain is the truth).
+    The daemon puts its trusted validators in its on-chain trusted set, runs tasks it is named
+    provider for (after checking the validator, the price and that the task's time limits fit
+    before its deadline), reports a failing run at once, validates those it is named validator
+    for (after checking the fee) and withdraws. Killed at any point, it resumes where it was from
+    its SQLite state (the chain is the truth).
     """
     from ichain.daemon.provider import ProviderDaemon
 
@@ -37,7 +43,12 @@ def provide(account, transport, state_dir, host, port, market_address, price, co
     for noisy in ("ape", "web3", "urllib3", "aiohttp", "docker", "websockets"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     config = get_config(transport=transport, state_dir=state_dir, host=host, port=port,
-                        concurrency=concurrency, poll_interval=poll_interval)
+                        concurrency=concurrency, poll_interval=poll_interval, min_validator_fee=ether_amount(min_fee))
+    if trust:
+        for address in trust:
+            if not isinstance(address, str) or len(address) != 42 or not address.startswith("0x"):
+                raise click.BadParameter(f"not an address: {address!r}", param_hint="--trust")
+        config = config.replace(trusted_validators=(*config.trusted_validators, *trust))
     market = get_market(market_address)
     daemon = ProviderDaemon(market, account, config, price=ether_amount(price), available=not unavailable)
     daemon.start()

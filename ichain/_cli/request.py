@@ -1,8 +1,9 @@
-"""``ape ichain submit``, ``status``, ``finalize``, ``refund``: the requester's commands."""
+"""``ape ichain submit``, ``status``, ``rate``, ``refund``: the requester's commands."""
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -20,21 +21,26 @@ from ichain.transfer import progress_bar
 @host_options
 @market_option()
 @click.option("--provider", "provider_choice", default="best", show_default=True,
-              help="Provider address, or 'best' (ranked).")
+              help="Provider address, or 'best' (top count-aware score with a trusted validator available).")
 @click.option("--validator", default="auto", show_default=True,
-              help="Validator address, 'auto' (best other worker, named at post) or 'later' (after the result).")
+              help="Validator address, or 'auto' (the best validator the provider trusts, fee >= its price).")
 @click.option("--price", default=None, help="Price for the provider (default: its asking price).")
 @click.option("--validator-fee", default=None, help="Fee for the validator (default: its asking price).")
 @click.option("--timeout", type=int, default=None, help="Seconds the provider has once named.")
-# Checked here as well as by the SDK's finalize: a bad rating must stop the command before the deposit is sent.
-@click.option("--rating", type=click.IntRange(1, 5), default=None, help="Rating 1..5 (default 5 if accepted, 1 if rejected).")
+# Checked here as well as by the SDK's rate: a bad rating must stop the command before the deposit is sent.
+@click.option("--rating", type=click.IntRange(1, 5), default=None,
+              help="Provider rating 1..5 once Completed or Failed (none given: asked at a terminal, else rate later).")
+@click.option("--validator-rating", type=click.IntRange(0, 5), default=0, show_default=True,
+              help="Validator rating 1..5 given with --rating (0: not rated; never on a failed task).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for the result (default ./result-<task id>).")
 @click.option("--wait-timeout", type=float, default=900.0, show_default=True, help="Seconds to wait for each step.")
-@click.option("--no-finalize", is_flag=True, help="Stop after downloading the result (finalize later).")
 def submit(task_dir, account, transport, state_dir, host, port, market_address, provider_choice, validator, price,
-           validator_fee, timeout, rating, out, wait_timeout, no_finalize):
-    """Package, encrypt, post and follow TASK_DIR; download the result; finalize with a rating."""
+           validator_fee, timeout, rating, validator_rating, out, wait_timeout):
+    """Package, encrypt, post and follow TASK_DIR; download the verified result (or show why it failed); rate.
+
+    The rating is yours only: give --rating, answer the prompt, or rate later with `ape ichain rate`.
+    """
     from ichain.requester import RequesterSession, run_round
 
     config = get_config(transport=transport, state_dir=state_dir, host=host, port=port)
@@ -45,10 +51,29 @@ def submit(task_dir, account, transport, state_dir, host, port, market_address, 
     try:
         # (not `provider`: Ape's connected command passes its ProviderAPI under that name)
         run_round(session, provider=provider_choice, validator=validator, price=ether_amount(price),
-                  validator_fee=ether_amount(validator_fee), timeout=timeout, rating=rating, out=out,
-                  wait_timeout=wait_timeout, finalize=not no_finalize, echo=click.echo, progress=progress_bar)
+                  validator_fee=ether_amount(validator_fee), timeout=timeout, rating=rating,
+                  validator_rating=validator_rating, ask_rating=_prompt_rating if _interactive() else None,
+                  out=out, wait_timeout=wait_timeout, echo=click.echo, progress=progress_bar)
     finally:
         session.close()
+
+
+def _interactive() -> bool:
+    """Whether a person is at the terminal to answer the rating prompt (never a default rating otherwise)."""
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def _prompt_rating(status: Status, provider: str, validator: str) -> tuple[int, int] | None:
+    """Ask for the provider's rating (and the validator's after an accept); an empty answer rates later."""
+    answer = click.prompt(f"rate provider {provider} (1..5, empty: rate later)", default="", show_default=False)
+    if not str(answer).strip():
+        return None
+    rating = click.IntRange(1, 5).convert(answer, None, None)
+    vrating = 0
+    if status == Status.Completed:
+        vanswer = click.prompt(f"rate validator {validator} (1..5, empty: not rated)", default="", show_default=False)
+        vrating = click.IntRange(1, 5).convert(vanswer, None, None) if str(vanswer).strip() else 0
+    return int(rating), int(vrating)
 
 
 @click.command(cls=IChainCommand)
@@ -62,10 +87,24 @@ def status(task, account, state_dir, market_address, as_json):
     from ichain.requester import RequesterSession
 
     if task:
-        t = get_market(market_address).task(int(task.lstrip("#")))
-        data = {"task_id": t.task_id, "status": t.status.name, "requester": t.requester, "provider": t.provider,
-                "validator": t.validator, "price": t.price, "validator_fee": t.validator_fee, "deadline": t.deadline}
-        click.echo(json.dumps(data) if as_json else "\n".join(f"{k}: {'-' if v is None else v}" for k, v in data.items()))
+        market = get_market(market_address)
+        t = market.task(int(task.lstrip("#")))
+        data: dict = {"task_id": t.task_id, "status": t.status.name, "requester": t.requester, "provider": t.provider,
+                      "validator": t.validator, "price": t.price, "validator_fee": t.validator_fee,
+                      "deadline": t.deadline}
+        session = (RequesterSession.for_task(t.task_id, market=market, account=account,
+                                             config=get_config(state_dir=state_dir)) if account is not None else None)
+        failure = session.failure() if session is not None and t.status in (Status.Failed, Status.Rated) else None
+        if as_json:
+            click.echo(json.dumps({**data, "failure": failure}))
+            return
+        click.echo("\n".join(f"{k}: {'-' if v is None else v}" for k, v in data.items()))
+        if failure:
+            from ichain.requester import failure_lines
+
+            click.echo("failure report:")
+            for line in failure_lines(failure):
+                click.echo(line)
         return
     if account is None:
         raise click.UsageError("give a TASK id or --account to list its requests")
@@ -87,11 +126,13 @@ def status(task, account, state_dir, market_address, as_json):
 @click.argument("task_id", type=int)
 @ichain_options
 @market_option()
-@click.option("--rating", type=int, required=True, help="Rating of the provider, 1..5.")
-def finalize(task_id, account, transport, state_dir, market_address, rating):
-    """Finalize TASK_ID with a rating (pays the provider after an accept).
+@click.option("--provider", "provider_rating", type=int, required=True, help="Rating of the provider, 1..5.")
+@click.option("--validator", "validator_rating", type=int, default=0, show_default=True,
+              help="Rating of the validator, 1..5 (0: not rated; must be 0 for a failed task).")
+def rate(task_id, account, transport, state_dir, market_address, provider_rating, validator_rating):
+    """Rate a Completed or Failed TASK_ID, once (a rating weighs as much as the wei the task paid).
 
-    A task submitted from this machine is finalized through its request session, which records the rating.
+    A task submitted from this machine is rated through its request session, which records the rating.
     """
     from ichain.requester import RequesterSession
 
@@ -99,10 +140,12 @@ def finalize(task_id, account, transport, state_dir, market_address, rating):
     session = RequesterSession.for_task(task_id, market=market, account=account,
                                         config=get_config(transport=transport, state_dir=state_dir))
     if session is None:
-        market.finalize(task_id, rating, sender=account)
+        market.rate(task_id, provider_rating, validator_rating, sender=account)
     else:
-        session.finalize(rating)
-    click.echo(f"task {task_id} finalized with rating {rating}: now {market.task(task_id).status.name}")
+        session.rate(provider_rating, validator_rating)
+    click.echo(f"task {task_id} rated: provider {provider_rating}"
+               + (f", validator {validator_rating}" if validator_rating else "")
+               + f"; now {market.task(task_id).status.name}")
 
 
 @click.command(cls=IChainCommand)

@@ -20,13 +20,17 @@ POINTS = (
     "task-fetched",           # task archive on disk, not yet verified
     "task-unpacked",
     "executed",               # sandbox done, output folder written
+    "prechecked",             # the task's validate mode ran on our own result
     "result-packed",          # result archive written, hash recorded
     "result-offered",         # hosted for the requester (and validator)
     "submit-before-journal",
     "submit-after-journal",   # nonce journaled, transaction not sent
     "submit-after-send",      # transaction mined, outcome not journaled
     "submitted",              # outcome journaled
-    "claim-before-journal",
+    "report-before-journal",  # a failing run: report sealed and kept, not journaled
+    "report-after-journal",
+    "report-after-send",
+    "claim-before-journal",   # expire() of a task whose validator stayed silent (collateral back)
     "claim-after-journal",
     "claim-after-send",
     "withdraw-before-journal",

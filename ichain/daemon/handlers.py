@@ -3,6 +3,11 @@
 Handlers run inside the runner's ingest transaction, so they only write to SQLite (idempotent
 upserts: a replayed block after a crash or reorg changes nothing) and never call the chain.
 Locators exist only in events, so this is where they are kept.
+
+Protocol v2: a task names its validator when it is posted, so the validator's record starts at
+``TaskPosted`` (with the requester's key, read from the task locator's envelope: the key the
+validator seals the result to on accept) and its work starts at ``ResultSubmitted`` (the
+provider's locator: the bundle for the validator and the pass-through item for the requester).
 """
 
 from __future__ import annotations
@@ -16,14 +21,27 @@ from ichain.market import (
     ResultSubmitted,
     TaskCancelled,
     TaskExpired,
-    TaskFinalized,
+    TaskFailed,
     TaskPosted,
-    ValidatorAssigned,
+    TaskRated,
+    TrustChanged,
     VerdictSubmitted,
 )
+from ichain.transfer.envelope import Envelope, EnvelopeError
 
 #: Makes one (task id, role) due now.
 Wake = Callable[[int, str], None]
+
+
+def envelope_key(locator: bytes) -> str | None:
+    """The sender key (hex) of a locator's envelope, or None when the bytes are not an envelope (a pending
+    task's empty locator, or junk: the job then refuses the task, the handler only records)."""
+    if not locator:
+        return None
+    try:
+        return Envelope.decode(bytes(locator)).sender_key.hex()
+    except EnvelopeError:
+        return None
 
 
 def register_handlers(runner: Runner, me: str, state: DaemonState, wake: Wake) -> None:
@@ -40,44 +58,47 @@ def register_handlers(runner: Runner, me: str, state: DaemonState, wake: Wake) -
     def task_posted(event: TaskPosted) -> None:
         tid = event.task_id
         if event.provider == me:
-            state.upsert_task(tid, "provider", task_hash=event.task_hash.hex(),
-                              locator=event.provider_locator.hex(), posted_block=event.block_number)
+            state.upsert_task(tid, "provider", task_hash=event.task_hash.hex(), locator=event.locator.hex(),
+                              requester=event.requester, posted_block=event.block_number)
             wake(tid, "provider")
-        if event.validator == me:
-            state.upsert_task(tid, "validator", task_hash=event.task_hash.hex(),
-                              locator=event.validator_locator.hex())
-            wake(tid, "validator")
         elif state.task(tid, "provider") is None:
-            # Keep the task hash of every task: a later ProviderAssigned/ValidatorAssigned needs it.
+            # Keep the task hash of every task: a later ProviderAssigned naming us needs it.
             state.set_meta(f"hash:{tid}", event.task_hash.hex())
+        if event.validator == me:
+            state.upsert_task(tid, "validator", task_hash=event.task_hash.hex(), requester=event.requester,
+                              requester_key=envelope_key(event.locator))
+            wake(tid, "validator")
 
     @runner.on("ProviderAssigned")
     def provider_assigned(event: ProviderAssigned) -> None:
+        tid = event.task_id
         if event.provider == me:
-            state.upsert_task(event.task_id, "provider", task_hash=state.get_meta(f"hash:{event.task_id}"),
-                              locator=event.locator.hex())
-            wake(event.task_id, "provider")
-
-    @runner.on("ValidatorAssigned")
-    def validator_assigned(event: ValidatorAssigned) -> None:
-        if event.validator == me:
-            # Named after the result: the requester's envelope holds [task, result].
-            loc = event.locator.hex()
-            state.upsert_task(event.task_id, "validator", task_hash=state.get_meta(f"hash:{event.task_id}"),
-                              locator=loc, result_locator=loc, result_hash=event.result_hash.hex())
-            wake(event.task_id, "validator")
+            state.upsert_task(tid, "provider", task_hash=state.get_meta(f"hash:{tid}"), locator=event.locator.hex(),
+                              requester=event.requester, posted_block=event.block_number)
+            wake(tid, "provider")
+        if state.task(tid, "validator") is not None:
+            # The pending task's requester key arrives with the provider's locator.
+            state.upsert_task(tid, "validator", requester_key=envelope_key(event.locator))
 
     @runner.on("ResultSubmitted")
     def result_submitted(event: ResultSubmitted) -> None:
+        tid = event.task_id
         if event.validator == me:
-            state.upsert_task(event.task_id, "validator", result_locator=event.validator_locator.hex(),
-                              result_hash=event.result_hash.hex())
-            wake(event.task_id, "validator")
+            state.upsert_task(tid, "validator", result_locator=event.validator_locator.hex(),
+                              result_hash=event.result_hash.hex(), provider=event.provider,
+                              requester=event.requester, deadline=event.deadline)
+            wake(tid, "validator")
         if event.provider == me:
-            wake(event.task_id, "provider")
+            wake(tid, "provider")
 
-    @runner.on("VerdictSubmitted", "TaskFinalized", "TaskExpired", "TaskCancelled")
-    def settled(event: VerdictSubmitted | TaskFinalized | TaskExpired | TaskCancelled) -> None:
+    @runner.on("TrustChanged")
+    def trust_changed(event: TrustChanged) -> None:
+        if event.provider == me:
+            # What the chain says we trust (read by `ape ichain status`; the daemon asks trusts() before a run).
+            state.set_meta(f"trust:{event.validator.lower()}", bool(event.trusted))
+
+    @runner.on("TaskFailed", "VerdictSubmitted", "TaskRated", "TaskExpired", "TaskCancelled")
+    def settled(event: TaskFailed | VerdictSubmitted | TaskRated | TaskExpired | TaskCancelled) -> None:
         for role in ("provider", "validator"):
             if state.task(event.task_id, role) is not None:
                 wake(event.task_id, role)

@@ -6,6 +6,18 @@ Shape (after ApeWorX/silverback): a :class:`~ichain.daemon.runner.Runner` calls 
 run on a thread pool (the concurrency limit), scheduled after each pass from the recorded tasks.
 Every job first re-reads the task from the chain and does only what is still needed, so a daemon
 killed anywhere and restarted carries on without repeating a transaction.
+
+Protocol v2 (fair exchange), as a provider: before any compute, the task's validator must be in our
+on-chain trusted set and the price at least ours; the task locator opens only with the event's
+requester and the envelope's key (a copied locator does not: H3); every fetch has a size cap; a task
+whose time limits cannot end before its deadline is refused (H4). A failing run (execute, or the task's
+own validate mode on our result) is reported at once with a sealed report (exit code, stderr tail).
+Otherwise the result is packed with a random salt, one bundle (task + result) is hosted for the
+validator, the result is sealed to the requester as the pass-through item, and the result is committed
+with collateral. As a validator: the fee must meet our policy before any compute; the bundle comes from
+the provider (never the requester: 1c); the task and result are checked against the chain, validate
+mode decides; on accept our verified copy is hosted for the requester and its locator goes in the
+verdict. A provider that serves nothing is rejected before our deadline (2d).
 """
 
 from __future__ import annotations
@@ -32,7 +44,7 @@ from ichain.market import Market, Status, Task
 from ichain.net import free_port
 from ichain.tor import TorTransport, transport_for
 from ichain.transfer import ChunkHost, KeyPair, TransferContext
-from ichain.transfer.envelope import Envelope
+from ichain.transfer.envelope import Envelope, EnvelopeError
 
 if TYPE_CHECKING:
     from ichain.sandbox import Sandbox
@@ -40,7 +52,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("ichain.daemon")
 
 #: Statuses after which a task holds no more work for the daemon than withdrawing.
-SETTLED = (Status.Completed, Status.Closed, Status.Rejected, Status.Expired, Status.Cancelled)
+SETTLED = (Status.Completed, Status.Failed, Status.Rejected, Status.Rated, Status.Expired, Status.Cancelled)
+
+#: Seconds between attempts to put the configured validators in our trusted set (one may not be registered yet).
+TRUST_RETRY = 5.0
 
 
 class DaemonError(IChainError):
@@ -100,6 +115,8 @@ class ProviderDaemon:
         self.pool = ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="ichain-job")
         self.jobs: dict[tuple[int, str], Future[None]] = {}
         self.next_check: dict[tuple[int, str], float] = {}
+        self._trust_pending = False
+        self._trust_checked = 0.0
 
     # --- set-up ---------------------------------------------------------------------------
     def _guess_ws_uri(self) -> str | None:
@@ -141,6 +158,38 @@ class ProviderDaemon:
         )
         register_handlers(runner, self.address, self.state, self.wake)
         self.runner = runner
+        self._ensure_trust()
+
+    def _ensure_trust(self) -> bool:
+        """Put every configured validator in our on-chain trusted set (once each; journaled like any send).
+
+        Returns:
+            True when every configured validator is trusted on chain. A validator that is not registered yet
+            is tried again on a later tick.
+        """
+        from eth_utils import to_checksum_address
+
+        self._trust_checked = time.time()
+        done = True
+        for raw in self.config.trusted_validators:
+            validator = str(to_checksum_address(raw))
+            if validator == self.address or self.market.trusts(self.address, validator):
+                continue
+            try:
+                self._trust(validator)
+                log.info("trusting validator %s", validator)
+            except IChainError as err:
+                done = False
+                log.warning("cannot trust validator %s yet: %s", validator, " ".join(str(err).split()))
+        self._trust_pending = not done
+        return done
+
+    def _trust(self, validator: str) -> None:
+        self.txs.send(
+            f"trust:{validator.lower()}",
+            lambda: not self.market.trusts(self.address, validator),
+            lambda tx: self.market.set_trust(validator, True, sender=self.account, **tx),
+        )
 
     def _wanted(self) -> tuple[bytes, int, bool]:
         """The (key, price, availability) this daemon's worker should have on chain."""
@@ -210,6 +259,11 @@ class ProviderDaemon:
     def schedule(self) -> None:
         """Start a job for every active task that is due and not already running."""
         now = time.time()
+        if self._trust_pending and now - self._trust_checked > TRUST_RETRY:
+            try:
+                self._ensure_trust()
+            except Exception as trouble:  # the node is down: the runner's next pass notices
+                log.debug("trust retry: %s", trouble)
         for key, fut in list(self.jobs.items()):
             if fut.done():
                 del self.jobs[key]
@@ -246,43 +300,50 @@ class ProviderDaemon:
         self.next_check[(record.task_id, record.role)] = time.time() + seconds
 
     # --- helpers ------------------------------------------------------------------------------
-    def context(self, task_id: int, role: str) -> TransferContext:
-        """The transfer context of one file of one task."""
-        return TransferContext(self.chain_id, self.market_address, int(task_id), role)
+    def context(self, task_id: int, role: str, requester: str, sender_key: bytes) -> TransferContext:
+        """The transfer context of one file of one task: bound to its requester and to the sealing party's key."""
+        return TransferContext(self.chain_id, self.market_address, int(task_id), role, str(requester).lower(),
+                               bytes(sender_key))
 
     def _hosting(self) -> ChunkHost:
         if self.host is None:
             raise DaemonError("the daemon is not started: no chunk host")
         return self.host
 
-    def _fetch_task(self, record: TaskRecord, sealed_hex: str, context_id: int = 0) -> Path:
-        """Fetch, verify against the on-chain task hash, and unpack a task; returns its folder."""
-        from ichain.sandbox import unpack
-        from ichain.transfer import fetch
-
+    def _work(self, record: TaskRecord) -> Path:
         work = self.files / f"{record.task_id}-{record.role}"
         work.mkdir(parents=True, exist_ok=True)
-        archive, folder = work / "task.tar", work / "task"
+        return work
+
+    def _unpack_task(self, record: TaskRecord, archive: Path) -> Path:
+        """Check a task archive against the task hash on chain and unpack it once; returns its folder.
+
+        Raises:
+            Refused: The archive is not the task posted on chain.
+        """
+        from ichain.sandbox import unpack
+
+        work = self._work(record)
+        folder = work / "task"
         if folder.is_dir() and (work / "task.ok").exists():
             return folder
-        faults.point("task-fetch-start")
-        if not archive.exists():
-            ctx = self.context(context_id or record.task_id, f"task-{record.role}")
-            fetch(bytes.fromhex(sealed_hex), self.keypair, ctx, archive, transport=self._hosting().transport)
-        faults.point("task-fetched")
         want = record.data.get("task_hash")
-        if want and sha256_file(archive).hex() != want:
+        if not want or sha256_file(archive).hex() != want:
             archive.unlink()
-            raise DaemonError(f"task {record.task_id}: the fetched archive does not match the task hash on chain")
+            raise Refused("the task archive does not match the task hash on chain")
         if folder.exists():
             shutil.rmtree(folder)
         tmp = work / "task.part"
         shutil.rmtree(tmp, ignore_errors=True)
-        unpack(archive, tmp)
+        unpack(archive, tmp, max_bytes=self.config.max_fetch_bytes)
         os.replace(tmp, folder)
         (work / "task.ok").touch()
         faults.point("task-unpacked")
         return folder
+
+    def _reload(self, record: TaskRecord) -> TaskRecord:
+        """The record as the state holds it now (a step of this job may have added to it)."""
+        return self.state.task(record.task_id, record.role) or record
 
     def _withdraw(self, task_id: int) -> None:
         credit = int(self.market.credit(self.address))
@@ -296,51 +357,140 @@ class ProviderDaemon:
         )
         log.info("withdrew %d wei", credit)
 
+    def _refuse(self, record: TaskRecord, reason: str) -> None:
+        """Give a task up before (or instead of) any compute; the task settles on chain without us."""
+        log.warning("task %d (%s): refused: %s", record.task_id, record.role, reason)
+        self.state.set_stage(record.task_id, record.role, "refused", reason=reason)
+
     # --- provider side --------------------------------------------------------------------------
     def _provider_job(self, record: TaskRecord) -> None:
         task = self.market.task(record.task_id)
         if task.provider != self.address:
-            self.state.set_stage(record.task_id, "provider", "skipped", note="not our task (anymore)")
+            if task.status == Status.Pending:
+                self.later(record, 2.0)  # posted to the pool: ProviderAssigned naming us wakes us
+            else:
+                self.state.set_stage(record.task_id, "provider", "skipped", note="not our task (anymore)")
             return
-        if task.status == Status.Executing and record.stage == "failed":
-            self.later(record, 30.0)  # the run failed: nothing to submit, wait for the deadline
-        elif task.status == Status.Executing:
-            self._execute_and_submit(record, task)
-        elif task.status in (Status.AwaitingValidator, Status.Accepted):
+        if task.status == Status.Executing:
+            if self.market.now() > task.deadline:
+                # Too late for a result or a report: the requester's expire() refunds it.
+                self.state.set_stage(record.task_id, "provider", "missed", reason="the execution deadline passed")
+                self.later(record, 30.0)
+                return
+            try:
+                self._execute_and_submit(record, task)
+            except Refused as err:
+                self._refuse(record, str(err))
+        elif task.status == Status.Validating:
             now = self.market.now()
             if now <= task.deadline:
-                # The chain settles only in a block after the deadline: wait that long on the chain's clock.
+                # The verdict event wakes us; else the chain settles only in a block after the deadline.
                 self.later(record, max(0.5, task.deadline + 1 - now))
                 return
-            # The requester stayed silent past the review window: claim payment.
+            # The validator stayed silent past its window: expire() gives the collateral back, counts its miss.
             self.state.set_stage(record.task_id, "provider", "claiming")
             self.txs.send(
                 f"expire:{record.task_id}",
-                lambda: self.market.task(record.task_id).status in (Status.AwaitingValidator, Status.Accepted),
+                lambda: self.market.task(record.task_id).status == Status.Validating,
                 lambda tx: self.market.expire(record.task_id, sender=self.account, **tx),
                 fault="claim",
             )
             self.wake(record.task_id, "provider")
-        elif task.status == Status.Validating:
-            self.later(record, 2.0)  # the verdict event wakes us
         elif task.status in SETTLED:
             self._withdraw(record.task_id)
             faults.point("done")
             self.state.set_stage(record.task_id, "provider", "done", final_status=task.status.name)
-        else:  # Pending (another provider?) / None
+        else:  # None: not mined yet, or dropped by a reorg
             self.later(record, 2.0)
 
-    def _execute_and_submit(self, record: TaskRecord, task: Task) -> None:
-        from ichain.sandbox import pack_result
+    def _precheck_terms(self, task: Task) -> None:
+        """Before any fetch or compute: the verdict comes from a validator we trust, and the price is ours.
 
-        env = Envelope.decode(bytes.fromhex(record.data["locator"]))
-        work = self.files / f"{record.task_id}-provider"
+        Raises:
+            Refused: The validator is not in our trusted set on chain, or the price is below our asking price.
+        """
+        if task.validator is None or not self.market.trusts(self.address, task.validator):
+            raise Refused(f"the validator {task.validator} is not in our trusted set")
+        asking = int(self.market.worker(self.address).price)
+        if int(task.price) < asking:
+            raise Refused(f"the price {task.price} wei is below our asking price {asking} wei")
+
+    def _fetch_task(self, record: TaskRecord, task: Task) -> Path:
+        """Open the task locator with the event's requester and the envelope's key, fetch (size cap), verify
+        against the task hash, unpack; returns the task folder.
+
+        Raises:
+            Refused: The locator does not open for this task's requester (a copied locator: H3), the archive is
+                too large, or it is not the posted task.
+            TransferError: The requester's host is unreachable (retried).
+        """
+        from ichain.transfer import ContextInvalid, LocatorInvalid, TransferTooLarge, WrongKey, fetch
+
+        work = self._work(record)
+        archive = work / "task.tar"
+        if (work / "task.ok").exists():
+            return work / "task"
+        requester = record.data.get("requester") or task.requester
+        try:
+            env = Envelope.decode(bytes.fromhex(record.data.get("locator", "")))
+        except (EnvelopeError, ValueError):
+            raise Refused("the task locator is not an iChain envelope") from None
+        if not env.sealed:
+            raise Refused("the task locator holds no task")
+        faults.point("task-fetch-start")
+        if not archive.exists():
+            # Task id 0: the requester sealed before the post, when the id was not known. The requester and
+            # its key are bound in: a locator copied under another requester (or another key) does not open.
+            ctx = self.context(0, "task-provider", requester, env.sender_key)
+            try:
+                fetch(env.sealed[0], self.keypair, ctx, archive, transport=self._hosting().transport,
+                      max_size=self.config.max_fetch_bytes)
+            except (WrongKey, LocatorInvalid, ContextInvalid):
+                raise Refused(f"the task locator does not open for requester {requester} and its key") from None
+            except TransferTooLarge as err:
+                raise Refused(str(err)) from None
+        self.state.upsert_task(record.task_id, "provider", requester_key=env.sender_key.hex())
+        faults.point("task-fetched")
+        return self._unpack_task(record, archive)
+
+    def _check_time(self, folder: Path, task: Task) -> float:
+        """The run time limit, refused when execute + the validate pre-check cannot end before the deadline (H4).
+
+        Raises:
+            Refused: The limits do not fit before the on-chain deadline with the configured margin.
+        """
+        limit = self.sandbox.time_limit(folder)
+        now = self.market.now()
+        needed = 2 * limit + self.config.deadline_margin
+        if now + needed > task.deadline:
+            raise Refused(f"the task's time limit ({limit:.0f} s per run, two runs, {self.config.deadline_margin:.0f} s"
+                          f" margin) does not fit before its deadline ({task.deadline - now} s left)")
+        return limit
+
+    def _execute_and_submit(self, record: TaskRecord, task: Task) -> None:
+        from ichain.sandbox import PackageError, TaskFormatError, pack_bundle, pack_result
+
+        if record.data.get("report"):
+            self._report_failure(record)  # a failure sealed in an earlier life: send that same report
+            return
+        work = self._work(record)
         result = work / "result.tar"
         if not record.data.get("result_hash") or not result.exists():
-            folder = self._fetch_task(record, env.sealed[0].hex(), env.context_id)
+            self._precheck_terms(task)
+            try:
+                folder = self._fetch_task(record, task)
+            except PackageError as err:
+                # The posted archive itself is unsafe or corrupt (its hash matched): the requester's fault, said at once.
+                self._fail(self._reload(record), "execute", None, f"the task archive cannot be unpacked: {err}")
+                return
+            record = self._reload(record)  # the requester key the locator opened with is recorded now
+            try:
+                self._check_time(folder, task)
+            except TaskFormatError as err:
+                self._fail(record, "execute", None, f"the task is not a valid iChain task: {err}")
+                return
             out = work / "output"
             shutil.rmtree(out, ignore_errors=True)
-            out.mkdir()
             log.info("task %d: running in the sandbox", record.task_id)
             run = self.sandbox.execute(folder, out)
             faults.point("executed")
@@ -348,33 +498,43 @@ class ProviderDaemon:
                 # This machine's problem (engine down, image missing), not the task's: retry later.
                 raise DaemonError(f"task {record.task_id}: sandbox unavailable: {run.error}")
             if not run.ok:
-                # A failed run is not submitted: the requester gets the refund at the deadline.
-                self.state.set_stage(record.task_id, "provider", "failed", exit_code=run.exit_code,
-                                     error=(run.error or run.stderr_tail)[-300:])
-                log.warning("task %d failed in the sandbox (exit %s, %s); not submitting", record.task_id,
-                            run.exit_code, run.error or "see stderr")
+                self._fail(record, "execute", run.exit_code, _tail(run.stderr_tail, run.error))
+                return
+            # The task's own validate mode on our own result, before committing anything: a validate mode that
+            # rejects (rigged or broken) ends the task now, with the failure fee, instead of losing our collateral.
+            check = self.sandbox.validate(folder, out)
+            faults.point("prechecked")
+            if check.sandbox_fault:
+                raise DaemonError(f"task {record.task_id}: sandbox unavailable: {check.error}")
+            if not check.accepted:
+                self._fail(record, "validate", check.exit_code, _tail(check.stderr_tail, check.error))
                 return
             meta = {"chain_id": self.chain_id, "market": self.market_address, "task_id": record.task_id,
                     "provider": self.address}
             part = work / "result.tar.part"
-            digest = pack_result(out, part, meta)
+            digest = pack_result(out, part, meta)  # a fresh random salt inside: the hash reveals nothing
             os.replace(part, result)
             record = self.state.set_stage(record.task_id, "provider", "packed", result_hash=digest.hex(),
                                           wall_time=run.wall_time, exit_code=0)
             faults.point("result-packed")
         result_hash = bytes.fromhex(record.data["result_hash"])
-        req_loc = record.data.get("requester_locator")
-        val_loc = record.data.get("validator_locator", "")
-        if not req_loc:
+        val_loc = record.data.get("validator_locator")
+        if not val_loc:
             host = self._hosting()
-            sealed = host.offer(result, env.sender_key, self.context(record.task_id, "result-requester"))
-            req_loc = Envelope(self.keypair.public_bytes, (sealed,)).encode().hex()
-            if task.validator is not None:
-                vkey = self.market.worker(task.validator).enc_key
-                val_res = host.offer(result, vkey, self.context(record.task_id, "result-validator"))
-                val_loc = Envelope(self.keypair.public_bytes, (val_res,)).encode().hex()
-            record = self.state.set_stage(record.task_id, "provider", "offered", requester_locator=req_loc,
-                                          validator_locator=val_loc)
+            requester = record.data.get("requester") or task.requester
+            requester_key = bytes.fromhex(record.data["requester_key"])
+            bundle = work / "bundle.tar"
+            pack_bundle(work / "task.tar", result, bundle)
+            assert task.validator is not None  # _precheck_terms refused a task without one
+            vkey = self.market.worker(task.validator).enc_key
+            mine = self.keypair.public_bytes
+            # One item for the validator (task + result, so it never depends on the requester still hosting), and
+            # the result sealed to the requester, which the validator passes on unopened with its accept.
+            for_validator = host.offer(bundle, vkey, self.context(record.task_id, "bundle-validator", requester, mine))
+            for_requester = host.offer(result, requester_key,
+                                       self.context(record.task_id, "result-requester", requester, mine))
+            val_loc = Envelope(mine, (for_validator, for_requester)).encode().hex()
+            record = self.state.set_stage(record.task_id, "provider", "offered", validator_locator=val_loc)
             faults.point("result-offered")
 
         def needed() -> bool:
@@ -384,8 +544,7 @@ class ProviderDaemon:
         self.txs.send(
             f"submitResult:{record.task_id}",
             needed,
-            lambda tx: self.market.submit_result(record.task_id, result_hash, bytes.fromhex(req_loc),
-                                                 bytes.fromhex(val_loc) if val_loc else b"",
+            lambda tx: self.market.submit_result(record.task_id, result_hash, bytes.fromhex(val_loc),
                                                  sender=self.account, **tx),
             fault="submit",
         )
@@ -394,18 +553,52 @@ class ProviderDaemon:
         self.state.set_stage(record.task_id, "provider", "submitted")
         self.later(record, 1.0)
 
+    def _fail(self, record: TaskRecord, stage: str, exit_code: int | None, stderr_tail: str) -> None:
+        """Seal a failure report to the requester (kept, so a restart sends the same one) and report it."""
+        from ichain.transfer.report import seal_report
+
+        code = -1 if exit_code is None else int(exit_code)
+        requester = record.data.get("requester") or self.market.task(record.task_id).requester
+        key = record.data.get("requester_key")
+        if not key:
+            raise DaemonError(f"task {record.task_id}: no requester key to seal the failure report to")
+        ctx = self.context(record.task_id, "failure-report", requester, self.keypair.public_bytes)
+        report = seal_report(bytes.fromhex(key), ctx, code, stage, stderr_tail, self.keypair)
+        log.warning("task %d failed in %s mode (exit %s); reporting the failure", record.task_id, stage, code)
+        record = self.state.set_stage(record.task_id, "provider", "failing", report=bytes(report).hex(),
+                                      failed_stage=stage, exit_code=code, error=stderr_tail[-300:])
+        self._report_failure(record)
+
+    def _report_failure(self, record: TaskRecord) -> None:
+        report = bytes.fromhex(record.data["report"])
+
+        def needed() -> bool:
+            now = self.market.task(record.task_id)
+            return now.status == Status.Executing and now.provider == self.address
+
+        self.txs.send(
+            f"reportFailure:{record.task_id}",
+            needed,
+            lambda tx: self.market.report_failure(record.task_id, report, sender=self.account, **tx),
+            fault="report",
+        )
+        log.info("task %d: failure reported (%s mode, exit %s)", record.task_id, record.data.get("failed_stage"),
+                 record.data.get("exit_code"))
+        self.state.set_stage(record.task_id, "provider", "reported")
+        self.later(record, 1.0)
+
     # --- validator side -------------------------------------------------------------------------
     def _validator_job(self, record: TaskRecord) -> None:
         task = self.market.task(record.task_id)
         if task.validator != self.address:
-            if task.status in (Status.Validating, Status.AwaitingValidator, Status.Executing, Status.Pending):
+            if task.status in (Status.Validating, Status.Executing, Status.Pending):
                 self.later(record, 2.0)
                 return
             self._withdraw(record.task_id)
             self.state.set_stage(record.task_id, "validator", "done", final_status=task.status.name)
             return
-        if task.status in (Status.Pending, Status.Executing, Status.AwaitingValidator):
-            self.later(record, 2.0)  # the ResultSubmitted / ValidatorAssigned event wakes us
+        if task.status in (Status.Pending, Status.Executing, Status.None_):
+            self.later(record, 2.0)  # the ResultSubmitted event wakes us
             return
         if task.status != Status.Validating:
             self._withdraw(record.task_id)
@@ -422,7 +615,20 @@ class ProviderDaemon:
                      committed.hex()[:16])
             self.later(record, 2.0)
             return
-        accept, reason = self._judge(record, task, committed)
+        if record.data.get("judged") != committed.hex():
+            # Our policy before any compute: a verdict is worth our asking price (and our floor) or nothing.
+            floor = max(int(self.market.worker(self.address).price), self.config.min_validator_fee)
+            if int(task.validator_fee) < floor:
+                self._refuse(record, f"the validator fee {task.validator_fee} wei is below our policy ({floor} wei)")
+                return
+        verdict = self._judge(record, task, committed)
+        if verdict is None:
+            self.later(record, 2.0)  # the bundle is not fetchable yet; retried until near the deadline
+            return
+        accept, reason = verdict
+        req_loc = b""
+        if accept:
+            req_loc = self._offer_to_requester(record, task, committed)
 
         def needed() -> bool:
             now = self.market.task(record.task_id)
@@ -432,7 +638,8 @@ class ProviderDaemon:
         self.txs.send(
             f"verdict:{record.task_id}",
             needed,
-            lambda tx: self.market.submit_verdict(record.task_id, committed, accept, sender=self.account, **tx),
+            lambda tx: self.market.submit_verdict(record.task_id, committed, accept, req_loc, sender=self.account,
+                                                  **tx),
             fault="verdict",
         )
         self.state.set_stage(record.task_id, "validator", "judged", accepted=accept, reason=reason)
@@ -440,45 +647,120 @@ class ProviderDaemon:
         self._withdraw(record.task_id)
         self.state.set_stage(record.task_id, "validator", "done")
 
-    def _judge(self, record: TaskRecord, task: Task, committed: bytes) -> tuple[bool, str]:
-        """Fetch task and result, check the result against the on-chain commitment and its meta, run validate
-        mode. A verdict reached before (a restart between judging and sending) is reused for the same result."""
-        from ichain.sandbox import read_result_meta, unpack_result
-        from ichain.transfer import fetch
+    def _offer_to_requester(self, record: TaskRecord, task: Task, committed: bytes) -> bytes:
+        """Host our verified copy of the result for the requester; the requester locator (offered once, kept)."""
+        offered = record.data.get("requester_locator")
+        if offered and record.data.get("offered_for") == committed.hex():
+            return bytes.fromhex(offered)
+        result = self._work(record) / f"result-{committed.hex()}.tar"
+        passthrough = b""
+        try:
+            env = Envelope.decode(bytes.fromhex(record.data.get("result_locator", "")))
+            passthrough = env.sealed[1] if len(env.sealed) > 1 else b""
+        except (EnvelopeError, ValueError):
+            pass
+        mine = self.keypair.public_bytes
+        key = record.data.get("requester_key")
+        ours = b""
+        if key:
+            ctx = self.context(record.task_id, "result-requester", record.data.get("requester") or task.requester, mine)
+            ours = bytes(self._hosting().offer(result, bytes.fromhex(key), ctx))
+        else:
+            log.warning("task %d: no requester key seen; the requester gets the provider's copy only", record.task_id)
+        locator = Envelope(mine, (ours, passthrough)).encode()
+        self.state.upsert_task(record.task_id, "validator", requester_locator=locator.hex(),
+                               offered_for=committed.hex())
+        return locator
 
+    def _judge(self, record: TaskRecord, task: Task, committed: bytes) -> tuple[bool, str] | None:
+        """Fetch the bundle from the provider (size cap), check the task against its hash, the result against the
+        commitment and its meta, run validate mode. None: the bundle is not fetchable yet and the deadline is not
+        near (try again). A verdict reached before (a restart between judging and sending) is reused for the same
+        result."""
         if record.data.get("judged") == committed.hex():
             return bool(record.data["accepted"]), str(record.data.get("reason", ""))
-        task_loc = record.data.get("locator")
-        result_loc = record.data.get("result_locator")
-        if not task_loc or not result_loc:
-            raise DaemonError(f"task {record.task_id}: locators not seen yet")
-        task_env = Envelope.decode(bytes.fromhex(task_loc))
-        result_env = Envelope.decode(bytes.fromhex(result_loc))
-        folder = self._fetch_task(record, task_env.sealed[0].hex(), task_env.context_id)
-        work = self.files / f"{record.task_id}-validator"
+        verdict = self._verdict(record, task, committed)
+        if verdict is not None:
+            self.state.set_stage(record.task_id, "validator", "judging", accepted=verdict[0], reason=verdict[1],
+                                 judged=committed.hex())
+        return verdict
+
+    def _verdict(self, record: TaskRecord, task: Task, committed: bytes) -> tuple[bool, str] | None:
+        from ichain.sandbox import PackageError, read_result_meta, unpack_bundle, unpack_result
+        from ichain.transfer import ContextInvalid, LocatorInvalid, TransferError, TransferTooLarge, WrongKey, fetch
+
+        work = self._work(record)
         # Named by the commitment: a file fetched for a result a reorg replaced is never judged as this one.
         result = work / f"result-{committed.hex()}.tar"
+        bundle_dir = work / f"bundle-{committed.hex()}"
         if not result.exists():
-            fetch(result_env.sealed[-1], self.keypair, self.context(record.task_id, "result-validator"), result,
-                  transport=self._hosting().transport)
-        verdict: tuple[bool, str]
+            try:
+                env = Envelope.decode(bytes.fromhex(record.data.get("result_locator", "")))
+            except (EnvelopeError, ValueError):
+                return False, "the provider's locator is not an iChain envelope"
+            if not env.sealed:
+                return False, "the provider's locator holds no bundle"
+            bundle = work / f"bundle-{committed.hex()}.tar"
+            if not bundle.exists():
+                requester = record.data.get("requester") or task.requester
+                ctx = self.context(record.task_id, "bundle-validator", requester, env.sender_key)
+                try:
+                    fetch(env.sealed[0], self.keypair, ctx, bundle, transport=self._hosting().transport,
+                          max_size=2 * self.config.max_fetch_bytes, attempts=2)
+                except (WrongKey, LocatorInvalid, ContextInvalid):
+                    return False, "the provider's bundle locator does not open for this task"
+                except TransferTooLarge as err:
+                    return False, f"the provider's bundle is too large: {err}"
+                except TransferError as err:
+                    # The provider does not serve what it committed to (2d): a reject before our deadline, so a
+                    # provider that hosts nothing loses its collateral instead of stalling us to the timeout.
+                    left = task.deadline - self.market.now()
+                    if left > self.config.deadline_margin:
+                        log.info("task %d: bundle not fetchable yet (%s); %d s left", record.task_id, err, left)
+                        return None
+                    return False, f"result unavailable from the provider: {err}"
+            shutil.rmtree(bundle_dir, ignore_errors=True)
+            try:
+                task_tar, result_tar = unpack_bundle(bundle, bundle_dir, max_bytes=2 * self.config.max_fetch_bytes)
+            except PackageError as err:
+                return False, f"the provider's bundle is malformed: {err}"
+            if sha256_file(task_tar).hex() != record.data.get("task_hash"):
+                return False, "the task in the bundle is not the task posted on chain"
+            # Only what matches the commitment is kept under the commitment's name.
+            os.replace(result_tar, result)
+            if not (work / "task.tar").exists():
+                os.replace(task_tar, work / "task.tar")
         if sha256_file(result) != committed:
-            verdict = (False, "result does not match the commitment on chain")
-        else:
+            return False, "result does not match the commitment on chain"
+        try:
+            folder = self._unpack_task(record, work / "task.tar")
+        except (Refused, PackageError) as err:
+            return False, str(err)
+        try:
             meta = read_result_meta(result)
-            expect = (self.chain_id, self.market_address.lower(), record.task_id, str(task.provider).lower())
-            if (meta.chain_id, meta.market.lower(), meta.task_id, meta.provider.lower()) != expect:
-                verdict = (False, "result meta names another chain, market, task or provider")
-            else:
-                out = work / f"result-{committed.hex()}"
-                if not (work / f"{out.name}.ok").exists():
-                    shutil.rmtree(out, ignore_errors=True)
-                    unpack_result(result, out)
-                    (work / f"{out.name}.ok").touch()
-                run = self.sandbox.validate(folder, out)
-                if run.sandbox_fault:  # our machine's problem: never reject a result for it
-                    raise DaemonError(f"task {record.task_id}: sandbox unavailable: {run.error}")
-                verdict = (run.accepted, f"validate exit {run.exit_code}{' ' + run.error if run.error else ''}")
-        self.state.set_stage(record.task_id, "validator", "judging", accepted=verdict[0], reason=verdict[1],
-                             judged=committed.hex())
-        return verdict
+        except PackageError as err:
+            return False, f"not a result package: {err}"
+        expect = (self.chain_id, self.market_address.lower(), record.task_id, str(task.provider).lower())
+        if (meta.chain_id, meta.market.lower(), meta.task_id, meta.provider.lower()) != expect:
+            return False, "result meta names another chain, market, task or provider"
+        out = work / f"result-{committed.hex()}"
+        if not (work / f"{out.name}.ok").exists():
+            shutil.rmtree(out, ignore_errors=True)
+            try:
+                unpack_result(result, out)
+            except PackageError as err:
+                return False, f"the result package is unsafe or malformed: {err}"
+            (work / f"{out.name}.ok").touch()
+        run = self.sandbox.validate(folder, out)
+        if run.sandbox_fault:  # our machine's problem: never reject a result for it
+            raise DaemonError(f"task {record.task_id}: sandbox unavailable: {run.error}")
+        return run.accepted, f"validate exit {run.exit_code}{' ' + run.error if run.error else ''}"
+
+
+class Refused(DaemonError):
+    """A task this daemon will not work on (its terms, its locator or its limits), decided before any compute."""
+
+
+def _tail(stderr_tail: str, error: str) -> str:
+    """The stderr tail a failure report carries, with the sandbox's one-line reason (time limit, memory) last."""
+    return f"{stderr_tail.rstrip()}\n{error}".strip() if error else stderr_tail

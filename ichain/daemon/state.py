@@ -48,7 +48,7 @@ CREATE TABLE IF NOT EXISTS txs (
 """
 
 # Stages a task goes through locally; DONE stages are never picked up again.
-DONE_STAGES = ("done", "skipped")
+DONE_STAGES = ("done", "skipped", "refused")
 
 
 
@@ -68,7 +68,8 @@ class TaskRecord:
         task_id: The on-chain task id.
         role: ``provider`` or ``validator``.
         stage: The furthest local stage reached (``new``, ``fetched``, ``executed``, ``packed``,
-            ``submitted``, ``claiming``, ``done``, ``skipped``...).
+            ``offered``, ``submitted``, ``failing``, ``reported``, ``claiming``, ``done``, ``skipped``,
+            ``refused``...).
         data: Locators (hex), hashes, paths and notes gathered so far.
         updated: Unix time of the last change.
     """
@@ -274,7 +275,7 @@ class DaemonState:
             "tasks": [
                 {"task_id": r.task_id, "role": r.role, "stage": r.stage, "updated": r.updated,
                  **{k: v for k, v in r.data.items() if k in ("result_hash", "accepted", "error", "exit_code",
-                                                             "wall_time", "paid")}}
+                                                             "wall_time", "paid", "reason", "failed_stage")}}
                 for r in records
             ],
             "transactions": self.journal_all(),

@@ -1,5 +1,7 @@
-"""The requester's whole round on a prepared session: post, follow (recovering from silent parties), name
-the validator, fetch and verify the result, finalize. ``ape ichain submit`` and ``ape ichain demo`` run it."""
+"""The requester's whole round on a prepared session: pick the provider and its trusted validator, post, follow
+(recovering from silent parties), then fetch and verify the result after the accept, or show the failure
+report, or the reject; rate only when the user gives a rating. ``ape ichain submit`` and ``ape ichain demo`` run
+it."""
 
 from __future__ import annotations
 
@@ -12,13 +14,17 @@ from typing import Any, Callable, ContextManager
 
 from ichain.errors import IChainError
 from ichain.market import Status
-from ichain.requester.format import eth, rating_text
+from ichain.requester.format import eth, rating_text, validator_text
 from ichain.requester.policy import Recovery, recover
-from ichain.requester.session import TERMINAL, RequestError, RequesterSession
+from ichain.requester.session import RATEABLE, SETTLED, RequestError, RequesterSession
 from ichain.transfer.progress import FetchProgress
 
 #: Opens a progress display for a download and yields its callback (e.g. :func:`ichain.transfer.progress_bar`).
 ProgressDisplay = Callable[[str], ContextManager[Callable[[FetchProgress], None]]]
+
+#: Asks the user for the ratings of a settled task: ``(status, provider, validator)`` -> ``(provider rating,
+#: validator rating)``, or None to rate later. Never answers on the user's behalf.
+AskRating = Callable[[Status, str, str], "tuple[int, int] | None"]
 
 
 @dataclass(frozen=True)
@@ -27,13 +33,13 @@ class RoundResult:
 
     Attributes:
         task_id: The on-chain task.
-        status: Its status when the round stopped (Completed, Closed, Accepted/Rejected when not
-            finalized, or Cancelled/Expired after a refund).
+        status: Its status when the round stopped (Completed, Failed, Rejected, Rated, Cancelled, Expired).
         result_dir: Where the verified result was unpacked (None without a result).
         metrics: The metrics the task wrote.
-        rating: The rating given (None when not finalized).
+        rating: The provider rating given (None when not rated).
         paid: Wei paid to the provider.
-        refund: Wei credited back to the requester by a cancel or expiry.
+        refund: Wei credited back to the requester.
+        failure: The opened failure report of a Failed task (exit code, stage, neutralised stderr tail).
     """
 
     task_id: int
@@ -43,10 +49,25 @@ class RoundResult:
     rating: int | None = None
     paid: int = 0
     refund: int = 0
+    failure: dict | None = None
 
 
 def _no_progress(_label: str) -> ContextManager[Callable[[FetchProgress], None]]:
     return contextlib.nullcontext(lambda _p: None)
+
+
+def failure_lines(failure: dict) -> list[str]:
+    """The lines that tell the user why a task failed (every field already neutralised by the session)."""
+    if failure.get("error"):
+        return [f"  {failure['error']}"]
+    lines = [f"  stage {failure.get('stage')}, exit code {failure.get('exit_code')}"]
+    if failure.get("error_line"):
+        lines.append(f"  error: {failure['error_line']}")
+    tail = [line for line in str(failure.get("stderr_tail") or "").splitlines() if line.strip()][-10:]
+    if tail:
+        lines.append("  stderr (last lines):")
+        lines += [f"    {line}" for line in tail]
+    return lines
 
 
 def run_round(
@@ -58,9 +79,10 @@ def run_round(
     validator_fee: int | None = None,
     timeout: int | None = None,
     rating: int | None = None,
+    validator_rating: int = 0,
+    ask_rating: AskRating | None = None,
     out: Path | None = None,
     wait_timeout: float = 900.0,
-    finalize: bool = True,
     echo: Callable[[str], None] = print,
     progress: ProgressDisplay = _no_progress,
 ) -> RoundResult:
@@ -68,15 +90,16 @@ def run_round(
 
     Args:
         session: A prepared (not yet posted) session.
-        provider: An address or ``best``.
-        validator: An address, ``auto`` (named at post) or ``later`` (the best one, after the result).
+        provider: An address or ``best`` (top provider score with a trusted validator available).
+        validator: An address or ``auto`` (the best validator THAT provider trusts, asking at most the fee).
         price: Wei for the provider (default: its asking price).
         validator_fee: Wei for the validator (default: the validator's asking price).
         timeout: Seconds the provider has once named.
-        rating: The rating to give (default 5 after an accept, 1 after a reject).
+        rating: The provider rating to give once the task is Completed or Failed (None: ask, or rate later).
+        validator_rating: The validator rating to give with it (0: not rated; always 0 on a failed task).
+        ask_rating: Asks the user when ``rating`` is None (None: no prompt; the user rates later).
         out: Folder for the result (default ``./result-<task id>``).
         wait_timeout: Seconds to wait for each step.
-        finalize: Rate and settle at the end (else stop with the result downloaded).
         echo: Where progress lines go.
         progress: Opens the display of the result's download.
 
@@ -85,72 +108,91 @@ def run_round(
         IChainError: A pre-check refused an action (one line).
     """
     market = session.market
-    echo("providers (rating, then price):")
+    echo("providers (count-aware score, then price):")
     for w in session.rank_providers():
-        echo(f"  {w.address}  rating {rating_text(w)}  price {eth(w.price)}")
-    named_validator = None if validator == "later" else validator
-    fee = validator_fee
-    if fee is None:
-        chosen = session.pick(provider, (), "provider")
-        val_addr = session.pick(named_validator or "auto", (chosen,), "validator")
-        fee = market.worker(val_addr).price if val_addr else 0
-    task_id = session.post(provider=provider, validator=named_validator, price=price, validator_fee=fee,
+        echo(f"  {w.address}  {rating_text(w)}  price {eth(w.price)}")
+    task_id = session.post(provider=provider, validator=validator, price=price, validator_fee=validator_fee,
                            timeout=timeout)
-    echo(f"posted task {task_id}: provider {session.data['provider']}, "
-         f"validator {session.data.get('validator') or 'after the result'}, "
-         f"deposit {eth(session.data['price'] + session.data['validator_fee'])}")
+    val = session.data["validator"]
+    echo(f"posted task {task_id}: provider {session.data['provider']}, validator {val} "
+         f"({validator_text(market.worker(val))}), deposit "
+         f"{eth(session.data['price'] + session.data['validator_fee'])}")
     if session.host is not None:
-        echo(f"task hosted (encrypted) at {session.host.address}")
+        echo(f"task hosted (encrypted, for the provider only) at {session.host.address}")
 
     def show(snap: dict) -> None:
         echo(f"  task {task_id}: {snap.get('chain_status')}")
 
-    def follow(*targets: Status) -> Status:
-        """Wait for ``targets``, applying the recovery policy whenever the awaited party is overdue."""
-        end = time.time() + wait_timeout
-        while True:
-            try:
-                return Status[session.wait_for(*targets, timeout=10, on_update=show)]
-            except RequestError:
-                if time.time() > end:
-                    raise
-            try:
-                advice = recover(session)
-            except IChainError as err:  # e.g. refused in the deadline's very second: try again next tick
-                echo(f"  not yet: {err}")
-                continue
-            if advice.action is Recovery.REPLACE_VALIDATOR:
-                echo(f"task {task_id}: {advice.reason}; validator {advice.replacement} named")
-            elif advice.action is Recovery.REFUND:
-                echo(f"task {task_id}: {advice.reason}; deposit taken back")
-                return session.refresh().status
-
-    status = follow(Status.AwaitingValidator, Status.Validating, Status.Accepted, Status.Rejected)
-    if status == Status.AwaitingValidator:
-        val = session.choose_validator("auto" if validator in ("later", "auto") else validator)
-        echo(f"validator {val} named")
-    if status not in TERMINAL:
-        status = follow(Status.Accepted, Status.Rejected)
-    if status not in (Status.Accepted, Status.Rejected):
-        settled = session.data.get("settled", {})
+    end = time.time() + wait_timeout
+    while True:
+        try:
+            status = Status[session.wait_for(*SETTLED, timeout=10, on_update=show)]
+            break
+        except RequestError:
+            if time.time() > end:
+                raise
+        try:
+            advice = recover(session)
+        except IChainError as err:  # e.g. refused in the deadline's very second: try again next tick
+            echo(f"  not yet: {err}")
+            continue
+        if advice.action is Recovery.REFUND:
+            echo(f"task {task_id}: {advice.reason}; deposit taken back")
+            status = session.refresh().status
+            break
+    settled = session.data.get("settled", {})
+    if status in (Status.Cancelled, Status.Expired):
         echo(f"task {task_id} ended {status.name}: refund {eth(settled.get('refund', 0))} credited "
              f"(ape ichain withdraw pays it out)")
         return RoundResult(task_id, status, refund=int(settled.get("refund", 0)))
-    with progress("result (encrypted, in chunks)") as on_progress:
-        dest = session.fetch_result(out or Path(f"result-{task_id}"), on_progress=on_progress)
-    metrics = session.data.get("metrics", {})
-    echo(f"result in {dest}: {json.dumps(metrics)}")
-    echo(f"verdict: {status.name.lower()}")
-    if not finalize:
-        return RoundResult(task_id, status, dest, metrics)
-    given = rating or (5 if status == Status.Accepted else 1)
-    session.finalize(given)
-    settled = session.data.get("settled", {})
+    if status == Status.Rejected:
+        echo(f"verdict: rejected by validator {val}: no result; price and fee refunded "
+             f"({eth(settled.get('refund', 0))} credited, ape ichain withdraw pays it out)")
+        return RoundResult(task_id, status, refund=int(settled.get("refund", 0)))
+    failure = None
+    dest = None
+    metrics: dict[str, Any] = {}
+    if status == Status.Failed:
+        failure = session.failure() or {}
+        echo(f"task {task_id} FAILED at the provider: {eth(settled.get('refund', 0))} refunded, failure fee "
+             f"{eth(settled.get('payout', 0))} kept by the provider")
+        for line in failure_lines(failure):
+            echo(line)
+    else:
+        with progress("result (encrypted, in chunks)") as on_progress:
+            dest = session.fetch_result(out or Path(f"result-{task_id}"), on_progress=on_progress)
+        metrics = session.data.get("metrics", {})
+        echo(f"verdict: accepted by validator {val}")
+        echo(f"result in {dest} (from the {session.data.get('result_from')}, checked against resultOf): "
+             f"{json.dumps(metrics)}")
     paid = int(settled.get("payout", 0))
-    echo(f"finalized with rating {given}: provider paid {eth(paid)}" if status == Status.Accepted
-         else f"closed with rating {given}: deposit price refunded to you")
-    echo(f"provider {session.data['provider']} rating now {rating_text(market.worker(session.data['provider']))}")
-    return RoundResult(task_id, session.refresh().status, dest, metrics, given, paid)
+    given = _rate(session, status, rating, validator_rating, ask_rating, echo)
+    if given is None and session.refresh().status in RATEABLE:
+        echo(f"not rated: rate it with `ape ichain rate {task_id} --provider N [--validator M]`")
+    if status == Status.Completed:
+        echo(f"provider paid {eth(paid)}; validator paid {eth(settled.get('validator_paid', 0))}")
+    echo(f"provider {session.data['provider']} now {rating_text(market.worker(session.data['provider']))}")
+    return RoundResult(task_id, session.refresh().status, dest, metrics, given, paid,
+                       int(settled.get("refund", 0)), failure)
 
 
-__all__ = ["RoundResult", "run_round"]
+def _rate(session: RequesterSession, status: Status, rating: int | None, validator_rating: int,
+          ask_rating: AskRating | None, echo: Callable[[str], None]) -> int | None:
+    """Rate with the user's own rating (given, or asked for); None when the user gave none."""
+    if status not in RATEABLE:
+        return None
+    if rating is None:
+        if ask_rating is None:
+            return None
+        answer = ask_rating(status, session.data["provider"], session.data["validator"])
+        if answer is None:
+            return None
+        rating, validator_rating = answer
+    if status == Status.Failed:
+        validator_rating = 0  # no verdict was given: the validator is not rated on a failed task
+    session.rate(rating, validator_rating)
+    echo(f"rated provider {rating}" + (f", validator {validator_rating}" if validator_rating else ""))
+    return rating
+
+
+__all__ = ["AskRating", "RoundResult", "failure_lines", "run_round"]

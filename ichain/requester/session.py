@@ -1,16 +1,19 @@
-"""The requester's session: one task, from a folder on disk to a finalized, rated result.
+"""The requester's session: one task, from a folder on disk to a verified, rated result (protocol v2).
 
 A :class:`RequesterSession` walks a task through the market (the round with its recovery policy,
 :func:`ichain.requester.flow.run_round`, drives it for ``ape ichain submit`` and the demo)::
 
     s = RequesterSession.prepare("examples/digits", market=market, account=acct, config=cfg)  # checks, packs
-    s.post(provider="best", validator=None)      # hosts the task (sealed to the provider), posts the deposit
-    s.wait_for("AwaitingValidator", "Validating", "Accepted", "Rejected")   # follow with progress
-    s.choose_validator("auto")                   # re-hosts task + result for the validator
-    s.wait_for("Accepted", "Rejected")
-    s.fetch_result()                             # downloads, checks hash + meta, unpacks into a folder
-    s.finalize(5)
+    s.post(provider="best", validator="auto")    # hosts the task for the provider only, posts the deposit
+    s.wait_for("Completed")                      # Executing -> Validating -> Completed | Failed | Rejected | Expired
+    s.fetch_result()                             # opens the accept's locator, fetches, checks resultOf, unpacks
+    s.rate(5, 4)                                 # explicit only: never a default rating
     s.close()
+
+The provider is picked by its count-aware score, the validator from THAT provider's trusted set (the provider
+consented to it on chain) with a fee of at least its asking price. Nothing opens the result before the accepting
+verdict: the requester locator in ``VerdictSubmitted`` holds the validator's copy and the provider's
+pass-through. A failed run ends at once with a sealed report (:meth:`RequesterSession.failure`).
 
 Its state lives in ``<state_dir>/<account>/requests/<id>/session.json`` (written atomically), so a
 web server can list and show sessions and a restarted process resumes one with
@@ -34,23 +37,41 @@ from ichain.config import IChainConfig
 from ichain.errors import IChainError
 from ichain.files import sha256_file, write_json_atomic
 from ichain.market import (
-    Market, ProviderAssigned, ResultSubmitted, Status, Task, TaskCancelled, TaskExpired, TaskFinalized,
-    ValidatorAssigned, VerdictSubmitted, Worker,
+    Market, ProviderAssigned, ResultSubmitted, Status, Task, TaskCancelled, TaskExpired, TaskFailed, TaskRated,
+    VerdictSubmitted, Worker,
 )
 from ichain.net import free_port
 from ichain.tor import TorTransport, transport_for
+from ichain.text import neutralize, one_line
 from ichain.transfer.envelope import Envelope
 
 if TYPE_CHECKING:
     from ichain.transfer import ChunkHost, KeyPair
     from ichain.transfer.progress import FetchProgress
 
-#: Statuses after which nothing more happens to a task (Rejected still waits for its rating).
-TERMINAL = frozenset({Status.Completed, Status.Closed, Status.Cancelled, Status.Expired})
+#: Statuses whose escrow is settled: the round is over (Completed and Failed may still be rated once).
+SETTLED = frozenset({Status.Completed, Status.Failed, Status.Rejected, Status.Rated, Status.Cancelled,
+                     Status.Expired})
+#: Statuses after which nothing more happens to a task.
+TERMINAL = frozenset({Status.Rejected, Status.Rated, Status.Cancelled, Status.Expired})
+#: Statuses the requester may rate (once).
+RATEABLE = frozenset({Status.Completed, Status.Failed})
+
+#: Largest result archive fetched (a provider or validator cannot fill the requester's disk).
+MAX_RESULT_SIZE = 1024 * 1024 * 1024
 
 
 def _status(value: str | Status) -> Status:
     return value if isinstance(value, Status) else Status[value]
+
+
+def _wei(amount: int | None) -> str:
+    return "any price" if amount is None else f"{int(amount)} wei"
+
+
+def validator_rank_key(worker: Worker) -> tuple:
+    """How validators rank: validator score (count-aware, best first), fewer missed verdicts, lower price."""
+    return (-worker.validator_record.score_milli, worker.missed, worker.price, worker.address.lower())
 
 
 class RequestError(IChainError):
@@ -58,7 +79,7 @@ class RequestError(IChainError):
 
 
 class RequesterSession:
-    """One task, from a folder on disk to a finalized, rated result.
+    """One task, from a folder on disk to a verified, rated result.
 
     Args:
         root: The session's folder.
@@ -79,8 +100,10 @@ class RequesterSession:
         self.progress: dict[str, Any] = {}
         self._lock = threading.RLock()
         self._chain_task: Task | None = None
-        #: Seconds to keep retrying a result fetch while the provider's host is unreachable.
+        #: Seconds to keep retrying a result fetch while the hosts are unreachable.
         self.fetch_patience = 120.0
+        #: Largest result archive accepted.
+        self.max_result_size = MAX_RESULT_SIZE
 
     # --- creation and persistence ---------------------------------------------------------
     @staticmethod
@@ -190,12 +213,20 @@ class RequesterSession:
             raise RequestError("the task is not posted yet")
         return int(self.task_id)
 
-    def context(self, role: str) -> Any:
-        """The transfer context of this task for ``role``."""
+    def context(self, role: str, *, sender_key: bytes | None = None, task_id: int | None = None) -> Any:
+        """The transfer context of this task for ``role``, bound to this requester and the sealing party's key.
+
+        Args:
+            role: What the transfer is (``task-provider``, ``result-requester``, ``failure-report``).
+            sender_key: The X25519 key of the party that seals (default: this requester's own key).
+            task_id: The id bound in (default: the task's; 0 for the task locator sealed before the post).
+        """
         from ichain.transfer import TransferContext
 
-        task_id = self.data["task_id"] if self.task_id is not None else self.data["predicted_id"]
-        return TransferContext(self.data["chain_id"], self.data["market"], int(task_id), role)
+        tid = task_id if task_id is not None else self._require_task()
+        key = sender_key if sender_key is not None else self._keypair().public_bytes
+        return TransferContext(self.data["chain_id"], self.data["market"], int(tid), role,
+                               self.data["requester"], bytes(key))
 
     # --- hosting ----------------------------------------------------------------------------
     def start_host(self) -> None:
@@ -229,123 +260,150 @@ class RequesterSession:
             finally:
                 self.host = None
 
-    def _offer(self, path: Path, worker: str, role: str) -> bytes:
+    def _offer(self, path: Path, worker: str, role: str, *, task_id: int | None = None) -> bytes:
         key = self.market.worker(worker).enc_key
         self.start_host()
         assert self.host is not None
-        sealed = self.host.offer(path, key, self.context(role))
+        sealed = self.host.offer(path, key, self.context(role, task_id=task_id))
         self.data.setdefault("uploads", {})[role] = sealed.transfer_id
         self.save()
         return sealed
 
     # --- choosing parties ---------------------------------------------------------------------
     def rank_providers(self, exclude: tuple[str | None, ...] = ()) -> builtins.list[Worker]:
-        """Available workers ranked by rating then price, without the requester and ``exclude``."""
+        """Available workers ranked by provider score (count-aware, the SDK's ranking), without the requester
+        and ``exclude``."""
         skip = {a.lower() for a in (str(self.account.address), *exclude) if a}
         return [w for w in self.market.providers() if w.address.lower() not in skip]
 
-    def pick(self, choice: str | None, exclude: tuple[str | None, ...], what: str) -> str | None:
-        """The worker ``choice`` names: an address, ``best``/``auto`` (top of the ranking without
-        ``exclude``), or None (``None``, ``""``, ``"none"``: nobody yet).
+    def rank_validators(self, provider: str, fee: int | None = None) -> builtins.list[Worker]:
+        """The validators ``provider`` trusts that could judge a task now, best first.
+
+        A candidate is registered and available, is neither the provider nor the requester, and asks at most
+        ``fee`` (any asking price when ``fee`` is None: the fee then defaults to it). Ranked by the validator
+        record's score (count-aware), then fewer missed verdicts, then the lower price.
+        """
+        skip = {str(self.account.address).lower(), provider.lower()}
+        trusted = [a for a in self.market.trusted_validators(provider) if a.lower() not in skip]
+        workers = self.market.workers(trusted) if trusted else []
+        ok = [w for w in workers if w.registered and w.available and (fee is None or w.price <= fee)]
+        return sorted(ok, key=validator_rank_key)
+
+    def choose_parties(self, provider: str | None = "best", validator: str | None = "auto", *,
+                       price: int | None = None, validator_fee: int | None = None) -> tuple[str | None, str]:
+        """The provider and validator a post names.
+
+        ``best`` is the top provider by score that asks at most ``price`` and trusts at least one validator that
+        could take the task; ``auto`` is the top validator of THAT provider's trusted set asking at most
+        ``validator_fee``. A provider is never its own validator (the contract refuses it too).
+
+        Args:
+            provider: An address, ``best``, or None (leave the task pending; the validator must then be named
+                or ``auto``: the best validator any available provider trusts).
+            validator: An address or ``auto``.
+            price: Wei offered to the provider (None: any asking price).
+            validator_fee: Wei offered to the validator (None: any asking price).
 
         Raises:
-            RequestError: ``best``/``auto`` and no available worker is left.
+            RequestError: No provider or validator fits.
         """
-        if choice in (None, "", "none"):
-            return None
-        if choice in ("best", "auto"):
-            ranked = self.rank_providers(exclude)
-            if not ranked:
-                raise RequestError(f"no available worker to act as {what}")
-            return ranked[0].address
-        return str(choice)
-
-    def _pick_one(self, choice: str, exclude: tuple[str | None, ...], what: str) -> str:
-        picked = self.pick(choice, exclude, what)
-        if picked is None:
-            raise RequestError(f"name a {what}: an address or 'auto'")
-        return picked
+        if provider in ("", "none"):
+            provider = None
+        if validator in (None, "", "none", "later"):
+            raise RequestError("name a validator: an address or 'auto' (a verdict needs one the provider trusts)")
+        if provider is not None and provider not in ("best", "auto"):
+            prov = str(provider)
+            if validator in ("best", "auto"):
+                ranked = self.rank_validators(prov, validator_fee)
+                if not ranked:
+                    raise RequestError(f"provider {prov} trusts no available validator asking at most "
+                                       f"{_wei(validator_fee)}")
+                return prov, ranked[0].address
+            return prov, str(validator)
+        explicit = None if validator in ("best", "auto") else str(validator)
+        for w in self.rank_providers((explicit,)):
+            if price is not None and w.price > price:
+                continue
+            if explicit is not None:
+                if self.market.trusts(w.address, explicit):
+                    return (w.address if provider else None), explicit
+                continue
+            ranked = self.rank_validators(w.address, validator_fee)
+            if ranked:
+                return (w.address if provider else None), ranked[0].address
+        what = f"trusting {explicit}" if explicit else "with a trusted validator available"
+        raise RequestError(f"no available provider {what} (asking at most {_wei(price)})")
 
     # --- posting ------------------------------------------------------------------------------
     def post(
         self,
         *,
         provider: str | None = "best",
-        validator: str | None = None,
+        validator: str | None = "auto",
         price: int | None = None,
-        validator_fee: int = 0,
+        validator_fee: int | None = None,
         timeout: int | None = None,
     ) -> int:
-        """Host the task for the chosen provider (and validator) and post it with its deposit.
+        """Host the task for the chosen provider only and post it with its deposit and its validator.
 
         Args:
             provider: An address, ``best`` (top of the ranking) or None (leave it pending).
-            validator: An address, ``auto`` (best other worker) or None (choose after the result).
+            validator: An address or ``auto`` (the best validator the provider trusts); required.
             price: Wei for the provider (default: its asking price).
-            validator_fee: Wei for the validator.
-            timeout: Seconds the provider has once named (default: the contract's minimum or SDK default).
+            validator_fee: Wei for the validator (default: its asking price).
+            timeout: Seconds the provider has once named (default: the SDK's).
 
         Returns:
             The on-chain task id.
         """
         if self.data["stage"] != "prepared":
             raise RequestError(f"session {self.data['id']} is already {self.data['stage']}")
-        prov = self.pick(provider, (), "provider")
-        val = self.pick(validator, (prov,), "validator")
+        prov, val = self.choose_parties(provider, validator, price=price, validator_fee=validator_fee)
         if price is None:
-            price = self.market.worker(prov).price if prov else 0
-        self.data["predicted_id"] = int(self.market.last_task_id()) + 1
-        task_file = self.root / "task.tar"
-        me = self._keypair().public_bytes
-        # Sealed before the id exists: the envelope names the id the context was made for.
-        pid = self.data["predicted_id"]
-        prov_loc = Envelope(me, (self._offer(task_file, prov, "task-provider"),), pid).encode() if prov else b""
-        val_loc = Envelope(me, (self._offer(task_file, val, "task-validator"),), pid).encode() if val else b""
+            price = self.market.worker(prov).price if prov else self.market.worker(val).price
+        if validator_fee is None:
+            validator_fee = self.market.worker(val).price
+        # Sealed before the id exists: a task locator at post time is bound to task id 0, and to this requester
+        # and this key, so a copy re-posted by someone else does not open for the provider.
+        loc = Envelope(self._keypair().public_bytes,
+                       (self._offer(self.root / "task.tar", prov, "task-provider", task_id=0),)).encode() if prov else b""
         self.data.update(provider=prov, validator=val, price=int(price), validator_fee=int(validator_fee),
                          post_block=int(self._web3().eth.block_number))
         self.save()
         kwargs = {"timeout": timeout} if timeout is not None else {}
         task = self.market.post(
-            bytes.fromhex(self.data["task_hash"]), price=int(price), validator_fee=int(validator_fee),
-            provider=prov, validator=val, provider_locator=prov_loc, validator_locator=val_loc,
-            sender=self.account, **kwargs,
+            bytes.fromhex(self.data["task_hash"]), validator=val, price=int(price), validator_fee=int(validator_fee),
+            provider=prov, locator=loc, sender=self.account, **kwargs,
         )
-        task_id = task.task_id
-        self.data["task_id"] = task_id
-        # Another post may have taken the expected id: the envelopes name the id they were sealed for.
-        self._log("posted", f"posted task {task_id} with {int(price) + int(validator_fee)} wei deposit")
-        return task_id
+        self.data["task_id"] = task.task_id
+        self._log("posted", f"posted task {task.task_id} with {int(price) + int(validator_fee)} wei deposit")
+        return int(task.task_id)
 
     def assign_provider(self, provider: str = "best") -> str:
-        """Name the provider of a task posted without one."""
-        tid = self._require_task()
-        prov = self._pick_one(provider, (self.data.get("validator"),), "provider")
-        loc = Envelope(self._keypair().public_bytes, (self._offer(self.root / "task.tar", prov, "task-provider"),))
-        self.market.assign_provider(tid, prov, loc.encode(), sender=self.account)
-        self.data["provider"] = prov
-        self._log("executing", f"provider {prov} named")
-        return prov
-
-    def choose_validator(self, validator: str = "auto") -> str:
-        """Name the validator after the result: re-host the task and the (verified) result for it."""
+        """Name the provider of a task posted without one (it must trust the task's validator)."""
         tid = self._require_task()
         task = self.refresh()
-        if task.status not in (Status.AwaitingValidator, Status.Validating):
-            raise RequestError(f"task {tid} is {task.status.name}: a validator is named after the result")
-        val = self._pick_one(validator, (task.provider, task.validator), "validator")
-        result = self.fetch_result_archive()
-        loc = Envelope(self._keypair().public_bytes, (
-            self._offer(self.root / "task.tar", val, "task-validator"),
-            self._offer(result, val, "result-validator"),
-        ))
-        self.market.assign_validator(tid, val, loc.encode(), sender=self.account)
-        self.data["validator"] = val
-        self._log("validating", f"validator {val} named")
-        return val
+        if task.status != Status.Pending:
+            raise RequestError(f"task {tid} is {task.status.name}: a provider is named while it is Pending")
+        val = task.validator or self.data.get("validator")
+        if provider in ("best", "auto"):
+            ranked = [w for w in self.rank_providers((val,))
+                      if w.price <= task.price and self.market.trusts(w.address, val)]
+            if not ranked:
+                raise RequestError(f"no available provider trusts validator {val} at {_wei(task.price)}")
+            provider = ranked[0].address
+        # Task id 0 as at post time: the provider opens every task locator in that context (the requester and
+        # this key are bound in, and it checks the archive against the task hash of the event).
+        loc = Envelope(self._keypair().public_bytes,
+                       (self._offer(self.root / "task.tar", provider, "task-provider", task_id=0),)).encode()
+        self.market.assign_provider(tid, provider, loc, sender=self.account)
+        self.data["provider"] = provider
+        self._log("executing", f"provider {provider} named")
+        return provider
 
     # --- following --------------------------------------------------------------------------
     def refresh(self) -> Task:
-        """Re-read the task from chain and pick up new events (result locator, verdict)."""
+        """Re-read the task from chain and pick up new events (result, verdict, failure report, settlement)."""
         tid = self._require_task()
         task = self.market.task(tid)
         self._chain_task = task
@@ -353,21 +411,8 @@ class RequesterSession:
         start = int(self.data.get("scanned", self.data.get("post_block", 0)))
         if head >= start:
             for ev in self.market.events(start, head):
-                if isinstance(ev, ResultSubmitted) and ev.task_id == tid:
-                    self.data["result_hash"] = ev.result_hash.hex()
-                    self.data["result_locator"] = ev.requester_locator.hex()
-                elif isinstance(ev, VerdictSubmitted) and ev.task_id == tid:
-                    self.data["accepted"] = ev.accepted
-                elif isinstance(ev, ProviderAssigned) and ev.task_id == tid:
-                    self.data["provider"] = ev.provider
-                elif isinstance(ev, ValidatorAssigned) and ev.task_id == tid:
-                    self.data["validator"] = ev.validator
-                elif isinstance(ev, TaskFinalized) and ev.task_id == tid:
-                    self.data["settled"] = {"event": ev.name, "refund": 0, "payout": ev.paid}
-                elif isinstance(ev, TaskExpired) and ev.task_id == tid:
-                    self.data["settled"] = {"event": ev.name, "refund": ev.refund, "payout": ev.payout}
-                elif isinstance(ev, TaskCancelled) and ev.task_id == tid:
-                    self.data["settled"] = {"event": ev.name, "refund": ev.refund, "payout": 0}
+                if getattr(ev, "task_id", None) == tid:
+                    self._apply(ev)
             self.data["scanned"] = head + 1
         status = task.status.name
         if status != self.data.get("chain_status"):
@@ -377,9 +422,55 @@ class RequesterSession:
             self.save()
         return task
 
+    def _apply(self, ev: Any) -> None:
+        """Fold one of this task's events into the session."""
+        if isinstance(ev, ProviderAssigned):
+            self.data["provider"] = ev.provider
+        elif isinstance(ev, ResultSubmitted):
+            self.data["result_hash"] = bytes(ev.result_hash).hex()
+            self.data["collateral"] = int(ev.collateral)
+            try:  # the provider's envelope key: the context of its pass-through item after the accept
+                self.data["provider_key"] = Envelope.decode(bytes(ev.validator_locator)).sender_key.hex()
+            except IChainError:
+                self.data["provider_key"] = None
+        elif isinstance(ev, VerdictSubmitted):
+            self.data["accepted"] = bool(ev.accepted)
+            self.data["requester_locator"] = bytes(ev.requester_locator).hex()
+            refund = 0 if ev.accepted else int(self.data.get("price", 0)) + int(self.data.get("validator_fee", 0))
+            self.data["settled"] = {"event": ev.name, "refund": refund, "payout": int(ev.provider_paid),
+                                    "validator_paid": int(ev.validator_paid), "burned": int(ev.burned)}
+        elif isinstance(ev, TaskFailed):
+            self.data["settled"] = {"event": ev.name, "refund": int(ev.refund), "payout": int(ev.provider_paid),
+                                    "burned": int(ev.burned)}
+            self.data["failure"] = self._open_failure(bytes(ev.report))
+        elif isinstance(ev, TaskRated):
+            self.data["rating"] = int(ev.provider_rating)
+            self.data["validator_rating"] = int(ev.validator_rating)
+        elif isinstance(ev, TaskExpired):
+            self.data["settled"] = {"event": ev.name, "refund": int(ev.refund), "payout": int(ev.payout)}
+        elif isinstance(ev, TaskCancelled):
+            self.data["settled"] = {"event": ev.name, "refund": int(ev.refund), "payout": 0}
+
+    def _open_failure(self, report: bytes) -> dict:
+        """Open the provider's sealed failure report; every text field neutralised for terminals and pages.
+
+        Only the task's provider can emit TaskFailed, so the sender key written in the report is the context's.
+        """
+        from ichain.transfer.report import open_report, report_sender
+
+        try:
+            opened = open_report(report, self._keypair(),
+                                 self.context("failure-report", sender_key=report_sender(report)))
+        except Exception as err:  # a report we cannot open still ends the task: say so, never crash the follower
+            return {"exit_code": None, "stage": None, "stderr_tail": "", "error_line": "",
+                    "error": one_line(f"the failure report did not open: {type(err).__name__}: {err}", 300)}
+        return {"exit_code": int(opened.exit_code), "stage": one_line(str(opened.stage), 20),
+                "stderr_tail": neutralize(opened.stderr_tail.rstrip(), 4000, tail=True),
+                "error_line": one_line(opened.error_line, 300)}
+
     def wait_for(self, *statuses: str | Status, timeout: float = 600.0, poll: float = 0.2,
                  on_update: Callable[[dict], None] | None = None) -> str:
-        """Follow the task until its status is one of ``statuses`` (or terminal); returns its name.
+        """Follow the task until its status is one of ``statuses`` (or settled); returns its name.
 
         ``on_update`` gets the :meth:`status` snapshot each time the on-chain status changes.
 
@@ -396,63 +487,94 @@ class RequesterSession:
                 on_update(snap)
                 self.data["_reported"] = status.name
             last = status.name
-            if status in wanted or status in TERMINAL:
+            if status in wanted or status in SETTLED:
                 return status.name
             if time.time() > end:
                 raise RequestError(f"task {self.task_id} still {status.name} after {timeout:.0f}s")
             time.sleep(poll)
 
     # --- the result ---------------------------------------------------------------------------
+    def _result_items(self) -> builtins.list[tuple[str, bytes, bytes]]:
+        """The requester locator's items with the sender key each was sealed with: item 0 by the validator (the
+        envelope's key), item 1 the provider's pass-through (the key of its ResultSubmitted envelope)."""
+        env = Envelope.decode(bytes.fromhex(self.data["requester_locator"]))
+        keys = [("validator", env.sender_key)]
+        if self.data.get("provider_key"):
+            keys.append(("provider", bytes.fromhex(self.data["provider_key"])))
+        return [(who, key, sealed) for (who, key), sealed in zip(keys, env.sealed)]
+
     def fetch_result_archive(self, on_progress: Callable[[FetchProgress], None] | None = None) -> Path:
-        """Download the result archive (sealed to us), check it against the on-chain commitment.
+        """Download the result (released by the accepting verdict) and check it against ``resultOf``.
+
+        The validator's copy is tried first, then the provider's; the first whose SHA-256 is the on-chain
+        commitment and whose metadata names this task and its provider is kept.
 
         Args:
             on_progress: Also called with each fetch progress update (e.g. a CLI progress bar).
+
+        Raises:
+            RequestError: No accept yet, or no copy could be fetched and verified.
         """
-        from ichain.transfer import fetch
+        from ichain.transfer import HostUnreachable, Stalled, TransferError, TransferIncomplete, fetch
 
         path = self.root / "result.tar"
         if path.exists() and self.data.get("result_ok"):
             return path
-        if not self.data.get("result_locator"):
+        if not self.data.get("requester_locator"):
             self.refresh()
-        if not self.data.get("result_locator"):
-            raise RequestError(f"task {self.task_id} has no result yet")
-        env = Envelope.decode(bytes.fromhex(self.data["result_locator"]))
+        if not self.data.get("accepted") or not self.data.get("requester_locator"):
+            raise RequestError(f"task {self.task_id} has no result yet (it is released by an accepting verdict)")
+        committed = bytes(self.market.result_of(self._require_task()) or b"").hex()
 
         def progress(p: FetchProgress) -> None:
             self.progress["result"] = p.snapshot()
             if on_progress is not None:
                 on_progress(p)
 
-        # The provider's host may be restarting (its daemon resumes from its state): retry a while.
-        from ichain.transfer import HostUnreachable, Stalled, TransferIncomplete
-
+        problems: builtins.list[str] = []
+        # A host may be restarting (a daemon resumes from its state): retry each copy a while.
         end, delay = time.time() + self.fetch_patience, 0.5
         while True:
-            try:
-                self.start_host()  # its transport also fetches (Tor: our own SOCKS client)
-                assert self.host is not None
-                fetch(env.sealed[0], self._keypair(), self.context("result-requester"), path,
-                      transport=self.host.transport, progress=progress)
-                break
-            except (HostUnreachable, Stalled, TransferIncomplete) as err:
-                if time.time() + delay > end:
-                    raise RequestError(f"task {self.task_id}: result not fetched: {err}") from None
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
-        if sha256_file(path).hex() != self.data["result_hash"]:
-            path.unlink()
-            raise RequestError(f"task {self.task_id}: the result does not match the commitment on chain")
-        from ichain.sandbox import read_result_meta
+            for who, key, sealed in self._result_items():
+                try:
+                    self.start_host()  # its transport also fetches (Tor: our own SOCKS client)
+                    assert self.host is not None
+                    fetch(sealed, self._keypair(), self.context("result-requester", sender_key=key), path,
+                          transport=self.host.transport, progress=progress, max_size=self.max_result_size)
+                except (HostUnreachable, Stalled, TransferIncomplete) as err:
+                    problems.append(f"{who}: {err}")
+                    continue
+                except (TransferError, OSError) as err:  # a copy that does not open: try the other one
+                    problems.append(f"{who}: {err}")
+                    continue
+                if self._verify(path, committed):
+                    self.data["result_from"] = who
+                    self.data["result_ok"] = True
+                    self.save()
+                    return path
+                problems.append(f"{who}: the copy does not match the commitment on chain")
+            if time.time() + delay > end:
+                raise RequestError(f"task {self.task_id}: result not fetched: {'; '.join(problems[-2:])}")
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
-        meta = read_result_meta(path)
+    def _verify(self, path: Path, committed: str) -> bool:
+        """Whether the fetched archive is the committed result, made for this task by its provider."""
+        from ichain.sandbox import PackageError, read_result_meta
+
+        if not path.exists() or sha256_file(path).hex() != committed or committed != self.data.get("result_hash"):
+            path.unlink(missing_ok=True)
+            return False
+        try:
+            meta = read_result_meta(path)
+        except PackageError:
+            path.unlink(missing_ok=True)
+            return False
         provider = self.data.get("provider")
         if meta.task_id != self.task_id or provider is None or meta.provider.lower() != provider.lower():
-            raise RequestError(f"task {self.task_id}: the result was made for another task or provider")
-        self.data["result_ok"] = True
-        self.save()
-        return path
+            path.unlink(missing_ok=True)
+            return False
+        return True
 
     def fetch_result(self, dest: str | Path | None = None,
                      on_progress: Callable[[FetchProgress], None] | None = None) -> Path:
@@ -472,18 +594,28 @@ class RequesterSession:
         self._log("fetched", f"result in {dest}")
         return dest
 
+    def failure(self) -> dict | None:
+        """The opened failure report of a Failed task (exit code, stage, neutralised stderr tail), or None."""
+        if self.data.get("failure") is None and self.task_id is not None:
+            self.refresh()
+        return self.data.get("failure")
+
     # --- settling -----------------------------------------------------------------------------
-    def finalize(self, rating: int) -> None:
-        """Rate the provider (1..5) and release payment (after an accept) or close (after a reject).
+    def rate(self, provider_rating: int, validator_rating: int = 0) -> None:
+        """Rate the provider (1..5) and, optionally, the validator (1..5; 0: not rated; 0 on a failed task).
+
+        There is no default: the requester gives the rating itself (``--rating``, a prompt, the page).
 
         Raises:
-            InvalidRating: Not an integer in 1..5 (the SDK's check, before anything is sent).
+            InvalidRating: A rating out of range (the SDK's check, before anything is sent).
         """
         tid = self._require_task()
-        self.market.finalize(tid, rating, sender=self.account)
-        self.data["rating"] = rating
+        self.market.rate(tid, int(provider_rating), int(validator_rating), sender=self.account)
+        self.data["rating"] = int(provider_rating)
+        self.data["validator_rating"] = int(validator_rating)
         self.refresh()
-        self._log("finalized", f"rated {rating}")
+        self._log("rated", f"rated provider {provider_rating}"
+                  + (f", validator {validator_rating}" if validator_rating else ""))
 
     def refund(self) -> str:
         """Get the deposit back: cancel while pending, or expire a task past its deadline."""
@@ -502,7 +634,7 @@ class RequesterSession:
     def status(self) -> dict:
         """A JSON-able snapshot: stage, on-chain status and deadline, parties, amounts, progress."""
         with self._lock:
-            snap = {k: v for k, v in self.data.items() if k not in ("result_locator",)}
+            snap = {k: v for k, v in self.data.items() if k not in ("requester_locator",)}
         task = self._chain_task
         if task is not None:
             snap["deadline"] = task.deadline
@@ -531,4 +663,5 @@ def read_metrics(folder: Path) -> dict:
     return out
 
 
-__all__ = ["RequestError", "RequesterSession", "TERMINAL", "read_metrics"]
+__all__ = ["RATEABLE", "RequestError", "RequesterSession", "SETTLED", "TERMINAL", "read_metrics",
+           "validator_rank_key"]

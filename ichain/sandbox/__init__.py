@@ -7,7 +7,8 @@ Public API (see docs/ARCHITECTURE.md and docs/TASKS.md)::
     unpack("task.tar", dest)                              # safe extraction (PackageError)
     box = Sandbox()                                       # image "ichain-runtime"
     run = box.execute(task_folder, output_folder)         # RunResult; run.ok, run.files
-    result_hash = pack_result(output_folder, "result.tar", meta)   # meta bound inside
+    result_hash = pack_result(output_folder, "result.tar", meta)   # meta and a random salt bound inside
+    pack_bundle("task.tar", "result.tar", "bundle.tar")   # what a provider hosts for its validator
     meta = unpack_result("result.tar", result_folder)     # files back + ResultMeta
     verdict = box.validate(task_folder, result_folder)    # verdict.accepted (exit 0)
 """
@@ -24,11 +25,13 @@ from ichain.sandbox.engine import docker_client
 from ichain.sandbox.image import build_image, image_status
 from ichain.sandbox.packaging import (
     ResultMeta,
+    pack_bundle,
     pack_result,
     pack_task,
     read_result_meta,
     sha256_file,
     unpack,
+    unpack_bundle,
     unpack_upload,
     unpack_result,
 )
@@ -52,11 +55,13 @@ __all__ = [
     "image_status",
     "leftover_containers",
     "load_task",
+    "pack_bundle",
     "pack_result",
     "pack_task",
     "read_result_meta",
     "sha256_file",
     "unpack",
+    "unpack_bundle",
     "unpack_upload",
     "unpack_result",
 ]

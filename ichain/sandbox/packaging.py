@@ -6,8 +6,14 @@ same bytes and the same sha256, which is what goes on chain. Compression is left
 output depends on the zlib version, and the transfer layer encrypts the bytes anyway.
 
 A result package holds ``meta.json`` (chain id, market address, task id, provider address, in canonical
-JSON) followed by the result files under ``output/``: its hash therefore binds the files to one task
-of one market and one provider, so a copied hash cannot be passed off for another task or provider.
+JSON) followed by the result files under ``output/`` and a ``salt`` file (32 random bytes, hex): its hash
+therefore binds the files to one task of one market and one provider, so a copied hash cannot be passed off
+for another task or provider, and the salt keeps a low-entropy result (a 4-digit accuracy) from being
+recovered by hashing every candidate: the requester holds nothing but the hash before the accept.
+
+A bundle (``pack_bundle``) is what a provider hosts for its validator: the task package and the result
+package in one plain tar (``task.tar``, ``result.tar``), so the validator fetches both from the provider in
+one transfer and never depends on the requester still hosting the task.
 
 ``unpack`` trusts nothing: it refuses absolute paths, ``..``, links of any kind, devices and FIFOs,
 duplicate names, and stops at size and entry-count caps; it extracts into a fresh ``DEST.part-*``
@@ -25,6 +31,7 @@ import io
 import json
 import os
 import re
+import secrets
 import shutil
 import tarfile
 import tempfile
@@ -43,6 +50,10 @@ if TYPE_CHECKING:
 
 META_NAME = "meta.json"
 OUTPUT_PREFIX = "output"
+SALT_NAME = "salt"
+SALT_BYTES = 32
+BUNDLE_TASK = "task.tar"
+BUNDLE_RESULT = "result.tar"
 META_FORMAT = 1
 DEFAULT_MAX_BYTES = 4 * GiB
 DEFAULT_MAX_ENTRIES = 100_000
@@ -188,13 +199,17 @@ def _meta_address(meta: dict[str, Any], key: str) -> str:
     return value.lower()
 
 
-def pack_result(output_folder: str | Path, out_file: str | Path, meta: dict[str, Any] | ResultMeta) -> bytes:
-    """Pack result files deterministically together with what they are a result of.
+def pack_result(
+    output_folder: str | Path, out_file: str | Path, meta: dict[str, Any] | ResultMeta, *, salt: bytes | None = None
+) -> bytes:
+    """Pack result files deterministically together with what they are a result of and a random salt.
 
     Args:
         output_folder: the files the task wrote (``RunResult.output_folder``).
         out_file: where to write the tar.
         meta: ``chain_id``, ``market``, ``task_id``, ``provider`` (stored as ``meta.json`` inside).
+        salt: 32 bytes stored as the ``salt`` entry (default: fresh random bytes, so the hash on chain
+            cannot be inverted by hashing candidate results; pass one to reproduce a package).
 
     Returns:
         sha256 of the package bytes (32 bytes): the ``resultHash`` committed on chain.
@@ -207,9 +222,46 @@ def pack_result(output_folder: str | Path, out_file: str | Path, meta: dict[str,
     folder = Path(output_folder)
     if not folder.is_dir():
         raise PackageError(f"output folder not found: {folder}")
+    salt = secrets.token_bytes(SALT_BYTES) if salt is None else bytes(salt)
+    if len(salt) != SALT_BYTES:
+        raise PackageError(f"result salt must be {SALT_BYTES} bytes, got {len(salt)}")
     entries: list[tuple[str, Path | bytes | None]] = [(META_NAME, bound.to_json()), (OUTPUT_PREFIX, None)]
     entries += _folder_entries(folder, OUTPUT_PREFIX)
+    entries.append((SALT_NAME, salt.hex().encode()))
     return _write_package(out_file, entries)
+
+
+def pack_bundle(task_archive: str | Path, result_archive: str | Path, out_file: str | Path) -> bytes:
+    """Put a task package and its result package in one plain tar (what a provider hosts for its validator).
+
+    Args:
+        task_archive: the task package (its sha256 is the task hash on chain).
+        result_archive: the result package (its sha256 is the result hash on chain).
+        out_file: where to write the bundle.
+
+    Returns:
+        sha256 of the bundle bytes.
+    """
+    return _write_package(out_file, [(BUNDLE_TASK, Path(task_archive)), (BUNDLE_RESULT, Path(result_archive))])
+
+
+def unpack_bundle(bundle: str | Path, dest_folder: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[Path, Path]:
+    """Extract a bundle under :func:`unpack`'s rules; returns the paths of its task and result packages.
+
+    The caller checks both against the hashes on chain: nothing in a bundle is trusted.
+
+    Raises:
+        PackageError: as ``unpack``, or the bundle holds anything but ``task.tar`` and ``result.tar``.
+    """
+    dest = Path(dest_folder)
+    try:
+        names = unpack(bundle, dest, max_bytes=max_bytes, max_entries=2)
+    except PackageError as err:
+        raise PackageError(f"not a bundle: {err}") from None
+    if names != sorted((BUNDLE_TASK, BUNDLE_RESULT)):
+        shutil.rmtree(dest, ignore_errors=True)
+        raise PackageError(f"not a bundle (expected {BUNDLE_TASK} and {BUNDLE_RESULT}, got {', '.join(names) or 'nothing'})")
+    return dest / BUNDLE_TASK, dest / BUNDLE_RESULT
 
 
 
@@ -419,7 +471,7 @@ def unpack_result(archive: str | Path, dest_folder: str | Path, **caps: int) -> 
         shutil.rmtree(scratch)
     unpack(archive, scratch, **caps)
     try:
-        extra = sorted(p.name for p in scratch.iterdir() if p.name not in (META_NAME, OUTPUT_PREFIX))
+        extra = sorted(p.name for p in scratch.iterdir() if p.name not in (META_NAME, OUTPUT_PREFIX, SALT_NAME))
         if extra:
             raise PackageError(f"result package has unexpected top-level entries: {', '.join(extra[:3])}")
         output = scratch / OUTPUT_PREFIX

@@ -228,6 +228,16 @@ class Sandbox:
             "output_limit": min(spec.output_limit, self.max_output),
         }
 
+    def time_limit(self, task_folder: str | Path) -> float:
+        """Seconds one run of this task may take here (its manifest's limit capped by this provider's ceiling).
+
+        A provider reads it before running, to refuse a task that cannot finish before its deadline.
+
+        Raises:
+            TaskFormatError: the folder is not a valid task.
+        """
+        return float(self.limits_for(load_task(task_folder))["time_limit"])
+
     def container_config(
         self, spec: TaskSpec, work_dir: Path, mode: str, run_id: str, command: list[str] | None = None
     ) -> dict[str, Any]:

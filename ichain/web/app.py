@@ -35,7 +35,7 @@ LIVE_INTERVAL = 0.5
 
 #: The live fragments (templates/fragments/NAME.html) of each page.
 VIEWS = {
-    "requester": ["account", "tasks", "task", "task_actions", "pools"],
+    "requester": ["account", "tasks", "task", "task_actions", "workers", "pools"],
     "provider": ["account", "provider"],
     "pools": ["pools"],
 }
@@ -155,8 +155,13 @@ def create_app(service: WebService) -> FastAPI:
 
     @app.get("/api/providers")
     def providers():
-        """Workers ranked by rating then price."""
+        """Workers ranked by provider score (count-aware) then price."""
         return service.providers()
+
+    @app.get("/api/validators")
+    def validators():
+        """Workers ranked by their validator record, with the providers that trust each."""
+        return service.validators()
 
     @app.get("/api/pools")
     def pools():
@@ -209,23 +214,17 @@ def create_app(service: WebService) -> FastAPI:
         service.choose_provider(task_id, provider)
         return {"task_id": task_id, "message": "Provider assigned"}
 
-    @app.post("/api/tasks/{task_id}/validator")
-    def choose_validator(task_id: int, validator: str = Form("")):
-        """Name the validator of a task."""
-        service.choose_validator(task_id, validator)
-        return {"task_id": task_id, "message": "Validator assigned"}
-
     @app.post("/api/tasks/{task_id}/stop")
     def stop(task_id: int):
         """Stop the task and get the deposit back (cancel while pending, expire after a deadline)."""
         message = service.stop(task_id)
         return {"task_id": task_id, "message": message}
 
-    @app.post("/api/tasks/{task_id}/finalize")
-    def finalize(task_id: int, rating: str = Form("")):
-        """Pay the provider and rate it (1 to 5)."""
-        service.finalize(task_id, rating)
-        return {"task_id": task_id, "message": "Task finalized, thank you for rating"}
+    @app.post("/api/tasks/{task_id}/rate")
+    def rate(task_id: int, rating: str = Form(""), validator_rating: str = Form("")):
+        """Rate a Completed or Failed task: the provider (1 to 5), optionally the validator."""
+        service.rate(task_id, rating, validator_rating)
+        return {"task_id": task_id, "message": "Thank you for rating"}
 
     @app.post("/api/withdraw")
     def withdraw():

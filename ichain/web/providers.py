@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ichain.errors import IChainError
-from ichain.market import Market, MarketEvent, ResultSubmitted, TaskExpired, TaskFinalized, VerdictSubmitted
+from ichain.market import Market, MarketEvent, ResultSubmitted, TaskExpired, TaskFailed, VerdictSubmitted
 
 if TYPE_CHECKING:
     from ichain.web.service import WebService
@@ -40,6 +40,7 @@ class EventTally:
         self._lock = threading.Lock()
         self._next_block = 0
         self._by_worker: dict[str, _Tally] = defaultdict(_Tally)
+        self._collateral: dict[int, tuple[str, int]] = {}  # task id -> (provider, collateral posted)
 
     def update(self, market: Market) -> None:
         """Fold the events of the blocks mined since the last call."""
@@ -62,28 +63,31 @@ class EventTally:
         if isinstance(ev, ResultSubmitted):
             t = self._by_worker[ev.provider]
             t.run.add(ev.task_id)
-            t.history[(ev.task_id, "provider")] = {
-                "status": "Validating" if ev.validator else "AwaitingValidator", "amount": 0}
+            self._collateral[ev.task_id] = (ev.provider, int(ev.collateral))
+            t.history[(ev.task_id, "provider")] = {"status": "Validating", "amount": 0}
+        elif isinstance(ev, TaskFailed):
+            t = self._by_worker[ev.provider]
+            t.run.add(ev.task_id)
+            t.earned += int(ev.provider_paid)  # the failure fee
+            t.history[(ev.task_id, "provider")] = {"status": "Failed", "amount": int(ev.provider_paid)}
         elif isinstance(ev, VerdictSubmitted):
             t = self._by_worker[ev.validator]
             t.validated.add(ev.task_id)
-            t.earned += ev.validator_fee
-            verdict = "Accepted" if ev.accepted else "Rejected"
-            t.history[(ev.task_id, "validator")] = {"status": verdict, "amount": ev.validator_fee}
-            for tally in self._by_worker.values():  # the provider's row of that task follows the verdict
-                row = tally.history.get((ev.task_id, "provider"))
-                if row is not None:
-                    row["status"] = verdict
-        elif isinstance(ev, TaskFinalized):
-            t = self._by_worker[ev.provider]
-            t.earned += ev.paid
-            row = t.history.setdefault((ev.task_id, "provider"), {"status": "", "amount": 0})
-            row.update(status="Completed" if ev.paid else "Closed", amount=ev.paid)
+            t.earned += int(ev.validator_paid)
+            verdict = "Completed" if ev.accepted else "Rejected"
+            t.history[(ev.task_id, "validator")] = {"status": verdict, "amount": int(ev.validator_paid)}
+            provider, collateral = self._collateral.get(ev.task_id, (None, 0))
+            if provider is not None:
+                # On accept the provider's payout includes its collateral back: only the rest is earned.
+                earned = max(int(ev.provider_paid) - collateral, 0) if ev.accepted else 0
+                self._by_worker[provider].earned += earned
+                row = self._by_worker[provider].history.setdefault((ev.task_id, "provider"), {})
+                row.update(status=verdict, amount=earned)
         elif isinstance(ev, TaskExpired) and ev.provider is not None:
-            t = self._by_worker[ev.provider]
-            t.earned += ev.payout
-            row = t.history.setdefault((ev.task_id, "provider"), {"status": "", "amount": 0})
-            row.update(status="Expired", amount=ev.payout)
+            # A timeout pays nobody for work: at most the provider's collateral comes back.
+            row = self._by_worker[ev.provider].history.get((ev.task_id, "provider"))
+            if row is not None:
+                row.update(status="Expired", amount=0)
 
 
 def host_alive(port: Any, host: str = "127.0.0.1") -> bool:
@@ -113,6 +117,11 @@ def provider_view(service: WebService, address: str) -> dict:
         "price": row["price"],
         "rating": row["rating"],
         "ratings": row["ratings"],
+        "score": row["score"],
+        "validator_score": row["validator_score"],
+        "validator_ratings": row["validator_ratings"],
+        "missed": row["missed"],
+        "trusted": market.trusted_validators(address) if worker.registered else [],
         "available": row["available"],
         "credit": market.credit(address),
         "earned": t.earned,

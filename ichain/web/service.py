@@ -42,8 +42,7 @@ POOL_SHOWN = 25
 
 #: The pools shown by the viewer, in lifecycle order (keys of :meth:`WebService.pools`).
 POOLS = [("pending", "Pending tasks"), ("available", "Available workers"), ("executing", "Executing"),
-         ("awaiting_validator", "Result in, no validator yet"), ("validating", "Validating"),
-         ("accepted", "Accepted, awaiting rating")]
+         ("validating", "Validating")]
 
 
 @dataclass
@@ -199,21 +198,50 @@ class WebService:
         return {"net": net, "account": account}
 
     def providers(self) -> list[dict]:
-        """Available workers ranked by average rating then price (the SDK's ranking)."""
+        """Available workers ranked by provider score (count-aware, the SDK's ranking), then price."""
         try:
             market = self.market()
         except IChainError:
             return []
         return self.at_head("providers", lambda: [self.worker_row(w) for w in market.providers()])
 
+    def validators(self) -> list[dict]:
+        """Available workers ranked by their own validator record (score, fewer missed verdicts, price), each
+        with the providers that trust it (``trusted_by``)."""
+        from ichain.requester import validator_rank_key
+
+        try:
+            market = self.market()
+        except IChainError:
+            return []
+
+        def compute() -> list[dict]:
+            workers = market.providers()
+            trusted_by: dict[str, list[str]] = {w.address: [] for w in workers}
+            for w in workers:
+                for v in market.trusted_validators(w.address):
+                    if v in trusted_by and v != w.address:
+                        trusted_by[v].append(w.address)
+            return [{**self.worker_row(w), "trusted_by": trusted_by[w.address]}
+                    for w in sorted(workers, key=validator_rank_key)]
+
+        return self.at_head("validators", compute)
+
     @staticmethod
     def worker_row(worker: Worker) -> dict:
-        """A worker as the page shows it; ``rating`` is its average, None until it is first rated."""
+        """A worker as the page shows it: ``score`` is its provider ranking score in stars (count-aware; the
+        prior when never rated), ``ratings`` their count and ``rating`` their plain mean (None until rated);
+        the validator record has its own score, count and missed verdicts."""
+        prec, vrec = worker.provider_record, worker.validator_record
         return {
             "address": worker.address,
             "price": worker.price,
-            "rating": worker.average_rating,
-            "ratings": worker.rating_count,
+            "score": float(prec.score),
+            "rating": (prec.sum / prec.count) if prec.count else None,
+            "ratings": int(prec.count),
+            "validator_score": float(vrec.score),
+            "validator_ratings": int(vrec.count),
+            "missed": int(worker.missed),
             "available": worker.available,
         }
 
@@ -243,13 +271,11 @@ class WebService:
 
         def worker_item(address: str) -> dict:
             row = workers.get(address) or self.worker_row(market.worker(address))
-            rating = f"{row['rating']:.1f}★ ({row['ratings']})" if row["rating"] is not None else "no rating yet"
+            rating = f"score {row['score']:.2f} ({row['ratings']})"
             return {"key": f"worker-{address}", "label": f"{address[:6]}…{address[-4:]}",
                     "detail": f"{eth(row['price'])} · {rating}", "mine": address == me}
 
-        task_pools = {"pending": pools.pending, "executing": pools.executing,
-                      "awaiting_validator": pools.awaiting_validator, "validating": pools.validating,
-                      "accepted": pools.accepted}
+        task_pools = {"pending": pools.pending, "executing": pools.executing, "validating": pools.validating}
         shown = {name: ids[:POOL_SHOWN] for name, ids in task_pools.items()}  # bounded reads, however full
         task_ids = [tid for ids in shown.values() for tid in ids]
         tasks = dict(zip(task_ids, market.tasks(task_ids)))  # every task shown, in one round trip
@@ -293,7 +319,7 @@ class WebService:
         ov = self.overview()
         ctx: dict[str, Any] = {
             **ov, "alert": None, "pools": {name: {"items": [], "total": 0} for name, _ in POOLS},
-            "tasks": [], "task": None, "providers": [], "folders": self.task_folders(),
+            "tasks": [], "task": None, "providers": [], "validators": [], "folders": self.task_folders(),
             "tasks_root": str(self.tasks_root), "provider_view": None,
             "default_price": "0.01", "default_fee": "0.001",
         }
@@ -307,6 +333,7 @@ class WebService:
                 if task_id is None and ctx["tasks"]:
                     task_id = ctx["tasks"][0]["id"]
                 ctx["providers"] = self.providers()
+                ctx["validators"] = self.validators()
                 if ctx["providers"]:
                     best = min(p["price"] for p in ctx["providers"])
                     ctx["default_price"] = _ether_text(max(best, 1))
@@ -384,7 +411,7 @@ class WebService:
             with self._act_lock:
                 task_id = self.sessions.submit(
                     account, path, name=name, price=price_wei, validator_fee=fee_wei,
-                    provider=provider.strip() or None, validator=validator.strip() or None)
+                    provider=_choice(provider, "best"), validator=_choice(validator, "auto"))
         except IChainError as err:
             if staged is not None and str(staged.folder) in str(err):
                 # Name the upload, not the server's private staging folder.
@@ -409,15 +436,6 @@ class WebService:
             self.sessions.get(task_id).assign_provider(provider.strip())
         self.invalidate()
 
-    def choose_validator(self, task_id: int, validator: str) -> None:
-        """Name the validator of a task."""
-        self.require_account()
-        if not validator.strip():
-            raise WebInputError("Validator: choose one in the list")
-        with self._act_lock:
-            self.sessions.get(task_id).assign_validator(validator.strip())
-        self.invalidate()
-
     def stop(self, task_id: int) -> str:
         """Stop a task: cancel while pending, or expire it after its deadline (refund)."""
         self.require_account()
@@ -426,15 +444,20 @@ class WebService:
         self.invalidate()
         return message
 
-    def finalize(self, task_id: int, rating: str) -> None:
-        """Finalize an accepted task with a rating from 1 to 5 (pays the provider)."""
+    def rate(self, task_id: int, rating: str, validator_rating: str = "") -> None:
+        """Rate a Completed or Failed task: the provider 1 to 5 (required: never a default), the validator 1 to 5
+        or not at all."""
         self.require_account()
         try:
             value = int(rating)
         except (TypeError, ValueError):
-            raise WebInputError("Rating: choose 1 to 5 stars") from None
+            raise WebInputError("Rating: choose 1 to 5 stars for the provider") from None
+        try:
+            vvalue = int(validator_rating) if str(validator_rating or "").strip() else 0
+        except (TypeError, ValueError):
+            raise WebInputError("Validator rating: choose 1 to 5 stars, or none") from None
         with self._act_lock:
-            self.sessions.get(task_id).finalize(value)  # the SDK refuses a rating outside 1..5
+            self.sessions.get(task_id).rate(value, vvalue)  # the SDK refuses a rating outside its range
         self.invalidate()
 
     def result_file(self, task_id: int) -> Path:
@@ -455,6 +478,14 @@ class WebService:
     def close(self) -> None:
         """Stop the requester sessions' hosts and followers."""
         self.sessions.close()
+
+
+def _choice(value: str, default: str) -> str | None:
+    """A party chosen in the form: an address, ``best``/``auto``, or ``none`` (leave the task pending)."""
+    value = (value or "").strip()
+    if not value:
+        return default
+    return None if value == "none" else value
 
 
 def _ether_text(wei: int) -> str:

@@ -1,16 +1,14 @@
 """The requester sessions the page drives, and the view of one task it shows.
 
-The requester flow itself (package + encrypt + post, host the task, fetch + verify the result,
-finalize) is :mod:`ichain.requester`, the same one the CLI uses. This module only keeps the
-sessions started from the page, moves each one forward in a background thread (so a result is
-fetched even while nobody looks at the page), and turns the chain's view of a task plus the
-session's transfer progress into what the templates show.
+The requester flow itself (package + encrypt + post, host the task for the provider, open the accept's locator,
+fetch + verify the result, open a failure report, rate) is :mod:`ichain.requester`, the same one the CLI uses.
+This module only keeps the sessions started from the page, moves each one forward in a background thread (so a
+result is fetched, or a failure report opened, within seconds even while nobody looks at the page), and turns
+the chain's view of a task plus the session's transfer progress into what the templates show.
 
 A party that stays silent is handled by the requester's recovery policy (:mod:`ichain.requester.policy`),
-the one ``ape ichain submit`` applies by itself: here it decides what the task's actions offer (the
-validator list once a validator is overdue and another one is available, the refund when the provider is
-overdue or nobody else can validate) and says so on the task. The page's user clicks it: the page signs
-only what its user asks for.
+the one ``ape ichain submit`` applies by itself: the refund once the awaited party's deadline has passed. The
+page's user clicks it: the page signs only what its user asks for (and never rates on the user's behalf).
 """
 
 from __future__ import annotations
@@ -25,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ichain.errors import IChainError
 from ichain.market import Status
-from ichain.requester import TERMINAL, Recovery, RequesterSession, assess
+from ichain.requester import RATEABLE, SETTLED, TERMINAL, Recovery, RequesterSession, assess
 from ichain.web.errors import UnknownTask
 
 if TYPE_CHECKING:
@@ -37,44 +35,46 @@ log = logging.getLogger("ichain.web")
 FOLLOW_INTERVAL = 0.25
 MAX_BACKOFF = 8.0
 
-STEPS = [("Pending", "Pending"), ("Executing", "Executing"), ("AwaitingValidator", "Result in"),
-         ("Validating", "Validating"), ("Accepted", "Accepted"), ("Completed", "Completed")]
-ENDINGS = {"Rejected": "Rejected", "Closed": "Rejected, rated", "Cancelled": "Stopped, refunded",
-           "Expired": "Expired, settled"}
+STEPS = [("Pending", "Pending"), ("Executing", "Executing"), ("Validating", "Validating"),
+         ("Completed", "Completed"), ("Rated", "Rated")]
+ENDINGS = {"Failed": "Failed at the provider", "Rejected": "Rejected (dispute)", "Cancelled": "Stopped, refunded",
+           "Expired": "Expired, refunded"}
 LABELS = {
     "Pending": "waiting for a provider",
     "Executing": "running at the provider",
-    "AwaitingValidator": "result in: choose a validator",
     "Validating": "being validated",
-    "Accepted": "accepted: rate to pay",
-    "Completed": "completed",
-    "Rejected": "rejected: refunded, rate it",
-    "Closed": "rejected and rated",
+    "Completed": "completed: rate it",
+    "Rated": "completed and rated",
+    "Failed": "failed: see the report",
+    "Rejected": "rejected: refunded",
     "Cancelled": "stopped: refunded",
-    "Expired": "expired: settled",
+    "Expired": "expired: refunded",
 }
-def steps_for(status: str) -> list[dict]:
+
+
+def steps_for(status: str, rated_failure: bool = False) -> list[dict]:
     """The lifecycle stepper: which steps are done, current, or where the task ended."""
     order = [s for s, _ in STEPS]
+    if status == "Rated" and rated_failure:
+        status = "Failed"
     out: list[dict] = []
     if status in order:
         at = order.index(status)
         for i, (key, label) in enumerate(STEPS):
             cls = "done" if i < at else ("current" if i == at else "")
-            if status == "Completed" and key == "Completed":
+            if status in ("Completed", "Rated") and i == at:
                 cls = "done"
             out.append({"label": label, "cls": cls})
         return out
     # An ending: everything before where it stopped is done, then the ending is marked.
-    reached = {"Rejected": 4, "Closed": 4, "Cancelled": 1, "Expired": 2}.get(status, 0)
+    reached = {"Failed": 2, "Rejected": 3, "Cancelled": 1, "Expired": 2}.get(status, 0)
     out = [{"label": label, "cls": "done"} for _, label in STEPS[:reached]]
     out.append({"label": ENDINGS.get(status, status), "cls": "failed"})
     return out
 
 
 #: What each upload of a requester session is (keys of its ``progress.uploads``), in lifecycle order.
-_UPLOAD_LABELS = {"task-provider": "Task sent to the provider", "task-validator": "Task sent to the validator",
-                  "result-validator": "Result sent to the validator"}
+_UPLOAD_LABELS = {"task-provider": "Task sent to the provider"}
 _UPLOAD_ORDER = {k: i for i, k in enumerate(_UPLOAD_LABELS)}
 
 #: Per-chunk states of a fetch (ichain.transfer.progress map letters) as percent done.
@@ -126,7 +126,6 @@ def _bar(role: str, label: str, pcts: list[int]) -> dict:
 #: What the task panel says about the recovery policy's advice.
 _RECOVERY_TEXT = {
     Recovery.REFUND: "{reason}: claim the refund below to get the whole deposit back.",
-    Recovery.REPLACE_VALIDATOR: "{reason}: choose another validator below, or claim the refund.",
 }
 
 
@@ -161,9 +160,9 @@ class Session:
             delay = min(delay * 2, MAX_BACKOFF) if self.error else FOLLOW_INTERVAL
             try:
                 with self.lock:
-                    status = self.req.refresh().status
-                    if self.req.data.get("result_locator") and not self.req.data.get("result_dir"):
-                        self.req.fetch_result()  # download, check hash + meta, unpack
+                    status = self.req.refresh().status  # a failure report is opened as its event comes in
+                    if self.req.data.get("accepted") and not self.req.data.get("result_dir"):
+                        self.req.fetch_result()  # open the accept's locator, download, check resultOf, unpack
                 self.error = None
                 if status in TERMINAL:
                     return
@@ -178,10 +177,6 @@ class Session:
         with self.lock:
             self.req.assign_provider(provider)
 
-    def assign_validator(self, validator: str) -> None:
-        """Name the validator (or replace a silent one): task and verified result are re-hosted for it."""
-        with self.lock:
-            self.req.choose_validator(validator)
 
     def stop(self) -> str:
         """Cancel while pending, else expire after the deadline (the SDK says when it is too early)."""
@@ -189,10 +184,10 @@ class Session:
             how = self.req.refund()
         return f"Task {self.task_id} {how}: the deposit is back in your credit (Withdraw to get it)"
 
-    def finalize(self, rating: int) -> None:
-        """Rate the provider and release the payment (or just rate after a reject)."""
+    def rate(self, rating: int, validator_rating: int = 0) -> None:
+        """Rate the provider (and optionally the validator) of a Completed or Failed task."""
         with self.lock:
-            self.req.finalize(rating)
+            self.req.rate(rating, validator_rating)
 
     def result_path(self) -> Path | None:
         """The verified result archive, once fetched."""
@@ -294,16 +289,20 @@ class Sessions:
             "name": session.name,
             "status": status,
             "status_label": LABELS.get(status, status),
-            "steps": steps_for(status),
+            "steps": steps_for(status, rated_failure=snap.get("failure") is not None),
             "provider": task.provider,
             "validator": task.validator,
             "price": task.price,
             "validator_fee": task.validator_fee,
             "deadline": (time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(task.deadline))
-                         + (" (passed)" if past else "")) if task.status not in TERMINAL else None,
+                         + (" (passed)" if past else "")) if task.status not in SETTLED else None,
             "result_hash": ("0x" + snap["result_hash"]) if snap.get("result_hash") else None,
             "accepted": snap.get("accepted"),
+            "failure": snap.get("failure"),
+            "settled": snap.get("settled") or {},
+            "collateral": snap.get("collateral"),
             "rating": snap.get("rating"),
+            "validator_rating": snap.get("validator_rating"),
             "transfers": transfers_view(snap),
             "note": _short_paths((snap.get("history") or [{}])[-1].get("message")),
             "error": session.error,
@@ -311,15 +310,17 @@ class Sessions:
                          if advice.action is not Recovery.NONE else None),
             "metrics": metrics,
         }
+        # A pending task's provider must trust its validator: only those are offered.
+        view["trusting"] = ([w.address for w in session.req.rank_providers((task.validator,))
+                             if task.validator and self.service.market().trusts(w.address, task.validator)]
+                            if task.status == Status.Pending else [])
         view["can"] = {
             "choose_provider": task.status == Status.Pending,
-            # After the result; again when the policy would replace a silent validator.
-            "choose_validator": (task.status == Status.AwaitingValidator
-                                 or advice.action is Recovery.REPLACE_VALIDATOR),
             # Getting the deposit back: cancel while pending; after a missed deadline, expire
-            # (before it, the SDK's pre-check says when). After the result, expiry pays the provider.
+            # (before it, the SDK's pre-check says when). Every timeout refunds the requester.
             "stop": task.status in (Status.Pending, Status.Executing, Status.Validating),
-            "finalize": task.status in (Status.Accepted, Status.Rejected),
+            "rate": task.status in RATEABLE,
+            "rate_validator": task.status == Status.Completed,
             "download": result is not None,
         }
         if task.status == Status.Pending:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from marketplace_helpers import MAX_TIMEOUT, MIN_TIMEOUT, REVIEW_WINDOW, VALIDATION_WINDOW, TcpProxy, wait_until
+from marketplace_helpers import MAX_TIMEOUT, MIN_TIMEOUT, VALIDATION_WINDOW, TcpProxy, wait_until
 
 from ichain._cli.demo import DaemonProcess, provide_argv
 from ichain.config import load_config
@@ -27,7 +27,7 @@ def e2e_market(accounts):
     from ichain._cli._common import get_market
     from ichain.deployments import deploy
 
-    deployed = deploy(accounts[9], review_window=REVIEW_WINDOW, validation_window=VALIDATION_WINDOW,
+    deployed = deploy(accounts[9], validation_window=VALIDATION_WINDOW,
                       min_timeout=MIN_TIMEOUT, max_timeout=MAX_TIMEOUT, save=False)
     return get_market(deployed.market)
 

@@ -17,10 +17,28 @@ ROOT = Path(__file__).resolve().parents[2]
 DIGITS = ROOT / "examples" / "digits"
 
 # Windows short enough for tests; time is moved with the chain where a test waits for one.
-REVIEW_WINDOW = 30
 VALIDATION_WINDOW = 60
 MIN_TIMEOUT = 30
 MAX_TIMEOUT = 3600
+
+
+#: A task whose script raises in execute mode, its stderr carrying a stranger's escape sequences and markup.
+RAISING_SCRIPT = r"""import sys
+if sys.argv[1] == "0":
+    print("loading the data", flush=True)
+    sys.stderr.write("\x1b]0;pwned\x07\x1b[2J\x1b[1;31m<script>alert(1)</script>\u202eevil\x1b[0m\n")
+    sys.stderr.flush()
+    raise ValueError("boom: <b>bold</b> \x1b[5mthe script failed on purpose")
+"""
+
+
+def raising_task(root: Path, name: str = "raising") -> Path:
+    """A task folder whose execute mode raises (a short time limit, no scientific stack: a quick run)."""
+    folder = root / name
+    folder.mkdir(parents=True)
+    (folder / "task.py").write_text(RAISING_SCRIPT)
+    (folder / "ichain.json").write_text('{"time_limit": 30, "memory": "128m"}')
+    return folder
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.25,

@@ -11,9 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from ichain.market import Status
+
 APE = str(Path(sys.executable).with_name("ape"))
 DIGITS = Path(__file__).resolve().parents[2] / "examples" / "digits"
-COMMANDS = ("provide", "submit", "status", "pools", "providers", "finalize", "refund", "withdraw", "account", "demo")
+COMMANDS = ("provide", "submit", "status", "pools", "providers", "validators", "rate", "refund", "withdraw", "account",
+            "demo")
 
 
 def run(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -30,8 +33,7 @@ def node(chain):
 def cli_market(accounts):
     from ichain.deployments import deploy
 
-    return deploy(accounts[9], review_window=30, validation_window=60, min_timeout=30,
-                  max_timeout=3600, save=False)
+    return deploy(accounts[9], validation_window=60, min_timeout=30, max_timeout=3600, save=False)
 
 
 def _one_error_line(proc: subprocess.CompletedProcess) -> str:
@@ -49,8 +51,8 @@ def test_cli_help__plugin_installed__lists_every_command():
         assert f"  {command} " in proc.stdout, command
 
 
-@pytest.mark.parametrize("command", ["provide", "submit", "status", "pools", "providers", "finalize", "refund",
-                                     "withdraw"])
+@pytest.mark.parametrize("command", ["provide", "submit", "status", "pools", "providers", "validators", "rate",
+                                     "refund", "withdraw"])
 def test_cli_command_help__any_marketplace_command__takes_network_and_account(command):
     proc = run(command, "--help")
     assert proc.returncode == 0, proc.stderr
@@ -68,7 +70,7 @@ def test_account_new__fresh_alias__creates_an_ape_keystore_account(tmp_path):
     assert "already exists" in _one_error_line(again)
 
 
-def test_providers__registered_workers__ranked_by_rating_then_price(node, cli_market, accounts):
+def test_providers__registered_workers__ranked_by_score_then_price(node, cli_market, accounts):
     from ichain._cli._common import get_market
     from ichain.transfer import KeyPair
 
@@ -81,7 +83,7 @@ def test_providers__registered_workers__ranked_by_rating_then_price(node, cli_ma
     rows = json.loads(proc.stdout.strip().splitlines()[-1])
     addrs = [r["address"] for r in rows]
     cheap, dear = accounts[4].address, accounts[3].address
-    assert addrs.index(cheap) < addrs.index(dear)  # same (no) rating: cheaper first
+    assert addrs.index(cheap) < addrs.index(dear)  # same (prior) score and count: cheaper first
 
 
 def test_pools__fresh_market__shows_available_workers_json(node, cli_market):
@@ -96,8 +98,8 @@ def test_status__unknown_task__one_line_error(node, cli_market):
     assert "424242" in line
 
 
-def test_finalize__not_requester__one_line_error_before_sending(node, cli_market):
-    line = _one_error_line(run("finalize", "1", "--rating", "5", "--network", node, "--market", cli_market.market,
+def test_rate__not_requester__one_line_error_before_sending(node, cli_market):
+    line = _one_error_line(run("rate", "1", "--provider", "5", "--network", node, "--market", cli_market.market,
                                "--account", "TEST::5"))
     assert "task" in line.lower()
 
@@ -141,40 +143,132 @@ def test_providers__unrated_worker__json_rating_null_and_price_in_wei(node, cli_
     proc = run("providers", "--network", node, "--market", cli_market.market, "--json")
     assert proc.returncode == 0, proc.stderr
     row = next(r for r in json.loads(proc.stdout.strip().splitlines()[-1]) if r["address"] == accounts[4].address)
-    assert (row["rating"], row["ratings"], row["price"]) == (None, 0, 10**15)
+    assert row["provider"] == {"score": 3.0, "ratings": 0, "mean": None}  # the prior, not a rating
+    assert (row["validator"]["ratings"], row["missed"], row["price"]) == (0, 0, 10**15)
 
 
-def test_finalize__task_with_a_request_session__rating_recorded_in_the_session(node, cli_market, accounts, tmp_path):
-    """``ape ichain finalize`` of a task submitted from this machine goes through its session, whose
-    session.json then holds the rating (as after ``submit``), not only the chain."""
+def _workers(market, accounts):
+    """Provider 3 trusting validator 4, both registered."""
+    from ichain.transfer import KeyPair
+
+    keys = {}
+    for worker in (accounts[3], accounts[4]):
+        keys[worker.address] = KeyPair.generate()
+        if not market.worker(worker.address).registered:
+            market.register(keys[worker.address].public_bytes, 10**15, sender=worker)
+        else:
+            market.update(keys[worker.address].public_bytes, 10**15, True, sender=worker)
+    if not market.trusts(accounts[3].address, accounts[4].address):
+        market.set_trust(accounts[4].address, True, sender=accounts[3])
+    return keys
+
+
+def test_validators__provider_trusted_set__listed_with_its_record(node, cli_market, accounts):
+    from ichain._cli._common import get_market
+
+    _workers(get_market(cli_market.market), accounts)
+    proc = run("validators", "--provider", accounts[3].address, "--network", node, "--market", cli_market.market,
+               "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert [r["address"] for r in rows] == [accounts[4].address]
+    assert rows[0]["validator"]["ratings"] == 0 and rows[0]["missed"] == 0
+
+
+def test_rate__task_with_a_request_session__rating_recorded_in_the_session(node, cli_market, accounts, tmp_path):
+    """``ape ichain rate`` of a task submitted from this machine goes through its session, whose session.json
+    then holds the ratings, not only the chain."""
     from ichain._cli._common import get_market
     from ichain.config import load_config
     from ichain.requester import RequesterSession
-    from ichain.transfer import KeyPair
+    from ichain.transfer.envelope import Envelope
 
     market = get_market(cli_market.market)
+    keys = _workers(market, accounts)
     provider, validator = accounts[3], accounts[4]
-    for worker in (provider, validator):
-        if not market.worker(worker.address).registered:
-            market.register(KeyPair.generate().public_bytes, 10**15, sender=worker)
     config = load_config(state_dir=tmp_path / "state")
     session = RequesterSession.prepare(DIGITS, market=market, account=accounts[0], config=config)
     try:
-        tid = session.post(provider=provider.address, validator=None, timeout=60)
+        tid = session.post(provider=provider.address, validator=validator.address, timeout=60)
     finally:
         session.close()
     result = bytes(range(1, 33))
-    market.submit_result(tid, result, b"\x01", sender=provider)
-    market.assign_validator(tid, validator.address, b"\x01", sender=accounts[0])
-    market.submit_verdict(tid, result, True, sender=validator)
-    proc = run("finalize", str(tid), "--rating", "4", "--network", node, "--market", cli_market.market,
-               "--account", "TEST::0", "--state-dir", str(tmp_path / "state"))
+    market.submit_result(tid, result, Envelope(keys[provider.address].public_bytes, (b"\x01",)).encode(),
+                         sender=provider)
+    market.submit_verdict(tid, result, True, Envelope(keys[validator.address].public_bytes, (b"\x01",)).encode(),
+                          sender=validator)
+    proc = run("rate", str(tid), "--provider", "4", "--validator", "5", "--network", node, "--market",
+               cli_market.market, "--account", "TEST::0", "--state-dir", str(tmp_path / "state"))
     assert proc.returncode == 0, proc.stderr
     saved = json.loads((session.root / "session.json").read_text())
-    assert (saved["rating"], saved["stage"], saved["chain_status"]) == (4, "finalized", "Completed")
+    assert (saved["rating"], saved["validator_rating"], saved["stage"], saved["chain_status"]) == (4, 5, "rated",
+                                                                                                   "Rated")
 
 
-def test_finalize__rating_out_of_range__the_sdk_s_one_line_error(node, cli_market):
-    line = _one_error_line(run("finalize", "1", "--rating", "9", "--network", node, "--market", cli_market.market,
+def test_rate__rating_out_of_range__the_sdk_s_one_line_error(node, cli_market):
+    line = _one_error_line(run("rate", "1", "--provider", "9", "--network", node, "--market", cli_market.market,
                                "--account", "TEST::5"))
     assert "rating must be 1..5" in line
+
+
+HOSTILE_STDERR = ("Traceback (most recent call last):\n  File \"/task/task.py\", line 9, in <module>\n"
+                  "\x1b]0;pwned\x07\x1b[2J\x1b[1;31mraise ValueError\x1b[0m \u202eevil\r\n"
+                  "ValueError: the script broke \x1b[5mblink\x1b[0m\n")
+
+
+def test_submit__script_raises_at_the_provider__prints_the_error_line_neutralised_and_does_not_rate(
+    node, cli_market, accounts, tmp_path
+):
+    """The provider (played here) reports a failing run with a stranger's escape sequences in stderr: `submit`
+    ends within seconds of the report, prints the exit code and the script's error line, lets no control
+    character reach the terminal, and rates nothing on the user's behalf."""
+    import time
+
+    from ichain._cli._common import get_market
+    from ichain.transfer import TransferContext
+    from ichain.transfer.envelope import Envelope
+    from ichain.transfer.report import seal_report
+
+    market = get_market(cli_market.market)
+    keys = _workers(market, accounts)
+    provider, validator = accounts[3], accounts[4]
+    before = int(market.last_task_id())
+    proc = subprocess.Popen(
+        [APE, "ichain", "submit", str(DIGITS), "--network", node, "--market", cli_market.market, "--account",
+         "TEST::0", "--state-dir", str(tmp_path / "state"), "--provider", provider.address, "--validator",
+         validator.address, "--timeout", "600", "--wait-timeout", "120"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    try:
+        end = time.time() + 90
+        while int(market.last_task_id()) == before:
+            assert proc.poll() is None and time.time() < end, proc.communicate()
+            time.sleep(0.2)
+        tid = before + 1
+        posted = next(e for e in market.events(0) if e.name == "TaskPosted" and e.task_id == tid)
+        requester_key = Envelope.decode(bytes(posted.locator)).sender_key
+        ctx = TransferContext(int(chain_id(node)), cli_market.market, tid, "failure-report", accounts[0].address,
+                              keys[provider.address].public_bytes)
+        report = seal_report(requester_key, ctx, 1, "execute", HOSTILE_STDERR, keys[provider.address])
+        market.report_failure(tid, report, sender=provider)
+        reported = time.time()
+        out, err = proc.communicate(timeout=60)
+        took = time.time() - reported
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, out[-2000:] + err[-2000:]
+    assert took < 30, took
+    assert "FAILED at the provider" in out and "stage execute, exit code 1" in out, out
+    assert "error: ValueError: the script broke" in out, out
+    for raw in ("\x1b", "\x07", "\u202e", "\r"):
+        assert raw not in out + err, repr(raw)
+    assert "\\x1b" in out  # shown as a visible escape
+    assert "not rated: rate it with `ape ichain rate" in out
+    assert market.task(tid).status == Status.Failed  # no rating was sent for the user
+
+
+def chain_id(node: str) -> int:
+    from ape import chain
+
+    return chain.chain_id

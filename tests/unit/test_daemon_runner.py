@@ -21,11 +21,14 @@ def runner_market(accounts):
     from ichain._cli._common import get_market
     from ichain.deployments import deploy
 
-    d = deploy(accounts[9], review_window=30, validation_window=60, min_timeout=30, max_timeout=3600, save=False)
+    d = deploy(accounts[9], validation_window=60, min_timeout=30, max_timeout=3600, save=False)
     market = get_market(d.market)
     for idx in (3, 4):
         if not market.worker(accounts[idx].address).registered:
             market.register(KeyPair.generate().public_bytes, 10**15, sender=accounts[idx])
+    # Each trusts the other: a task to one names the other as its validator.
+    market.set_trust(accounts[4].address, True, sender=accounts[3])
+    market.set_trust(accounts[3].address, True, sender=accounts[4])
     return market
 
 
@@ -37,8 +40,16 @@ def state(tmp_path):
 
 
 def _post(market, requester, provider, n: int):
-    return market.post(n.to_bytes(32, "big"), price=10**15, validator_fee=0, provider=provider.address,
-                       provider_locator=b"loc", timeout=60, sender=requester)
+    return market.post(n.to_bytes(32, "big"), price=10**15, validator_fee=10**15, provider=provider.address,
+                       validator=_other(market, provider), locator=b"loc", timeout=60, sender=requester)
+
+
+def _other(market, provider) -> str:
+    """The registered worker that ``provider`` trusts (accounts 3 and 4 trust each other)."""
+    from ape import accounts
+
+    a3, a4 = accounts.test_accounts[3].address, accounts.test_accounts[4].address
+    return a4 if provider.address == a3 else a3
 
 
 def _runner(market, state, chain, **kw) -> tuple[Runner, list[int]]:
@@ -136,7 +147,10 @@ def _resend_own_settings(market, acct):
 def _credit_of(market, acct) -> None:
     """Give ``acct`` a credit in the market: post a task with nobody named and cancel it (refund)."""
     task_hash = hashlib.sha256(f"credit {acct.address} {acct.nonce}".encode()).digest()
-    task = market.post(task_hash, price=10**15, validator_fee=0, timeout=60, sender=acct)
+    from ape import accounts
+
+    task = market.post(task_hash, price=10**15, validator_fee=10**15, validator=accounts.test_accounts[4].address,
+                       timeout=60, sender=acct)
     market.cancel(task.task_id, sender=acct)
 
 

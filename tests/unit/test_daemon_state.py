@@ -89,7 +89,7 @@ def test_state__process_killed_mid_transaction__file_still_consistent(tmp_path):
 
 
 def test_envelope__round_trip__keeps_key_and_locators():
-    env = Envelope(b"k" * 32, (b"one", b"", b"x" * 300), context_id=7)
+    env = Envelope(b"k" * 32, (b"one", b"", b"x" * 300))
     assert Envelope.decode(env.encode()) == env
 
 
@@ -98,9 +98,10 @@ def test_envelope__round_trip__keeps_key_and_locators():
     [
         (b"", "not an iChain envelope"),
         (b"XX" + bytes(40), "not an iChain envelope"),
-        (b"IC\x01" + bytes(41), "unsupported envelope version"),
-        (b"IC\x02" + bytes(40) + b"\x01\x00\x05abc", "truncated"),
-        (b"IC\x02" + bytes(40) + b"\x00junk", "trailing bytes"),
+        (b"IC\x02" + bytes(41), "unsupported envelope version"),  # v2 carried a context id: gone
+        (b"IC\x03" + bytes(20), "truncated"),
+        (b"IC\x03" + bytes(32) + b"\x01\x00\x05abc", "truncated"),
+        (b"IC\x03" + bytes(32) + b"\x00junk", "trailing bytes"),
     ],
 )
 def test_envelope_decode__malformed__raises_one_line_error(data, message):
@@ -120,10 +121,20 @@ def test_config__overrides__win_over_defaults(tmp_path):
     ({"port": 70000}, "port must be between"),
     ({"concurrency": 0}, "concurrency must be at least 1"),
     ({"poll_interval": 0}, "poll_interval must be positive"),
+    ({"trusted_validators": ["0x1234"]}, "trusted_validators: not an address"),
+    ({"min_validator_fee": -1}, "min_validator_fee must be >= 0"),
+    ({"deadline_margin": -1}, "deadline_margin must be >= 0"),
+    ({"max_fetch_bytes": 0}, "max_fetch_bytes must be positive"),
 ])
 def test_config__invalid_setting__raises_config_error(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         IChainConfig(**kwargs)
+
+
+def test_config__trusted_validators__deduplicated_in_order_and_lowercased():
+    a, b = "0x" + "Ab" * 20, "0x" + "cd" * 20
+    cfg = IChainConfig(trusted_validators=[a, b, a.lower()])
+    assert cfg.trusted_validators == (a.lower(), b)
 
 
 def test_config__tor_network_env__reaches_tor_options(tmp_path, monkeypatch):

@@ -1,5 +1,10 @@
-"""The requester session: checks before any deposit, persistence, resume, JSON-able status; the recovery
-policy for silent parties."""
+"""The requester session (protocol v2): the provider picked by score and the validator from THAT provider's
+trusted set, checks before any deposit, persistence and resume, the result opened only from the accepting
+verdict's locator and verified against resultOf, the sealed failure report (neutralised), explicit ratings,
+and the refund-only recovery policy for silent parties.
+
+The provider and validator are played by the test through the SDK and the transfer layer (no daemon, no
+Docker): what is checked is what the requester does with what they put on chain."""
 
 from __future__ import annotations
 
@@ -9,30 +14,61 @@ from pathlib import Path
 import pytest
 
 from ichain.config import load_config
-from ichain.market import InvalidRating, Status, Task
+from ichain.market import InvalidRating, InvalidValidator, Status, Task
 from ichain.requester import Recovery, RequestError, RequesterSession, advise, recover
-from ichain.sandbox import TaskFormatError
-from ichain.transfer import KeyPair
+from ichain.sandbox import TaskFormatError, pack_result
+from ichain.transfer import ChunkHost, DirectTransport, KeyPair, TransferContext
+from ichain.transfer.envelope import Envelope
+from ichain.transfer.report import seal_report
 
 DIGITS = Path(__file__).resolve().parents[2] / "examples" / "digits"
+PRICE = 3 * 10**15
 
 
 @pytest.fixture(scope="module")
-def req_market(accounts):
+def keys():
+    """The X25519 key pairs of the workers the test plays, by account index."""
+    return {i: KeyPair.generate() for i in (3, 4, 5, 6)}
+
+
+@pytest.fixture(scope="module")
+def req_market(accounts, keys):
+    """A market where 4 (cheapest) trusts 3, 3 trusts 5 and 4, and 6 (cheaper still) trusts nobody."""
     from ichain._cli._common import get_market
     from ichain.deployments import deploy
 
-    d = deploy(accounts[9], review_window=30, validation_window=60, min_timeout=30, max_timeout=3600, save=False)
+    d = deploy(accounts[9], validation_window=60, min_timeout=30, max_timeout=3600, save=False)
     market = get_market(d.market)
-    for idx, price in ((3, 3 * 10**15), (4, 10**15)):
-        if not market.worker(accounts[idx].address).registered:
-            market.register(KeyPair.generate().public_bytes, price, sender=accounts[idx])
+    for idx, price in ((3, PRICE), (4, 10**15), (5, 2 * 10**15), (6, 5 * 10**14)):
+        market.register(keys[idx].public_bytes, price, sender=accounts[idx])
+    market.set_trust(accounts[3].address, True, sender=accounts[4])
+    market.set_trust(accounts[5].address, True, sender=accounts[3])
+    market.set_trust(accounts[4].address, True, sender=accounts[3])
     return market
 
 
 @pytest.fixture
 def config(tmp_path):
     return load_config(state_dir=tmp_path / "state")
+
+
+@pytest.fixture
+def sessions(req_market, accounts, config):
+    made: list[RequesterSession] = []
+
+    def make() -> RequesterSession:
+        s = RequesterSession.prepare(DIGITS, market=req_market, account=accounts[0], config=config)
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        s.close()
+
+
+def _ctx(session: RequesterSession, role: str, sender: KeyPair) -> TransferContext:
+    return TransferContext(session.data["chain_id"], session.data["market"], int(session.task_id), role,
+                           session.data["requester"], sender.public_bytes)
 
 
 def test_prepare__bad_task_folder__task_format_error_and_no_session(tmp_path, req_market, accounts, config):
@@ -44,61 +80,205 @@ def test_prepare__bad_task_folder__task_format_error_and_no_session(tmp_path, re
     assert RequesterSession.list(config=config, address=accounts[0].address) == []
 
 
-def test_prepare__digits__packaged_with_hash_and_persisted(req_market, accounts, config):
-    s = RequesterSession.prepare(DIGITS, market=req_market, account=accounts[0], config=config)
+def test_prepare__digits__packaged_with_hash_and_persisted(sessions):
+    s = sessions()
     saved = json.loads((s.root / "session.json").read_text())
     assert saved["stage"] == "prepared" and len(bytes.fromhex(saved["task_hash"])) == 32
     assert not (s.root / "task.tar.part").exists() and (s.root / "task.tar").stat().st_size == saved["task_size"]
 
 
-def test_post__best_provider__cheapest_chosen_and_task_executing(req_market, accounts, config):
-    s = RequesterSession.prepare(DIGITS, market=req_market, account=accounts[0], config=config)
-    try:
-        tid = s.post(provider="best", validator=None, timeout=60)
-        assert s.data["provider"] == accounts[4].address  # unrated workers: cheaper first
-        assert req_market.task(tid).status.name == "Executing"
-        snap = s.status()
-        json.dumps(snap)  # JSON-able for the web page
-        assert snap["task_id"] == tid and snap["stage"] == "posted"
-        upload = snap["progress"]["uploads"]["task-provider"]  # per-chunk serving progress
-        assert upload["chunks"] == len(upload["served"]) >= 1
-    finally:
-        s.close()
+def test_post__best_and_auto__top_provider_with_a_trusted_validator_and_its_best_validator(sessions, req_market,
+                                                                                          accounts):
+    s = sessions()
+    tid = s.post(provider="best", validator="auto", timeout=60)
+    # 6 is the cheapest but trusts nobody; 4 is next and trusts 3 (never itself).
+    assert (s.data["provider"], s.data["validator"]) == (accounts[4].address, accounts[3].address)
+    task = req_market.task(tid)
+    assert (task.status, task.provider, task.validator) == (Status.Executing, accounts[4].address,
+                                                            accounts[3].address)
+    assert (task.price, task.validator_fee) == (10**15, PRICE)  # the asking prices
+    snap = s.status()
+    json.dumps(snap)  # JSON-able for the web page
+    assert snap["task_id"] == tid and snap["stage"] == "posted"
+    uploads = snap["progress"]["uploads"]
+    assert list(uploads) == ["task-provider"]  # hosted for the provider only, never for the validator
+    assert uploads["task-provider"]["chunks"] == len(uploads["task-provider"]["served"]) >= 1
 
 
-def test_load__restarted_process__resumes_by_task_id(req_market, accounts, config):
-    s = RequesterSession.prepare(DIGITS, market=req_market, account=accounts[0], config=config)
-    try:
-        tid = s.post(provider=accounts[3].address, validator=None, price=3 * 10**15, timeout=60)
-    finally:
-        s.close()
+def test_choose_parties__fee_below_the_top_validator__next_trusted_validator_that_fits(sessions, accounts):
+    s = sessions()
+    # 3 trusts 5 (asks 0.002) and 4 (asks 0.001): a fee of 0.0015 only fits 4.
+    assert s.choose_parties(accounts[3].address, "auto", validator_fee=15 * 10**14) == (
+        accounts[3].address, accounts[4].address)
+    with pytest.raises(RequestError, match="trusts no available validator"):
+        s.choose_parties(accounts[3].address, "auto", validator_fee=10)
+
+
+def test_choose_parties__named_validator__best_provider_that_trusts_it(sessions, accounts):
+    s = sessions()
+    assert s.choose_parties("best", accounts[5].address) == (accounts[3].address, accounts[5].address)
+
+
+def test_post__no_validator__request_error_before_any_transaction(sessions, accounts):
+    s = sessions()
+    nonce = accounts[0].nonce
+    for missing in (None, "", "later"):
+        with pytest.raises(RequestError, match="name a validator"):
+            s.post(provider=accounts[3].address, validator=missing)
+    assert accounts[0].nonce == nonce and s.task_id is None
+
+
+def test_post__validator_the_provider_does_not_trust__sdk_refuses_before_sending(sessions, accounts):
+    from ichain.market import ValidatorNotTrusted
+
+    s = sessions()
+    nonce = accounts[0].nonce
+    with pytest.raises((ValidatorNotTrusted, InvalidValidator)):
+        s.post(provider=accounts[6].address, validator=accounts[3].address, timeout=60)
+    assert accounts[0].nonce == nonce
+
+
+def test_load__restarted_process__resumes_by_task_id(sessions, req_market, accounts, config):
+    s = sessions()
+    tid = s.post(provider=accounts[3].address, validator=accounts[5].address, timeout=60)
+    s.close()
     again = RequesterSession.load(f"#{tid}", market=req_market, account=accounts[0], config=config)
     assert again.data["id"] == s.data["id"] and again.refresh().status.name == "Executing"
 
 
-def test_post__twice__request_error(req_market, accounts, config):
-    s = RequesterSession.prepare(DIGITS, market=req_market, account=accounts[0], config=config)
-    try:
-        s.post(provider=accounts[3].address, validator=None, price=3 * 10**15, timeout=60)
-        with pytest.raises(RequestError, match="already posted"):
-            s.post(provider=accounts[3].address)
-    finally:
-        s.close()
+def test_post__twice__request_error(sessions, accounts):
+    s = sessions()
+    s.post(provider=accounts[3].address, validator=accounts[5].address, timeout=60)
+    with pytest.raises(RequestError, match="already posted"):
+        s.post(provider=accounts[3].address, validator=accounts[5].address)
 
 
-def test_fetch_result__no_result_yet__request_error(req_market, accounts, config):
-    s = RequesterSession.prepare(DIGITS, market=req_market, account=accounts[0], config=config)
-    try:
-        s.post(provider=accounts[3].address, validator=None, price=3 * 10**15, timeout=60)
-        with pytest.raises(RequestError, match="has no result yet"):
-            s.fetch_result()
-    finally:
-        s.close()
+def test_fetch_result__no_verdict_yet__request_error(sessions, accounts):
+    s = sessions()
+    s.post(provider=accounts[3].address, validator=accounts[5].address, timeout=60)
+    with pytest.raises(RequestError, match="has no result yet"):
+        s.fetch_result()
 
 
 def test_load__unknown_session__request_error(req_market, accounts, config):
     with pytest.raises(RequestError, match="no request session"):
         RequesterSession.load("nope", market=req_market, account=accounts[0], config=config)
+
+
+# ---- the accept: the result opens only from the verdict's locator --------------------------------------
+def _commit_and_accept(s, req_market, accounts, keys, tmp_path, *, validator_item: bytes | None = None):
+    """Play provider 3 and validator 5: package a result, host it (both copies), commit, accept."""
+    tid = int(s.task_id)
+    out = tmp_path / "out"
+    out.mkdir(exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps({"accuracy": 0.97}))
+    archive = tmp_path / "result.tar"
+    digest = pack_result(out, archive, {"chain_id": s.data["chain_id"], "market": s.data["market"], "task_id": tid,
+                                        "provider": accounts[3].address})
+    host = ChunkHost(tmp_path / "host", transport=DirectTransport())
+    host.start()
+    me = s._keypair().public_bytes  # the requester key its task envelope carried
+    from_provider = host.offer(archive, me, _ctx(s, "result-requester", keys[3]))
+    from_validator = host.offer(archive, me, _ctx(s, "result-requester", keys[5]))
+    # The validator locator: [bundle for V (unused here), the provider's pass-through for R].
+    req_market.submit_result(tid, digest, Envelope(keys[3].public_bytes, (b"\x01", from_provider)).encode(),
+                             sender=accounts[3])
+    assert s.refresh().status == Status.Validating
+    with pytest.raises(RequestError, match="has no result yet"):
+        s.fetch_result()  # nothing opens before the accept
+    item0 = from_validator if validator_item is None else validator_item
+    req_market.submit_verdict(tid, digest, True, Envelope(keys[5].public_bytes, (item0, from_provider)).encode(),
+                              sender=accounts[5])
+    return host, digest
+
+
+def test_fetch_result__accepted__validator_copy_verified_against_result_of(sessions, req_market, accounts, keys,
+                                                                           tmp_path):
+    s = sessions()
+    s.post(provider=accounts[3].address, validator=accounts[5].address, timeout=60)
+    host, digest = _commit_and_accept(s, req_market, accounts, keys, tmp_path)
+    try:
+        assert s.refresh().status == Status.Completed and s.data["accepted"] is True
+        dest = s.fetch_result(tmp_path / "got")
+        assert s.data["result_from"] == "validator"
+        assert s.data["metrics"] == {"accuracy": 0.97} and any(dest.iterdir())
+        assert s.data["settled"]["payout"] > 0 and s.data["settled"]["validator_paid"] > 0
+    finally:
+        host.stop()
+
+
+def test_fetch_result__validator_copy_does_not_open__provider_pass_through_kept(sessions, req_market, accounts,
+                                                                                keys, tmp_path):
+    s = sessions()
+    s.post(provider=accounts[3].address, validator=accounts[5].address, timeout=60)
+    host, _ = _commit_and_accept(s, req_market, accounts, keys, tmp_path, validator_item=b"junk" * 20)
+    s.fetch_patience = 0
+    try:
+        s.fetch_result(tmp_path / "got")
+        assert s.data["result_from"] == "provider"
+    finally:
+        host.stop()
+
+
+def test_rate__completed__explicit_ratings_recorded_once(sessions, req_market, accounts, keys, tmp_path):
+    s = sessions()
+    tid = s.post(provider=accounts[3].address, validator=accounts[5].address, timeout=60)
+    host, _ = _commit_and_accept(s, req_market, accounts, keys, tmp_path)
+    host.stop()
+    nonce = accounts[0].nonce
+    with pytest.raises(InvalidRating):
+        s.rate(6)
+    assert accounts[0].nonce == nonce and "rating" not in s.data
+    s.rate(4, 5)
+    assert req_market.task(tid).status == Status.Rated
+    assert (s.data["rating"], s.data["validator_rating"], s.data["stage"]) == (4, 5, "rated")
+
+
+def test_reject__dispute__no_result_and_price_plus_fee_refunded(sessions, req_market, accounts, keys):
+    s = sessions()
+    tid = s.post(provider=accounts[3].address, validator=accounts[5].address, timeout=60)
+    digest = bytes(range(32))
+    req_market.submit_result(tid, digest, Envelope(keys[3].public_bytes, (b"\x01",)).encode(), sender=accounts[3])
+    req_market.submit_verdict(tid, digest, False, sender=accounts[5])
+    assert s.refresh().status == Status.Rejected and s.data["accepted"] is False
+    assert s.data["settled"]["refund"] == PRICE + 2 * 10**15
+    with pytest.raises(RequestError, match="has no result yet"):
+        s.fetch_result()
+
+
+# ---- the failure report ----------------------------------------------------------------------------
+HOSTILE = ("Traceback (most recent call last):\n  File \"task.py\", line 3\n"
+           "\x1b]52;c;cm0gLXJmIH4=\x07\x1b[2J\x9b31m\u202eevil\nValueError: boom \x1b[31mred\x1b[0m\n")
+
+
+def test_failure__report_with_escape_sequences__opened_and_neutralised(sessions, req_market, accounts, keys):
+    s = sessions()
+    tid = s.post(provider=accounts[3].address, validator=accounts[5].address, timeout=60)
+    report = seal_report(s._keypair().public_bytes, _ctx(s, "failure-report", keys[3]), 1, "execute", HOSTILE,
+                         keys[3])
+    req_market.report_failure(tid, report, sender=accounts[3])
+    assert s.refresh().status == Status.Failed
+    failure = s.failure()
+    assert (failure["exit_code"], failure["stage"]) == (1, "execute")
+    assert failure["error_line"].startswith("ValueError: boom")
+    text = json.dumps(failure, ensure_ascii=False)
+    for raw in ("\x1b", "\x07", "\x9b", "\u202e"):
+        assert raw not in failure["stderr_tail"] and raw not in failure["error_line"], repr(raw)
+    assert "\\x1b" in text and "evil" in failure["stderr_tail"]
+    assert s.data["settled"]["refund"] > 0 and s.data["settled"]["payout"] > 0  # the failure fee
+    # A failed task is rated like a completed one, but never its validator (it gave no verdict).
+    s.rate(2)
+    assert req_market.task(tid).status == Status.Rated
+
+
+def test_failure__report_sealed_for_another_requester__says_it_did_not_open(sessions, req_market, accounts, keys):
+    s = sessions()
+    tid = s.post(provider=accounts[3].address, validator=accounts[5].address, timeout=60)
+    stranger = KeyPair.generate()
+    report = seal_report(stranger.public_bytes, _ctx(s, "failure-report", keys[3]), 1, "execute", "x", keys[3])
+    req_market.report_failure(tid, report, sender=accounts[3])
+    failure = s.failure()
+    assert failure["exit_code"] is None and "did not open" in failure["error"]
 
 
 # ---- the recovery policy ------------------------------------------------------------------------------
@@ -107,59 +287,33 @@ def _task(status: Status, deadline: int = 1000) -> Task:
                 validator="0x" + "33" * 20, price=10, validator_fee=1, timeout=60)
 
 
-@pytest.mark.parametrize("status", [Status.Pending, Status.Executing])
-def test_advise__provider_silent_past_deadline__refund(status):
-    assert advise(_task(status), now=1001, replacement=None).action is Recovery.REFUND
+@pytest.mark.parametrize("status", [Status.Pending, Status.Executing, Status.Validating])
+def test_advise__awaited_party_silent_past_deadline__refund(status):
+    assert advise(_task(status), now=1001).action is Recovery.REFUND
 
 
-def test_advise__validator_silent_past_deadline__replaced_by_the_other_worker():
-    advice = advise(_task(Status.Validating), now=1001, replacement="0x" + "44" * 20)
-    assert (advice.action, advice.replacement) == (Recovery.REPLACE_VALIDATOR, "0x" + "44" * 20)
-
-
-def test_advise__validator_silent_and_nobody_else__refund():
-    assert advise(_task(Status.Validating), now=1001, replacement=None).action is Recovery.REFUND
-
-
-@pytest.mark.parametrize("status", [Status.Executing, Status.Validating, Status.AwaitingValidator, Status.Accepted])
+@pytest.mark.parametrize("status", [Status.Executing, Status.Validating, Status.Completed, Status.Failed])
 def test_advise__deadline_not_passed_or_nothing_to_do__none(status):
-    assert advise(_task(status), now=1000, replacement="0x" + "44" * 20).action is Recovery.NONE
-    if status in (Status.AwaitingValidator, Status.Accepted):
-        assert advise(_task(status), now=5000, replacement="0x" + "44" * 20).action is Recovery.NONE
+    assert advise(_task(status), now=1000).action is Recovery.NONE
+    if status in (Status.Completed, Status.Failed):
+        assert advise(_task(status), now=5000).action is Recovery.NONE
 
 
-def test_recover__provider_silent_past_its_deadline__deposit_refunded(req_market, accounts, config, chain):
-    s = RequesterSession.prepare(DIGITS, market=req_market, account=accounts[0], config=config)
-    try:
-        tid = s.post(provider=accounts[3].address, validator=None, price=3 * 10**15, timeout=60)
-        assert recover(s).action is Recovery.NONE  # the provider still has time
-        chain.provider.make_request("evm_increaseTime", [61])
-        chain.provider.make_request("evm_mine", [])
-        assert recover(s).action is Recovery.REFUND
-        assert req_market.task(tid).status == Status.Expired
-        assert s.data["settled"] == {"event": "TaskExpired", "refund": 3 * 10**15, "payout": 0}
-    finally:
-        s.close()
+def test_recover__provider_silent_past_its_deadline__deposit_refunded(sessions, req_market, accounts, chain):
+    s = sessions()
+    tid = s.post(provider=accounts[3].address, validator=accounts[5].address, timeout=60)
+    assert recover(s).action is Recovery.NONE  # the provider still has time
+    chain.provider.make_request("evm_increaseTime", [61])
+    chain.provider.make_request("evm_mine", [])
+    assert recover(s).action is Recovery.REFUND
+    assert req_market.task(tid).status == Status.Expired
+    assert s.data["settled"] == {"event": "TaskExpired", "refund": PRICE + 2 * 10**15, "payout": 0}
 
 
-def test_finalize__rating_out_of_range__sdk_refuses_before_sending(req_market, accounts, config):
-    s = RequesterSession.prepare(DIGITS, market=req_market, account=accounts[0], config=config)
-    try:
-        s.post(provider=accounts[3].address, validator=None, price=3 * 10**15, timeout=60)
-        nonce = accounts[0].nonce
-        with pytest.raises(InvalidRating):
-            s.finalize(6)
-        assert accounts[0].nonce == nonce and "rating" not in s.data
-    finally:
-        s.close()
-
-
-def test_for_task__posted_here_or_elsewhere__session_or_none(req_market, accounts, config):
-    s = RequesterSession.prepare(DIGITS, market=req_market, account=accounts[0], config=config)
-    try:
-        tid = s.post(provider=accounts[3].address, validator=None, price=3 * 10**15, timeout=60)
-    finally:
-        s.close()
+def test_for_task__posted_here_or_elsewhere__session_or_none(sessions, req_market, accounts, config):
+    s = sessions()
+    tid = s.post(provider=accounts[3].address, validator=accounts[5].address, timeout=60)
+    s.close()
     found = RequesterSession.for_task(tid, market=req_market, account=accounts[0], config=config)
     assert found is not None and found.data["id"] == s.data["id"]
     assert RequesterSession.for_task(tid + 1000, market=req_market, account=accounts[0], config=config) is None

@@ -19,11 +19,13 @@ from ichain.sandbox import (
     ResultMeta,
     TaskFormatError,
     load_task,
+    pack_bundle,
     pack_result,
     pack_task,
     read_result_meta,
     sha256_file,
     unpack,
+    unpack_bundle,
     unpack_result,
     unpack_upload,
 )
@@ -305,18 +307,54 @@ def test_pack_result__meta_inside__read_back(output_folder, tmp_path):
     )
 
 
+SALT = bytes(range(32))
+
+
 def test_pack_result__same_files_other_provider_or_task__other_hash(output_folder, tmp_path):
-    base = pack_result(output_folder, tmp_path / "a.tar", META)
-    assert pack_result(output_folder, tmp_path / "b.tar", META) == base
-    assert pack_result(output_folder, tmp_path / "c.tar", {**META, "provider": "0x" + "ee" * 20}) != base
-    assert pack_result(output_folder, tmp_path / "d.tar", {**META, "task_id": 8}) != base
-    assert pack_result(output_folder, tmp_path / "e.tar", {**META, "chain_id": 1}) != base
-    assert pack_result(output_folder, tmp_path / "f.tar", {**META, "market": "0x" + "ac" * 20}) != base
+    base = pack_result(output_folder, tmp_path / "a.tar", META, salt=SALT)
+    assert pack_result(output_folder, tmp_path / "b.tar", META, salt=SALT) == base
+    assert pack_result(output_folder, tmp_path / "c.tar", {**META, "provider": "0x" + "ee" * 20}, salt=SALT) != base
+    assert pack_result(output_folder, tmp_path / "d.tar", {**META, "task_id": 8}, salt=SALT) != base
+    assert pack_result(output_folder, tmp_path / "e.tar", {**META, "chain_id": 1}, salt=SALT) != base
+    assert pack_result(output_folder, tmp_path / "f.tar", {**META, "market": "0x" + "ac" * 20}, salt=SALT) != base
+
+
+def test_pack_result__no_salt_given__a_fresh_random_salt_each_time(output_folder, tmp_path):
+    # The hash on chain must not be invertible by hashing candidate results (a 4-digit accuracy): every
+    # package carries 32 random bytes, so the same files never give the same hash twice.
+    hashes = {pack_result(output_folder, tmp_path / f"{i}.tar", META) for i in range(3)}
+    assert len(hashes) == 3
+    with tarfile.open(tmp_path / "0.tar") as tar:
+        salt = tar.extractfile("salt").read()
+    assert len(bytes.fromhex(salt.decode())) == 32
+
+
+def test_pack_result__salt_of_wrong_length__package_error(output_folder, tmp_path):
+    with pytest.raises(PackageError, match="32 bytes"):
+        pack_result(output_folder, tmp_path / "r.tar", META, salt=b"short")
 
 
 def test_pack_result__checksummed_address__same_hash_as_lowercase(output_folder, tmp_path):
     mixed = {**META, "market": "0x" + "AB" * 20}
-    assert pack_result(output_folder, tmp_path / "a.tar", mixed) == pack_result(output_folder, tmp_path / "b.tar", META)
+    assert pack_result(output_folder, tmp_path / "a.tar", mixed, salt=SALT) == pack_result(
+        output_folder, tmp_path / "b.tar", META, salt=SALT
+    )
+
+
+def test_pack_bundle__task_and_result__unpacked_back_byte_for_byte(make_task, output_folder, tmp_path):
+    pack_task(make_task(), tmp_path / "t.tar")
+    pack_result(output_folder, tmp_path / "r.tar", META)
+    pack_bundle(tmp_path / "t.tar", tmp_path / "r.tar", tmp_path / "b.tar")
+    task, result = unpack_bundle(tmp_path / "b.tar", tmp_path / "out")
+    assert sha256_file(task) == sha256_file(tmp_path / "t.tar")
+    assert sha256_file(result) == sha256_file(tmp_path / "r.tar")
+
+
+def test_unpack_bundle__other_entries__package_error_and_nothing_left(output_folder, tmp_path):
+    pack_result(output_folder, tmp_path / "r.tar", META)
+    with pytest.raises(PackageError, match="not a bundle"):
+        unpack_bundle(tmp_path / "r.tar", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize(
