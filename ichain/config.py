@@ -14,6 +14,7 @@ Example ``ape-config.yaml``::
       min_validator_fee: 0     # wei: a validator daemon judges no task paying less (besides its asking price)
       deadline_margin: 30      # seconds a provider keeps between its runs' time limits and the task's deadline
       max_fetch_bytes: 1073741824  # cap on every file a daemon fetches (task, bundle)
+      fetch_grace: 120         # seconds a provider retries a task its requester does not serve before reporting it
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ class IChainConfig:
         deadline_margin: Seconds a provider keeps free before a task's deadline beyond its runs' time limits
             (a task whose limits do not fit is refused before any run).
         max_fetch_bytes: Largest file a daemon fetches (a task, a validator's bundle); larger ones are refused.
+        fetch_grace: Seconds (at most a quarter of the task's timeout) a provider keeps retrying a task its
+            requester does not serve; then it ends the task with a failure report.
     """
 
     transport: str = "direct"
@@ -69,6 +72,7 @@ class IChainConfig:
     min_validator_fee: int = 0
     deadline_margin: float = 30.0
     max_fetch_bytes: int = 1024**3
+    fetch_grace: float = 120.0
 
     def __post_init__(self) -> None:
         if self.transport not in TRANSPORTS:
@@ -91,6 +95,9 @@ class IChainConfig:
             raise ConfigError(f"min_validator_fee must be >= 0, not {self.min_validator_fee}")
         if float(self.deadline_margin) < 0:
             raise ConfigError(f"deadline_margin must be >= 0, not {self.deadline_margin}")
+        if float(self.fetch_grace) < 0:
+            raise ConfigError(f"fetch_grace must be >= 0, not {self.fetch_grace}")
+        object.__setattr__(self, "fetch_grace", float(self.fetch_grace))
         if int(self.max_fetch_bytes) <= 0:
             raise ConfigError(f"max_fetch_bytes must be positive, not {self.max_fetch_bytes}")
         object.__setattr__(self, "min_validator_fee", int(self.min_validator_fee))

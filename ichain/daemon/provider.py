@@ -43,7 +43,7 @@ from ichain.files import sha256_file
 from ichain.market import Market, Status, Task
 from ichain.net import free_port
 from ichain.tor import TorTransport, transport_for
-from ichain.transfer import ChunkHost, KeyPair, TransferContext
+from ichain.transfer import ChunkHost, KeyPair, TransferContext, TransportError
 from ichain.transfer.envelope import Envelope, EnvelopeError
 
 if TYPE_CHECKING:
@@ -330,7 +330,7 @@ class ProviderDaemon:
         want = record.data.get("task_hash")
         if not want or sha256_file(archive).hex() != want:
             archive.unlink()
-            raise Refused("the task archive does not match the task hash on chain")
+            raise RequesterFault("the task archive does not match the task hash on chain")
         if folder.exists():
             shutil.rmtree(folder)
         tmp = work / "task.part"
@@ -379,6 +379,8 @@ class ProviderDaemon:
                 return
             try:
                 self._execute_and_submit(record, task)
+            except RequesterFault as err:
+                self._fail(self._reload(record), "refused", None, str(err))
             except Refused as err:
                 self._refuse(record, str(err))
         elif task.status == Status.Validating:
@@ -437,6 +439,9 @@ class ProviderDaemon:
             raise Refused("the task locator is not an iChain envelope") from None
         if not env.sealed:
             raise Refused("the task locator holds no task")
+        if not record.data.get("claimed_key"):
+            # Not yet authenticated (the fetch proves it): only used to seal a failure report to whoever posted.
+            self.state.upsert_task(record.task_id, "provider", claimed_key=env.sender_key.hex())
         faults.point("task-fetch-start")
         if not archive.exists():
             # Task id 0: the requester sealed before the post, when the id was not known. The requester and
@@ -446,9 +451,18 @@ class ProviderDaemon:
                 fetch(env.sealed[0], self.keypair, ctx, archive, transport=self._hosting().transport,
                       max_size=self.config.max_fetch_bytes)
             except (WrongKey, LocatorInvalid, ContextInvalid):
-                raise Refused(f"the task locator does not open for requester {requester} and its key") from None
+                raise RequesterFault(f"the task locator does not open for requester {requester} and its key") from None
             except TransferTooLarge as err:
-                raise Refused(str(err)) from None
+                raise RequesterFault(str(err)) from None
+            except TransportError as err:
+                # The requester does not serve its task (down, or it stopped hosting on purpose): retried until a
+                # grace period of the execution window has passed, then the task ends with a failure report.
+                started = task.deadline - task.timeout
+                grace = min(self.config.fetch_grace, task.timeout / 4)
+                if self.market.now() < started + grace:
+                    raise
+                raise RequesterFault(f"the task could not be fetched from the requester for {grace:.0f} s: "
+                                     f"{' '.join(str(err).split())}") from None
         self.state.upsert_task(record.task_id, "provider", requester_key=env.sender_key.hex())
         faults.point("task-fetched")
         return self._unpack_task(record, archive)
@@ -463,7 +477,7 @@ class ProviderDaemon:
         now = self.market.now()
         needed = 2 * limit + self.config.deadline_margin
         if now + needed > task.deadline:
-            raise Refused(f"the task's time limit ({limit:.0f} s per run, two runs, {self.config.deadline_margin:.0f} s"
+            raise RequesterFault(f"the task's time limit ({limit:.0f} s per run, two runs, {self.config.deadline_margin:.0f} s"
                           f" margin) does not fit before its deadline ({task.deadline - now} s left)")
         return limit
 
@@ -559,7 +573,7 @@ class ProviderDaemon:
 
         code = -1 if exit_code is None else int(exit_code)
         requester = record.data.get("requester") or self.market.task(record.task_id).requester
-        key = record.data.get("requester_key")
+        key = record.data.get("requester_key") or record.data.get("claimed_key")
         if not key:
             raise DaemonError(f"task {record.task_id}: no requester key to seal the failure report to")
         ctx = self.context(record.task_id, "failure-report", requester, self.keypair.public_bytes)
@@ -759,6 +773,15 @@ class ProviderDaemon:
 
 class Refused(DaemonError):
     """A task this daemon will not work on (its terms, its locator or its limits), decided before any compute."""
+
+
+class RequesterFault(Refused):
+    """A task that cannot run through its requester's doing (a locator that does not open for it, a task it does not
+    serve, an archive that is not the posted task, limits that cannot end before its deadline).
+
+    Such a task is ended at once with a failure report, so the requester pays the failure fee: posting unrunnable
+    tasks (copied locators, tasks never hosted, impossible limits) is not a free way to tie providers up.
+    """
 
 
 def _tail(stderr_tail: str, error: str) -> str:

@@ -34,7 +34,8 @@ from ichain.transfer.errors import ContextInvalid, PublicKeyInvalid, ReportInval
 MAGIC = b"IR"
 VERSION = 1
 ROLE = "failure-report"
-STAGES = ("execute", "validate")
+# "refused": the task could not run through its requester's doing (locator, hosting, archive, limits)
+STAGES = ("execute", "validate", "refused")
 MAX_REPORT = 1024  # TaskMarket: a report is 1..1024 bytes
 _HEADER = len(MAGIC) + 1 + 32 + 32
 MAX_PLAINTEXT = MAX_REPORT - _HEADER - TAG_SIZE
@@ -64,7 +65,10 @@ class FailureReport:
 
     def display(self, limit: int = 4000) -> str:
         """Neutralised text for a terminal: a headline with the error line, then the stderr tail."""
-        headline = f"{self.stage} failed with exit code {self.exit_code}"
+        if self.stage == "refused":
+            headline = "the provider could not run the task"
+        else:
+            headline = f"{self.stage} failed with exit code {self.exit_code}"
         if self.error_line:
             headline += ": " + one_line(self.error_line, 300)
         tail = neutralize(self.stderr_tail.rstrip(), limit, tail=True)

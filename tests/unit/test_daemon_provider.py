@@ -185,7 +185,7 @@ def test_start__trusted_validators_configured__trusted_on_chain_once_across_rest
 
 # ------------------------------------------------------------------------------------------ provider refusals
 @pytest.mark.parametrize("swap_key", [True, False], ids=["own-key-swapped-in", "victim-key-kept"])
-def test_provider__copied_locator_reposted_by_another_requester__refused_and_nothing_fetched_or_run(
+def test_provider__copied_locator_reposted_by_another_requester__ended_failed_at_its_cost_and_nothing_fetched_or_run(
     daemon_market, chain, accounts, started, host, tmp_path, swap_key
 ):
     """H3: another requester copies a victim's TaskPosted locator and task hash into its own post."""
@@ -204,17 +204,18 @@ def test_provider__copied_locator_reposted_by_another_requester__refused_and_not
     copy = daemon_market.post(posted.task_hash, validator=validator.address, price=PRICE, validator_fee=FEE,
                               timeout=600, provider=provider.address, locator=copied, sender=attacker)
 
-    _pump(daemon, lambda: (r := daemon.state.task(copy.task_id, "provider")) is not None and r.stage == "refused",
-          what="the copied task to be refused")
+    _pump(daemon, lambda: daemon_market.task(copy.task_id).status == Status.Failed,
+          what="the copied task to end with a failure report")
     record = daemon.state.task(copy.task_id, "provider")
-    assert "does not open for requester" in record.data["reason"]
+    assert record.data["failed_stage"] == "refused" and "does not open for requester" in record.data["error"]
     assert not (daemon.files / f"{copy.task_id}-provider" / "task.tar").exists()
     assert host.progress(host.transfers()[0])["manifest_requests"] == 0  # the victim's task was never fetched
-    assert daemon_market.task(copy.task_id).status == Status.Executing  # no result, no report: it just expires
-    assert not any(e["action"].startswith(("submitResult:", "reportFailure:")) for e in daemon.state.journal_all())
+    assert not any(e["action"].startswith("submitResult:") for e in daemon.state.journal_all())
+    # The copier paid the failure fee for tying the provider up: 10% of the price, 1% of it burned.
+    assert daemon_market.credit(attacker) == PRICE + FEE - PRICE // 10
 
 
-def test_provider__time_limit_beyond_the_deadline__refused_before_any_run(
+def test_provider__time_limit_beyond_the_deadline__ended_failed_before_any_run(
     daemon_market, chain, accounts, started, host, tmp_path
 ):
     """H4: a task asking 24 h per run with 60 s to its deadline would block a slot for a day."""
@@ -225,13 +226,32 @@ def test_provider__time_limit_beyond_the_deadline__refused_before_any_run(
     tid, _ = _post(daemon_market, chain, requester, folder, host, provider=provider.address,
                    validator=validator.address, timeout=60)
 
-    _pump(daemon, lambda: daemon.state.task(tid, "provider").stage == "refused", what="the long task to be refused")
+    _pump(daemon, lambda: daemon_market.task(tid).status == Status.Failed, what="the long task to be reported")
     record = daemon.state.task(tid, "provider")
-    assert "does not fit before its deadline" in record.data["reason"]
+    assert record.data["failed_stage"] == "refused" and "does not fit before its deadline" in record.data["error"]
     work = daemon.files / f"{tid}-provider"
     assert (work / "task.ok").exists() and not (work / "output").exists()  # read, never run
     assert daemon._sandbox is not None and daemon._sandbox._client is None  # the engine was never even contacted
-    assert daemon_market.task(tid).status == Status.Executing
+    # The requester pays the failure fee: an impossible task is not a free way to block a provider's slot.
+    assert daemon_market.credit(requester) == PRICE + FEE - PRICE // 10
+
+
+def test_provider__requester_stops_hosting_before_the_fetch__ended_failed_at_its_cost_after_the_grace(
+    daemon_market, chain, accounts, started, host, tmp_path
+):
+    """1c, early variant: the requester stops hosting before the provider fetched its task. Waiting for the
+    deadline would tie the provider's slot up for free; after the grace the task ends with a failure report."""
+    provider, validator, requester = accounts[3], accounts[4], accounts[0]
+    _register(daemon_market, validator)
+    daemon = started(provider, trusted_validators=(validator.address,), fetch_grace=0)
+    tid, _ = _post(daemon_market, chain, requester, _task_folder(tmp_path, "gone"), host, provider=provider.address,
+                   validator=validator.address)
+    host.stop()
+
+    _pump(daemon, lambda: daemon_market.task(tid).status == Status.Failed, what="the unserved task to be reported")
+    record = daemon.state.task(tid, "provider")
+    assert record.data["failed_stage"] == "refused" and "could not be fetched" in record.data["error"]
+    assert daemon_market.credit(requester) == PRICE + FEE - PRICE // 10
 
 
 def test_provider__validator_no_longer_trusted__refused_without_fetching(
