@@ -114,8 +114,9 @@ def real_envelopes() -> dict[str, bytes]:
 
     Returns:
         ``task``: the requester's task locator for the provider (one item); ``validator``: the provider's
-        locator for the validator (the bundle sealed to V, the result sealed to R); ``requester``: the
-        validator's locator released with the accept (its copy sealed to R, the provider's pass-through item).
+        locator for the validator (the bundle of task and result sealed to V); ``requester``: the validator's
+        locator released with the accept (its verified copy of the result sealed to R). Nothing sealed to the
+        requester is on chain before the accept.
     """
     import struct
     import tempfile
@@ -144,11 +145,9 @@ def real_envelopes() -> dict[str, bytes]:
             task = envelope(requester, [host.offer(data, provider.public_bytes, ctx("task-provider", requester, 0))])
             validator_env = envelope(provider, [
                 host.offer(data, validator.public_bytes, ctx("bundle-validator", provider)),
-                host.offer(data, requester.public_bytes, ctx("result-requester", provider)),
             ])
             requester_env = envelope(validator, [
                 host.offer(data, requester.public_bytes, ctx("result-requester", validator)),
-                host.offer(data, requester.public_bytes, ctx("result-requester", provider)),
             ])
     return {"task": task, "validator": validator_env, "requester": requester_env}
 

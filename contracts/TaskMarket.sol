@@ -13,9 +13,11 @@ import {Ratings} from "./Ratings.sol";
 ///        validator fit beside the price and the fee; the task hash and all locators are only emitted;
 ///      - the collateral, the failure fee and every payout are derived from the price and the fee (collateralFor
 ///        and the BPS constants), never stored, so settling and rating re-derive them instead of reading a slot;
-///      - the result commitment is one slot per task, `_resultOf[taskId] = resultHash`, the binding the verdict is
-///        checked against; keyed by the task, so the same hash committed on another task (a copier) never
-///        collides with it;
+///      - the result commitment costs no slot of its own: while a task is open it owns a position in the open-task
+///        set, whose slot holds its id in the low 64 bits, and submitResult writes the first 24 bytes of the result
+///        hash into the high 192 bits of that same (already non-zero) slot. The verdict is checked against it, the
+///        swap-and-pop moves it with the id, and settling frees it with the position. 192 bits keep the binding
+///        (a second preimage costs 2^192 hashes); the full hash is in ResultSubmitted and VerdictSubmitted;
 ///      - open tasks (those holding escrow) and available workers live in swap-and-pop index sets whose
 ///        position is stored in the element itself; popped set slots are left dirty on purpose, so a later push
 ///        rewrites a non-zero slot instead of creating one;
@@ -70,9 +72,9 @@ contract TaskMarket is ITaskMarket {
     mapping(address worker => Worker) private _workers;
     mapping(uint32 id => address worker) private _workerAt;
     mapping(address provider => mapping(address validator => bool)) private _trusted;
-    mapping(uint256 taskId => bytes32 resultHash) private _resultOf;
     mapping(address account => uint256 creditPlusOne) private _credits;
-    mapping(uint256 position => uint256 taskId) private _openTaskAt;
+    /// @dev position => task id (low 64 bits) | first 24 bytes of its result hash once committed (high 192 bits)
+    mapping(uint256 position => uint256 entry) private _openTaskAt;
     mapping(uint256 position => address worker) private _availableWorkerAt;
 
     uint256 private constant _LOCK_SLOT = uint256(keccak256("ichain.TaskMarket.lock")) - 1;
@@ -207,7 +209,8 @@ contract TaskMarket is ITaskMarket {
         if (msg.value != collateral) revert TaskMarket__WrongDeposit(collateral, msg.value);
 
         uint32 deadline = uint32(block.timestamp + validationWindow);
-        _resultOf[taskId] = resultHash;
+        // task ids are below 2^64 (Counters.lastTaskId): the id keeps the low bits, the commitment the high ones
+        _openTaskAt[t.poolIndex] = (uint256(_commitment(resultHash)) << 64) | taskId;
         t.status = Status.Validating;
         t.deadline = deadline;
         emit ResultSubmitted(
@@ -248,7 +251,7 @@ contract TaskMarket is ITaskMarket {
         if (callerId == 0 || callerId != t.validatorId) revert TaskMarket__NotValidator(taskId, msg.sender);
         if (status != Status.Validating) revert TaskMarket__WrongState(taskId, status);
         if (block.timestamp > t.deadline) revert TaskMarket__DeadlinePassed(taskId, t.deadline);
-        if (_resultOf[taskId] != resultHash) revert TaskMarket__WrongResult(taskId, resultHash);
+        if (_openTaskAt[t.poolIndex] >> 64 != _commitment(resultHash)) revert TaskMarket__WrongResult(taskId, resultHash);
 
         // [providerPaid, validatorPaid, burned] in memory: the event's fields do not fit the stack otherwise
         (address requester, uint256[3] memory paid) = _settleVerdict(t, accept);
@@ -372,7 +375,9 @@ contract TaskMarket is ITaskMarket {
 
     /// @inheritdoc ITaskMarket
     function resultOf(uint256 taskId) external view returns (bytes32) {
-        return _resultOf[taskId];
+        StoredTask storage t = _tasks[taskId];
+        if (t.status != Status.Validating) return bytes32(0);
+        return bytes32(uint256(uint192(_openTaskAt[t.poolIndex] >> 64)) << 64);
     }
 
     /// @inheritdoc ITaskMarket
@@ -411,7 +416,7 @@ contract TaskMarket is ITaskMarket {
         uint256 end = _pageEnd(cursor, limit, _counters.openTasks);
         ids = new uint256[](end - cursor);
         for (uint256 i = cursor; i < end; ++i) {
-            ids[i - cursor] = _openTaskAt[i];
+            ids[i - cursor] = uint64(_openTaskAt[i]);
         }
     }
 
@@ -425,7 +430,7 @@ contract TaskMarket is ITaskMarket {
         ids = new uint256[](nextCursor - cursor);
         uint256 found;
         for (uint256 i = cursor; i < nextCursor; ++i) {
-            uint256 id = _openTaskAt[i];
+            uint256 id = uint64(_openTaskAt[i]);
             if (_tasks[id].status == status) ids[found++] = id;
         }
         assembly ("memory-safe") {
@@ -558,6 +563,11 @@ contract TaskMarket is ITaskMarket {
         id = w.id;
     }
 
+    /// @dev The stored part of a result commitment: its first 24 bytes.
+    function _commitment(bytes32 resultHash) private pure returns (uint192) {
+        return uint192(uint256(resultHash) >> 64);
+    }
+
     function _collateral(uint256 price, uint256 fee) private pure returns (uint256) {
         return fee + price * COLLATERAL_BPS / _BPS;
     }
@@ -592,7 +602,7 @@ contract TaskMarket is ITaskMarket {
         if (position != last) {
             uint256 moved = _openTaskAt[last];
             _openTaskAt[position] = moved;
-            _tasks[moved].poolIndex = position;
+            _tasks[uint64(moved)].poolIndex = position;
         }
         c.openTasks = last;
         // a burn is part of one task's escrow (< 2^97 wei); the checked add only reverts past all ether in existence

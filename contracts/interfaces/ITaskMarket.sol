@@ -322,9 +322,11 @@ interface ITaskMarket {
     /// @return True when trusted.
     function trusts(address provider, address validator) external view returns (bool);
 
-    /// @notice The result commitment of a task (zero before submitResult).
+    /// @notice The on-chain result commitment of a Validating task: the first 24 bytes of its result hash, the
+    ///         last 8 bytes zero (zero in any other state). The full hash is in ResultSubmitted (and, once judged,
+    ///         VerdictSubmitted); a verdict must name a hash whose first 24 bytes match.
     /// @param taskId The task id.
-    /// @return The result hash.
+    /// @return The commitment.
     function resultOf(uint256 taskId) external view returns (bytes32);
 
     /// @notice The collateral a provider posts with its result: the validator fee plus 10% of the price.
