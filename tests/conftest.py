@@ -169,14 +169,15 @@ def post_task(market, requester, workers) -> Callable[..., Any]:
     Keywords: ``provider`` (None: Pending), ``validator`` (default: validator2 for provider2, else validator),
     ``price``, ``fee``, ``sender``, ``timeout``, ``locator``, ``task_hash``.
     """
-    provider, validator, provider2, validator2 = workers
+    default_provider, trusted_by_provider, provider2, trusted_by_provider2 = workers
 
     def _post(
-        *, provider: Any = provider, validator: Any = _DEFAULT, price: int = PRICE, fee: int = FEE,
+        *, provider: Any = default_provider, validator: Any = _DEFAULT, price: int = PRICE, fee: int = FEE,
         sender: Any = requester, timeout: int = TIMEOUT, locator: bytes | None = None, task_hash: bytes | None = None,
     ):
         if validator is _DEFAULT:
-            validator = validator2 if provider is not None and provider.address == provider2.address else validator
+            second = provider is not None and provider.address == provider2.address
+            validator = trusted_by_provider2 if second else trusted_by_provider
         return market.post(
             task_hash or unique_hash("task"), price=price, validator_fee=fee, provider=provider, validator=validator,
             locator=(LOCATOR if provider is not None else b"") if locator is None else locator, timeout=timeout,

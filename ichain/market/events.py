@@ -246,6 +246,11 @@ class EventDecoder:
         """The topic (0x hex) of every event this decoder knows."""
         return ["0x" + t.hex() for t in self._by_topic]
 
+    @property
+    def task_topics(self) -> list[str]:
+        """The topic (0x hex) of every task event (their first indexed argument is the task id)."""
+        return ["0x" + t.hex() for t, (cls, _) in self._by_topic.items() if issubclass(cls, TaskEvent)]
+
     def decode(self, log: Mapping[str, Any]) -> MarketEvent | None:
         """One raw log (as ``eth_getLogs`` or a receipt gives it) as its event, or None for an unknown event."""
         topics = [as_bytes(t) for t in log["topics"]]

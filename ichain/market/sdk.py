@@ -61,10 +61,11 @@ UINT96_MAX = 2**96 - 1
 PAGE = 500  # positions scanned per view call when walking the pools
 _BATCH = 100  # calls per JSON-RPC batch (public nodes cap batch sizes)
 
-# Gas limit expire() is sent with, since estimating it would revert (see Market.expire): about twice its most
-# expensive branch (a silent validator: collateral back and a missed verdict counted), so a repricing of storage
-# does not make it run out; test_expire__every_open_state__gas_well_under_expire_gas checks every branch fits half.
-EXPIRE_GAS = 150_000
+# Gas limit expire() is sent with, since estimating it would revert (see Market.expire): over twice its most
+# expensive branch (a silent validator: collateral back and a missed verdict counted, 76k on anvil), so a
+# repricing of storage does not make it run out; test_expire__every_open_state__gas_well_under_expire_gas checks
+# every branch fits half.
+EXPIRE_GAS = 200_000
 
 _E = TypeVar("_E", bound=MarketEvent)
 
@@ -373,6 +374,30 @@ class Market:
               "toBlock": hex(int(stop_block))}],
         )
 
+    def task_events(self, task_id: int, *, start_block: int | None = None) -> list[TaskEvent]:
+        """The events of one task, in chain order (one ``eth_getLogs`` filtered by the indexed task id).
+
+        What a watcher needs without scanning every log: the TaskPosted locator, the ResultSubmitted envelope
+        (whose header holds the provider's key), the VerdictSubmitted requester locator, a TaskFailed report.
+
+        Args:
+            task_id: The task.
+            start_block: First block searched (default: the market's deployment block).
+        """
+        from ape import chain
+
+        task_topic = "0x" + int(task_id).to_bytes(32, "big").hex()
+        logs = chain.provider.make_request(
+            "eth_getLogs",
+            [{"address": self.address, "topics": [self._decoder.task_topics, task_topic],
+              "fromBlock": hex(self.start_block if start_block is None else int(start_block)),
+              "toBlock": hex(int(chain.blocks.head.number))}],
+        )
+        out = [e for e in (self._decoder.decode(dict(log)) for log in logs)
+               if isinstance(e, TaskEvent) and e.task_id == int(task_id)]
+        out.sort(key=lambda e: (e.block_number, e.log_index))
+        return out
+
     def task_transactions(self, task_id: int, start_block: int | None = None) -> list[TaskTransaction]:
         """The transactions that moved ``task_id`` (found by its events), in chain order, with their gas.
 
@@ -447,29 +472,37 @@ class Market:
             names = " or ".join(s.name for s in allowed)
             raise WrongState(f"task {task.task_id} is {task.status.name}, not {names}")
 
-    def _check_worker_for(self, address: AddressLike, role: str) -> Worker:
-        worker = self.worker(address)
-        if not worker.registered:
-            raise NotAWorker(f"{role} {worker.address} is not a registered worker")
-        if not worker.available:
-            raise WorkerUnavailable(f"{role} {worker.address} is not available")
-        return worker
+    def _check_parties(self, validator: str | None, fee: int, provider: str | None, price: int,
+                       task_validator: str | None = None) -> None:
+        """The on-chain checks of a task's parties, read in one round trip.
 
-    def _check_validator(self, validator: str, fee: int) -> Worker:
-        """A validator is never drafted without its consent to the fee: registered, available, fee >= price."""
-        worker = self._check_worker_for(validator, "validator")
-        if worker.price > fee:
-            raise PriceTooLow(f"validator {validator} asks {worker.price} wei, offered a fee of {fee}")
-        return worker
+        A validator is never drafted without its consent to the fee (registered, available, fee >= its price);
+        a provider takes only tasks that pay its price, judged by a validator it trusts.
 
-    def _check_provider(self, provider: str, price: int, validator: str) -> Worker:
-        """A provider takes only tasks it is paid its price for, judged by a validator it trusts."""
-        worker = self._check_worker_for(provider, "provider")
-        if worker.price > price:
-            raise PriceTooLow(f"provider {provider} asks {worker.price} wei, offered {price}")
-        if not self.trusts(provider, validator):
-            raise ValidatorNotTrusted(f"provider {provider} does not trust validator {validator}")
-        return worker
+        Args:
+            validator: The validator to check (None: skip, as in assign_provider where it was checked at post).
+            fee: The fee offered to the validator.
+            provider: The provider to check (None: none named).
+            price: The price offered to the provider.
+            task_validator: The validator the provider must trust (default ``validator``).
+        """
+        judge = task_validator or validator
+        calls: list[tuple[str, tuple]] = []
+        if validator is not None:
+            calls.append(("getWorker", (validator,)))
+        if provider is not None and judge is not None:
+            calls += [("getWorker", (provider,)), ("trusts", (provider, judge))]
+        raws = iter(self._read_many(calls))
+        if validator is not None:
+            asking = _usable(validator, next(raws), "validator")
+            if asking > fee:
+                raise PriceTooLow(f"validator {validator} asks {asking} wei, offered a fee of {fee}")
+        if provider is not None and judge is not None:
+            asking = _usable(provider, next(raws), "provider")
+            if asking > price:
+                raise PriceTooLow(f"provider {provider} asks {asking} wei, offered {price}")
+            if not next(raws):
+                raise ValidatorNotTrusted(f"provider {provider} does not trust validator {judge}")
 
     def _provided_task(self, task_id: int, sender: AccountAPI, what: str) -> Task:
         """The task, checked to be Executing, within its deadline, with ``sender`` its provider."""
@@ -653,9 +686,7 @@ class Market:
                 raise InvalidProvider("the requester cannot be the provider")
             if provider_addr == validator_addr:
                 raise InvalidProvider("the provider cannot be the validator")
-        self._check_validator(validator_addr, validator_fee)
-        if provider_addr is not None:
-            self._check_provider(provider_addr, price, validator_addr)
+        self._check_parties(validator_addr, validator_fee, provider_addr, price)
         deposit = price + validator_fee
         balance = int(sender.balance)
         if balance < deposit:
@@ -679,7 +710,7 @@ class Market:
         addr = address_of(provider)
         if int(addr, 16) == 0 or addr == task.requester or addr == task.validator:
             raise InvalidProvider(f"provider {addr} cannot be zero, the requester or the validator")
-        self._check_provider(addr, task.price, task.validator)
+        self._check_parties(None, 0, addr, task.price, task_validator=task.validator)
         self._send("assignProvider", int(task_id), addr, bytes(locator), sender=sender, **tx)
         return self.task(task_id)
 
@@ -850,6 +881,15 @@ def _rating(value: int, what: str, lowest: int) -> None:
     # bool is an int to Python; True would be sent as the rating 1
     if isinstance(value, bool) or not isinstance(value, int) or not lowest <= value <= 5:
         raise InvalidRating(f"{what} must be {lowest}..5, got {value!r}")
+
+
+def _usable(address: str, raw: Any, role: str) -> int:
+    """The asking price of a registered, available worker (``raw`` is its getWorker record)."""
+    if not raw.registered:
+        raise NotAWorker(f"{role} {address} is not a registered worker")
+    if not raw.available:
+        raise WorkerUnavailable(f"{role} {address} is not available")
+    return int(raw.price)
 
 
 def _record_of(raw: Any) -> Record:

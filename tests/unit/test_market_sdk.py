@@ -818,3 +818,136 @@ def test_market__no_contract_at_address__one_line_market_error(address):
     with pytest.raises(m.MarketError) as info:
         m.Market.at(address)
     assert "no TaskMarket" in str(info.value) and "\n" not in str(info.value)
+
+
+# ====================================================================== v2: reverts, receipts, records
+def test_send__untrusted_pair_bypassing_precheck__validator_not_trusted(market, requester, workers, new_hash):
+    # a race (the provider dropped its trust between the SDK's check and the block) comes back typed
+    terms = (workers[0].address, workers[3].address, 10**16, 10**16, 600)
+    with pytest.raises(m.ValidatorNotTrusted, match="ValidatorNotTrusted") as info:
+        market._send("post", new_hash(), terms, b"", sender=requester, value=2 * 10**16)
+    assert "\n" not in str(info.value)
+
+
+def test_send__empty_report_bypassing_precheck__invalid_report(market, workers, task_in):
+    task, _ = task_in("Executing")
+    with pytest.raises(m.InvalidReport, match="length=0"):
+        market._send("reportFailure", task.task_id, b"", sender=workers[0])
+
+
+def test_send__mined_revert__typed_error_keeps_transaction_hash(market, requester, chain):
+    # a fixed gas limit skips the estimate, so the doomed transaction is signed, mined and reverts
+    with pytest.raises(m.TaskNotFound) as info:
+        market._send("cancel", 10**9, sender=requester, gas=100_000)
+    assert info.value.transaction_hash is not None
+    assert chain.provider.web3.eth.get_transaction_receipt(info.value.transaction_hash)["status"] == 0
+
+
+def test_precheck__nothing_signed__transaction_hash_none(market, requester, task_in):
+    task, _ = task_in("Executing")
+    with pytest.raises(m.WrongState) as info:
+        market.cancel(task.task_id, sender=requester)
+    assert info.value.transaction_hash is None
+
+
+@pytest.mark.parametrize("status", ["Failed", "Completed", "Rated"])
+def test_sending_methods__on_receipt__gets_the_mined_receipt(market, requester, workers, post_task, new_hash,
+                                                             consts, status):
+    got = []
+    task = post_task()
+    provider, validator, *_ = workers
+    if status == "Failed":
+        market.report_failure(task.task_id, consts.REPORT, sender=provider, on_receipt=got.append)
+    else:
+        rh = new_hash()
+        market.submit_result(task.task_id, rh, b"v", sender=provider, on_receipt=got.append)
+        market.submit_verdict(task.task_id, rh, True, b"r", sender=validator, on_receipt=got.append)
+        if status == "Rated":
+            market.rate(task.task_id, 5, 5, sender=requester, on_receipt=got.append)
+    assert got and all(r.status == 1 for r in got)
+    assert market.task(task.task_id).status == m.Status[status]
+
+
+def test_set_trust__on_receipt__forwarded(market, workers):
+    got = []
+    market.set_trust(workers[3], sender=workers[0], on_receipt=got.append)
+    assert len(got) == 1 and got[0].status == 1
+
+
+def test_records__after_ratings__score_matches_the_contract_and_the_formula(market, requester, workers, task_in,
+                                                                            ratings_contract):
+    provider, validator, *_ = workers
+    for rating in (5, 2):
+        task, _ = task_in("Completed")
+        market.rate(task.task_id, rating, rating, sender=requester)
+    p, v = market.workers([provider, validator])
+    assert p.provider_record.score_milli == ratings_contract.scoreOf(provider, int(m.Role.Provider))
+    assert v.validator_record.score_milli == ratings_contract.scoreOf(validator, int(m.Role.Validator))
+    r = p.provider_record
+    assert r.score_milli == (m.PRIOR_SCORE_MILLI * m.PRIOR_WEIGHT_GWEI + 1000 * r.weighted_gwei) // (
+        m.PRIOR_WEIGHT_GWEI + r.weight_gwei)
+    assert (r.count, r.sum, r.average, r.average_milli) == (2, 7, 3.5, 3500)
+    assert 3.0 < r.score < 3.5  # two small tasks pull the 3-star prior only part of the way
+    assert p.record(m.Role.Validator) == p.validator_record and v.validator_record.count == 2
+
+
+def test_worker__silent_validator_twice__missed_counts_both(market, workers, task_in):
+    for _ in range(2):
+        task_in("Expired", expire_from="Validating")
+    assert market.worker(workers[1]).missed == 2 and market.worker(workers[0]).missed == 0
+
+
+def test_events__expired_pending__provider_none(market, chain, task_in, consts):
+    start = chain.blocks.head.number + 1
+    task, _ = task_in("Expired", expire_from="Pending")
+    [expired] = [e for e in market.events(start) if isinstance(e, m.TaskExpired)]
+    assert (expired.provider, expired.previous_status, expired.payout) == (None, m.Status.Pending, 0)
+
+
+def test_trusted_validators__removed_then_trusted_again__listed_once(market, workers):
+    provider, validator, _, validator2 = workers
+    market.set_trust(validator, False, sender=provider)
+    market.set_trust(validator2, sender=provider)
+    market.set_trust(validator, sender=provider)
+    assert market.trusted_validators(provider) == [validator.address, validator2.address]
+
+
+def test_validators__unavailable_trusted_validator__left_out(market, workers, new_hash):
+    provider, validator, *_ = workers
+    market.update(new_hash(), 1, sender=validator, available=False)
+    assert market.validators(provider) == []
+    assert validator.address not in {w.address for w in market.validators()}
+
+
+@pytest.mark.parametrize("status", [
+    "Pending", "Executing", "Validating", "Completed", "Failed", "Rejected", "Rated", "Cancelled", "Expired"])
+def test_task_in__every_v2_state__reached(market, task_in, status):
+    task, rh = task_in(status)
+    assert market.task(task.task_id).status == m.Status[status] == task.status
+    assert (rh is not None) == (status in ("Validating", "Completed", "Rejected", "Rated"))
+
+
+def test_status__open_and_settled__partition_the_states():
+    assert set(m.OPEN_STATUSES) | set(m.SETTLED_STATUSES) == set(m.Status) - {m.Status.None_}
+    assert all(s.is_open for s in m.OPEN_STATUSES) and not any(s.is_open for s in m.SETTLED_STATUSES)
+    assert [s for s in m.Status if s.is_rateable] == [m.Status.Completed, m.Status.Failed]
+
+
+@pytest.mark.parametrize("status, names", [
+    ("Rated", ["TaskPosted", "ResultSubmitted", "VerdictSubmitted", "TaskRated"]),
+    ("Failed", ["TaskPosted", "TaskFailed"]),
+    ("Expired", ["TaskPosted", "TaskExpired"]),
+])
+def test_task_events__one_task_among_others__only_its_events_in_order(market, task_in, status, names):
+    task, _ = task_in(status)
+    task_in("Completed")  # another task's events come after it
+    events = market.task_events(task.task_id)
+    assert [e.name for e in events] == names and {e.task_id for e in events} == {task.task_id}
+
+
+def test_task_events__pending_then_assigned__provider_assigned_with_its_locator(market, requester, workers, task_in):
+    task, _ = task_in("Pending")
+    market.assign_provider(task.task_id, workers[0], b"sealed-to-p", sender=requester)
+    posted, assigned = market.task_events(task.task_id)
+    assert isinstance(assigned, m.ProviderAssigned)
+    assert (posted.locator, assigned.locator, assigned.provider) == (b"", b"sealed-to-p", workers[0].address)
