@@ -24,6 +24,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from ichain.transfer.crypto import TransferContext
 from ichain.transfer.errors import TransferError
 
 MAGIC = b"IC"
@@ -46,6 +47,15 @@ class Envelope:
 
     sender_key: bytes
     sealed: tuple[bytes, ...]
+
+    def context(self, chain_id: int, market: str, task_id: int, role: str, requester: str) -> TransferContext:
+        """The context to open this envelope's items with: the event's chain, market, task and requester,
+        and this envelope's sender key (task locators: ``task_id=0``).
+
+        Raises:
+            ContextInvalid: A field is malformed (the sender key too, when the envelope was not decoded).
+        """
+        return TransferContext(chain_id, market, task_id, role, requester, self.sender_key)
 
     def encode(self) -> bytes:
         """The bytes to put on chain."""

@@ -146,6 +146,11 @@ def seal_report(
         raise ReportInvalid(f"stderr tail must be text or bytes, got {type(stderr_tail).__name__}")
     # Lone surrogates (surrogateescape'd bytes) have no UTF-8 form: replace them rather than fail.
     stderr_tail = stderr_tail.encode("utf-8", errors="replace").decode("utf-8")
+    return _seal(recipient_public, context, _fit(exit_code, stage, stderr_tail), sender)
+
+
+def _seal(recipient_public: bytes, context: TransferContext, plaintext: bytes, sender: KeyPair) -> bytes:
+    """Seal ``plaintext`` as a report (the checks on the fields are the caller's)."""
     if isinstance(recipient_public, (bytearray, memoryview)):
         recipient_public = bytes(recipient_public)
     ephemeral = X25519PrivateKey.generate()
@@ -153,8 +158,7 @@ def seal_report(
     shared = _exchange(ephemeral, recipient_public) + sender.exchange(recipient_public)
     header = MAGIC + bytes([VERSION]) + sender.public_bytes + ephemeral_public
     key = _key(shared, ephemeral_public, recipient_public, context)
-    sealed = AESGCM(key).encrypt(_ZERO_NONCE, _fit(exit_code, stage, stderr_tail), header + recipient_public
-                                 + context.to_bytes())
+    sealed = AESGCM(key).encrypt(_ZERO_NONCE, plaintext, header + recipient_public + context.to_bytes())
     return header + sealed
 
 
