@@ -172,21 +172,24 @@ class ProviderDaemon:
         self._trust_checked = time.time()
         done = True
         for raw in self.config.trusted_validators:
-            validator = to_checksum_address(raw)
+            validator = str(to_checksum_address(raw))
             if validator == self.address or self.market.trusts(self.address, validator):
                 continue
             try:
-                self.txs.send(
-                    f"trust:{validator.lower()}",
-                    lambda v=validator: not self.market.trusts(self.address, v),
-                    lambda tx, v=validator: self.market.set_trust(v, True, sender=self.account, **tx),
-                )
+                self._trust(validator)
                 log.info("trusting validator %s", validator)
             except IChainError as err:
                 done = False
                 log.warning("cannot trust validator %s yet: %s", validator, " ".join(str(err).split()))
         self._trust_pending = not done
         return done
+
+    def _trust(self, validator: str) -> None:
+        self.txs.send(
+            f"trust:{validator.lower()}",
+            lambda: not self.market.trusts(self.address, validator),
+            lambda tx: self.market.set_trust(validator, True, sender=self.account, **tx),
+        )
 
     def _wanted(self) -> tuple[bytes, int, bool]:
         """The (key, price, availability) this daemon's worker should have on chain."""
@@ -259,8 +262,8 @@ class ProviderDaemon:
         if self._trust_pending and now - self._trust_checked > TRUST_RETRY:
             try:
                 self._ensure_trust()
-            except Exception as err:  # the node is down: the runner's next pass notices
-                log.debug("trust retry: %s", err)
+            except Exception as trouble:  # the node is down: the runner's next pass notices
+                log.debug("trust retry: %s", trouble)
         for key, fut in list(self.jobs.items()):
             if fut.done():
                 del self.jobs[key]
@@ -337,6 +340,10 @@ class ProviderDaemon:
         (work / "task.ok").touch()
         faults.point("task-unpacked")
         return folder
+
+    def _reload(self, record: TaskRecord) -> TaskRecord:
+        """The record as the state holds it now (a step of this job may have added to it)."""
+        return self.state.task(record.task_id, record.role) or record
 
     def _withdraw(self, task_id: int) -> None:
         credit = int(self.market.credit(self.address))
@@ -461,7 +468,7 @@ class ProviderDaemon:
         return limit
 
     def _execute_and_submit(self, record: TaskRecord, task: Task) -> None:
-        from ichain.sandbox import TaskFormatError, pack_bundle, pack_result
+        from ichain.sandbox import PackageError, TaskFormatError, pack_bundle, pack_result
 
         if record.data.get("report"):
             self._report_failure(record)  # a failure sealed in an earlier life: send that same report
@@ -470,7 +477,13 @@ class ProviderDaemon:
         result = work / "result.tar"
         if not record.data.get("result_hash") or not result.exists():
             self._precheck_terms(task)
-            folder = self._fetch_task(record, task)
+            try:
+                folder = self._fetch_task(record, task)
+            except PackageError as err:
+                # The posted archive itself is unsafe or corrupt (its hash matched): the requester's fault, said at once.
+                self._fail(self._reload(record), "execute", None, f"the task archive cannot be unpacked: {err}")
+                return
+            record = self._reload(record)  # the requester key the locator opened with is recorded now
             try:
                 self._check_time(folder, task)
             except TaskFormatError as err:
@@ -721,7 +734,7 @@ class ProviderDaemon:
             return False, "result does not match the commitment on chain"
         try:
             folder = self._unpack_task(record, work / "task.tar")
-        except Refused as err:
+        except (Refused, PackageError) as err:
             return False, str(err)
         try:
             meta = read_result_meta(result)

@@ -82,7 +82,7 @@ def test_daemon__script_raises_in_execute__task_failed_within_30s_with_its_error
     market, deployed = fresh_market
     provider, validator = accounts[8], accounts[2]
     market.register(KeyPair.generate().public_bytes, FEE, sender=validator)
-    daemons.start(8, PRICE, market=deployed.market, extra=("--trust", validator.address))
+    proc = daemons.start(8, PRICE, market=deployed.market, extra=("--trust", validator.address))
     tid = requester.post(task_folder(tmp_path, "raises", RAISING_TASK), provider=provider.address,
                          validator=validator.address, price=PRICE, fee=FEE, timeout=600)
     posted = time.time()
@@ -98,6 +98,7 @@ def test_daemon__script_raises_in_execute__task_failed_within_30s_with_its_error
     assert failed.provider_paid == PRICE // 10 * 99 // 100  # the failure fee, less the burn
     assert failed.refund == PRICE + FEE - PRICE // 10
     assert market.result_of(tid) is None  # nothing was committed
+    assert proc.log_path.read_text().count("running in the sandbox") == 1  # reported at once, never re-run
 
 
 def test_daemon__validate_mode_rejects_its_own_result__failed_by_the_precheck_and_no_validator_work(
@@ -108,7 +109,7 @@ def test_daemon__validate_mode_rejects_its_own_result__failed_by_the_precheck_an
     market, deployed = fresh_market
     provider, validator = accounts[8], accounts[2]
     vproc = daemons.start(2, FEE, market=deployed.market)
-    daemons.start(8, PRICE, market=deployed.market, extra=("--trust", validator.address))
+    proc = daemons.start(8, PRICE, market=deployed.market, extra=("--trust", validator.address))
     tid = requester.post(task_folder(tmp_path, "rigged", REJECTING_TASK), provider=provider.address,
                          validator=validator.address, price=PRICE, fee=FEE, timeout=600)
     wait_until(lambda: task_status(market, tid) == Status.Failed, 90, "the pre-check to fail the task", interval=0.2)
@@ -118,6 +119,7 @@ def test_daemon__validate_mode_rejects_its_own_result__failed_by_the_precheck_an
     assert "claim_offset says no" in report.stderr_tail
     assert requester.event(tid, "ResultSubmitted") is None and market.result_of(tid) is None
     assert requester.event(tid, "VerdictSubmitted") is None
+    assert proc.log_path.read_text().count("running in the sandbox") == 1
     # The validator's daemon saw the task and settled it as Failed without fetching or judging anything.
     def validator_settled() -> bool:
         record, _ = _daemon_record(vproc, validator.address, int(chain.chain_id), tid, "validator")

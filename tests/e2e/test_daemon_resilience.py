@@ -94,6 +94,8 @@ def test_daemon__reorg_drops_its_result__commits_it_again_without_waiting_for_it
                "the daemon to commit its result again after the reorg", interval=0.2)
     # The same result, from the daemon's saved work (its salt is in the saved package: no second run, same hash).
     assert e2e_market.result_of(tid) == committed
+    # The daemon logs the commitment once the SDK has read the receipt, a moment after the block.
+    wait_until(lambda: proc.log_path.read_text().count("committed") == 2, 15, "the daemon's second commitment log")
     log = proc.log_path.read_text()
     assert "reorg or reset seen" in log, proc.tail(20)
     assert log.count("running in the sandbox") == 1 and log.count("committed") == 2, proc.tail(20)
