@@ -63,17 +63,24 @@ def _interactive() -> bool:
     return sys.stdin.isatty() and sys.stdout.isatty()
 
 
+def _ask_stars(question: str) -> int:
+    """Ask for 1..5 stars until the answer is one (an empty answer is 0: no rating)."""
+    while True:
+        answer = str(click.prompt(question, default="", show_default=False)).strip()
+        if not answer:
+            return 0
+        if answer.isdigit() and 1 <= int(answer) <= 5:
+            return int(answer)
+        click.echo("  a rating is 1, 2, 3, 4 or 5 (or empty)")
+
+
 def _prompt_rating(status: Status, provider: str, validator: str) -> tuple[int, int] | None:
     """Ask for the provider's rating (and the validator's after an accept); an empty answer rates later."""
-    answer = click.prompt(f"rate provider {provider} (1..5, empty: rate later)", default="", show_default=False)
-    if not str(answer).strip():
+    rating = _ask_stars(f"rate provider {provider} (1..5, empty: rate later)")
+    if not rating:
         return None
-    rating = click.IntRange(1, 5).convert(answer, None, None)
-    vrating = 0
-    if status == Status.Completed:
-        vanswer = click.prompt(f"rate validator {validator} (1..5, empty: not rated)", default="", show_default=False)
-        vrating = click.IntRange(1, 5).convert(vanswer, None, None) if str(vanswer).strip() else 0
-    return int(rating), int(vrating)
+    vrating = _ask_stars(f"rate validator {validator} (1..5, empty: not rated)") if status == Status.Completed else 0
+    return rating, vrating
 
 
 @click.command(cls=IChainCommand)

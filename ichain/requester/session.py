@@ -385,7 +385,7 @@ class RequesterSession:
         task = self.refresh()
         if task.status != Status.Pending:
             raise RequestError(f"task {tid} is {task.status.name}: a provider is named while it is Pending")
-        val = task.validator or self.data.get("validator")
+        val = str(task.validator or self.data.get("validator"))
         if provider in ("best", "auto"):
             ranked = [w for w in self.rank_providers((val,))
                       if w.price <= task.price and self.market.trusts(w.address, val)]

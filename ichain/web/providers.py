@@ -85,9 +85,9 @@ class EventTally:
                 row.update(status=verdict, amount=earned)
         elif isinstance(ev, TaskExpired) and ev.provider is not None:
             # A timeout pays nobody for work: at most the provider's collateral comes back.
-            row = self._by_worker[ev.provider].history.get((ev.task_id, "provider"))
-            if row is not None:
-                row.update(status="Expired", amount=0)
+            expired = self._by_worker[ev.provider].history.get((ev.task_id, "provider"))
+            if expired is not None:
+                expired.update(status="Expired", amount=0)
 
 
 def host_alive(port: Any, host: str = "127.0.0.1") -> bool:

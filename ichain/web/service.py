@@ -335,9 +335,10 @@ class WebService:
                 ctx["providers"] = self.providers()
                 ctx["validators"] = self.validators()
                 if ctx["providers"]:
+                    # A fee must reach the validator's asking price (protocol v2): offer the lowest one asked.
                     best = min(p["price"] for p in ctx["providers"])
                     ctx["default_price"] = _ether_text(max(best, 1))
-                    ctx["default_fee"] = _ether_text(max(best // 10, 1))
+                    ctx["default_fee"] = _ether_text(max(best, 1))
                 ctx["task"] = self.task(task_id) if task_id is not None else None
             if view == "provider":
                 if provider is None and self.account is not None:

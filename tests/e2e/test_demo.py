@@ -35,9 +35,10 @@ def _marked(mark: str) -> list[int]:
     return pids
 
 
-def _start(mark: str, transport: str = "direct") -> subprocess.Popen:
-    return subprocess.Popen([APE, "ichain", "demo", "--transport", transport], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "ICHAIN_DEMO_MARK": mark})
+def _start(mark: str, transport: str = "direct", *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([APE, "ichain", "demo", "--transport", transport, *extra], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+                            env={**os.environ, "ICHAIN_DEMO_MARK": mark})
 
 
 def _gone(mark: str, timeout: float = 20) -> list[int]:
@@ -47,14 +48,28 @@ def _gone(mark: str, timeout: float = 20) -> list[int]:
     return left
 
 
-def test_demo__default_settings__prints_outcome_and_leaves_nothing_running():
+def test_demo__rating_given__v2_round_accepted_rated_and_leaves_nothing_running():
+    """The protocol-v2 round: post (requester), submitResult (provider, with collateral), submitVerdict
+    (validator: pays and releases), rate (requester): 4 task transactions, 2 of them the requester's."""
+    mark = uuid.uuid4().hex
+    proc = _start(mark, "direct", "--rating", "5", "--validator-rating", "4")
+    out, _ = proc.communicate(timeout=540)
+    assert proc.returncode == 0, out[-3000:]
+    for field in ("trust: ", "accuracy", "verdict       : Accepted", "payment", "your rating   : 5",
+                  "new rating    : score"):
+        assert field in out, out[-3000:]
+    assert "in 4 transactions (2 sent by the requester)" in out, out[-3000:]
+    assert _gone(mark) == []
+
+
+def test_demo__no_rating_and_no_terminal__never_rates_for_the_user():
     mark = uuid.uuid4().hex
     proc = _start(mark)
     out, _ = proc.communicate(timeout=540)
     assert proc.returncode == 0, out[-3000:]
-    for field in ("accuracy", "verdict       : Accepted", "payment", "new rating    : "):
-        assert field in out, out[-3000:]
-    assert "in 4 transactions (2 sent by the requester)" in out, out[-3000:]
+    assert "verdict       : Accepted" in out and "your rating   : none given" in out, out[-3000:]
+    assert "not rated: rate it with `ape ichain rate" in out, out[-3000:]
+    assert "in 3 transactions (1 sent by the requester)" in out, out[-3000:]
     assert _gone(mark) == []
 
 

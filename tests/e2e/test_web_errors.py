@@ -27,7 +27,16 @@ pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 @pytest.fixture
 def market(web_market):
-    """No daemons here: every case is refused before anything is sent."""
+    """No daemons here: every case is refused before anything is sent. A provider trusting a validator is
+    registered, so ``best``/``auto`` find a pair and the refusal is the case's own."""
+    from ichain.transfer import KeyPair
+
+    provider, validator = accounts.test_accounts[1], accounts.test_accounts[2]
+    for who in (provider, validator):
+        if not web_market.worker(who.address).registered:
+            web_market.register(KeyPair.generate().public_bytes, 10**15, sender=who)
+    if not web_market.trusts(provider.address, validator.address):
+        web_market.set_trust(validator.address, True, sender=provider)
     return web_market
 
 

@@ -21,27 +21,32 @@ def _get(url: str) -> str:
         return r.read().decode()
 
 
-def test_providers__never_rated_worker__no_rating_rather_than_zero(web, web_market):
+def test_providers__never_rated_worker__the_prior_score_and_no_mean_rather_than_zero(web, web_market):
     worker = accounts.test_accounts[7]
     if not web_market.worker(worker.address).registered:
         web_market.register(KeyPair.generate().public_bytes, 10**15, sender=worker)
     server = web(accounts.test_accounts[6], lambda: web_market)
     row = next(w for w in json.loads(_get(server.url + "/api/providers")) if w["address"] == worker.address)
-    assert (row["rating"], row["ratings"]) == (None, 0)
+    assert (row["rating"], row["ratings"], row["score"]) == (None, 0, 3.0)
+    assert (row["validator_ratings"], row["missed"]) == (0, 0)
     assert json.loads(_get(f"{server.url}/api/provider/{worker.address}"))["rating"] is None
     html = _get(f"{server.url}/provider?address={worker.address}")
     shown = re.search(r'<dd id="prov-rating">(.*?)</dd>', html, re.S).group(1)
-    assert "no rating yet" in shown and "0.0" not in shown
+    assert "3.00" in shown and "(0 ratings)" in shown and "mean" not in shown
 
 
 def test_task__provider_silent_past_its_deadline__page_offers_the_refund_then_refunds(web, web_market, tmp_path):
-    requester, silent = accounts.test_accounts[6], accounts.test_accounts[7]
-    if not web_market.worker(silent.address).registered:  # no daemon behind it
-        web_market.register(KeyPair.generate().public_bytes, 10**15, sender=silent)
+    requester, silent, judge = accounts.test_accounts[6], accounts.test_accounts[7], accounts.test_accounts[5]
+    for who in (silent, judge):  # no daemon behind them
+        if not web_market.worker(who.address).registered:
+            web_market.register(KeyPair.generate().public_bytes, 10**15, sender=who)
+    if not web_market.trusts(silent.address, judge.address):
+        web_market.set_trust(judge.address, True, sender=silent)
     server = web(requester, lambda: web_market)
     service = server.app.state.service
-    tid = service.submit(folder=str(service.tasks_root / "digits"), price="0.001", validator_fee="0",
-                         provider=silent.address)
+    tid = service.submit(folder=str(service.tasks_root / "digits"), price="0.001", validator_fee="0.001",
+                         provider=silent.address, validator="auto")
+    assert web_market.task(tid).validator == judge.address
     assert service.task(tid)["recovery"] is None  # the provider still has time
     chain.provider.make_request("evm_increaseTime", [web_market.default_timeout + 5])
     chain.provider.make_request("evm_mine", [])

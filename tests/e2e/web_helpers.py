@@ -94,8 +94,8 @@ def web_market():
 
     from ichain.market import Market
 
-    return Market.deploy(accounts.test_accounts[8], save=False, review_window=60, validation_window=120,
-                         min_timeout=60, max_timeout=3600)
+    return Market.deploy(accounts.test_accounts[8], save=False, validation_window=120, min_timeout=60,
+                         max_timeout=3600)
 
 
 @pytest.fixture

@@ -272,3 +272,21 @@ def chain_id(node: str) -> int:
     from ape import chain
 
     return chain.chain_id
+
+
+@pytest.mark.parametrize("answers, expected", [("9\nx\n4\n\n", (4, 0)), ("\n", None), ("2\n5\n", (2, 5))],
+                         ids=["asks-again", "empty-rates-later", "both"])
+def test_prompt_rating__typed_answers__only_the_user_s_own_ratings(answers, expected):
+    """The interactive rating: an answer outside 1..5 is asked again, an empty one gives no rating (never 5)."""
+    import click
+    from click.testing import CliRunner
+
+    from ichain._cli.request import _prompt_rating
+
+    @click.command()
+    def ask():
+        click.echo(f"answer={_prompt_rating(Status.Completed, 'P', 'V')!r}")
+
+    result = CliRunner().invoke(ask, input=answers)
+    assert result.exit_code == 0, result.output
+    assert f"answer={expected!r}" in result.output
