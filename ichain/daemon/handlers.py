@@ -7,7 +7,7 @@ Locators exist only in events, so this is where they are kept.
 Protocol v2: a task names its validator when it is posted, so the validator's record starts at
 ``TaskPosted`` (with the requester's key, read from the task locator's envelope: the key the
 validator seals the result to on accept) and its work starts at ``ResultSubmitted`` (the
-provider's locator: the bundle for the validator and the pass-through item for the requester).
+provider's locator: the bundle of task and result, sealed to the validator).
 """
 
 from __future__ import annotations

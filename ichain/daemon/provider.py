@@ -10,11 +10,12 @@ killed anywhere and restarted carries on without repeating a transaction.
 Protocol v2 (fair exchange), as a provider: before any compute, the task's validator must be in our
 on-chain trusted set and the price at least ours; the task locator opens only with the event's
 requester and the envelope's key (a copied locator does not: H3); every fetch has a size cap; a task
-whose time limits cannot end before its deadline is refused (H4). A failing run (execute, or the task's
-own validate mode on our result) is reported at once with a sealed report (exit code, stderr tail).
-Otherwise the result is packed with a random salt, one bundle (task + result) is hosted for the
-validator, the result is sealed to the requester as the pass-through item, and the result is committed
-with collateral. As a validator: the fee must meet our policy before any compute; the bundle comes from
+whose time limits cannot end before its deadline, whose locator does not open, whose archive is not
+the posted one or that its requester does not serve is ended at once with a "refused" report (so the
+requester pays the failure fee: H3, H4, 1c). A failing run (execute, or the task's own validate mode on
+our result) is reported at once with a sealed report (exit code, stderr tail). Otherwise the result is
+packed with a random salt, one bundle (task + result) is hosted for the validator only (nothing sealed
+to the requester reaches the chain before the accept), and the result is committed with collateral. As a validator: the fee must meet our policy before any compute; the bundle comes from
 the provider (never the requester: 1c); the task and result are checked against the chain, validate
 mode decides; on accept our verified copy is hosted for the requester and its locator goes in the
 verdict. A provider that serves nothing is rejected before our deadline (2d).
@@ -536,18 +537,15 @@ class ProviderDaemon:
         if not val_loc:
             host = self._hosting()
             requester = record.data.get("requester") or task.requester
-            requester_key = bytes.fromhex(record.data["requester_key"])
             bundle = work / "bundle.tar"
             pack_bundle(work / "task.tar", result, bundle)
             assert task.validator is not None  # _precheck_terms refused a task without one
             vkey = self.market.worker(task.validator).enc_key
             mine = self.keypair.public_bytes
-            # One item for the validator (task + result, so it never depends on the requester still hosting), and
-            # the result sealed to the requester, which the validator passes on unopened with its accept.
+            # One item, for the validator: task + result, so it never depends on the requester still hosting. Nothing
+            # sealed to the requester goes on chain before the accept: the validator releases its own verified copy.
             for_validator = host.offer(bundle, vkey, self.context(record.task_id, "bundle-validator", requester, mine))
-            for_requester = host.offer(result, requester_key,
-                                       self.context(record.task_id, "result-requester", requester, mine))
-            val_loc = Envelope(mine, (for_validator, for_requester)).encode().hex()
+            val_loc = Envelope(mine, (for_validator,)).encode().hex()
             record = self.state.set_stage(record.task_id, "provider", "offered", validator_locator=val_loc)
             faults.point("result-offered")
 
@@ -667,21 +665,15 @@ class ProviderDaemon:
         if offered and record.data.get("offered_for") == committed.hex():
             return bytes.fromhex(offered)
         result = self._work(record) / f"result-{committed.hex()}.tar"
-        passthrough = b""
-        try:
-            env = Envelope.decode(bytes.fromhex(record.data.get("result_locator", "")))
-            passthrough = env.sealed[1] if len(env.sealed) > 1 else b""
-        except (EnvelopeError, ValueError):
-            pass
         mine = self.keypair.public_bytes
         key = record.data.get("requester_key")
-        ours = b""
-        if key:
-            ctx = self.context(record.task_id, "result-requester", record.data.get("requester") or task.requester, mine)
-            ours = bytes(self._hosting().offer(result, bytes.fromhex(key), ctx))
-        else:
-            log.warning("task %d: no requester key seen; the requester gets the provider's copy only", record.task_id)
-        locator = Envelope(mine, (ours, passthrough)).encode()
+        if not key:
+            # Accepting without a copy the requester can open would take its money for nothing: wait for the key
+            # (it is in the requester's own TaskPosted/ProviderAssigned envelope).
+            raise DaemonError(f"task {record.task_id}: the requester's key is not known yet; no verdict before it is")
+        ctx = self.context(record.task_id, "result-requester", record.data.get("requester") or task.requester, mine)
+        ours = bytes(self._hosting().offer(result, bytes.fromhex(key), ctx))
+        locator = Envelope(mine, (ours,)).encode()
         self.state.upsert_task(record.task_id, "validator", requester_locator=locator.hex(),
                                offered_for=committed.hex())
         return locator

@@ -34,7 +34,16 @@ from ichain.market.errors import (
     WrongState,
     error_from_revert,
 )
-from ichain.market.events import EventDecoder, MarketEvent, TaskEvent, TaskPosted, TrustChanged, Withdrawn
+from ichain.market.events import (
+    EventDecoder,
+    MarketEvent,
+    ResultSubmitted,
+    TaskEvent,
+    TaskPosted,
+    TrustChanged,
+    VerdictSubmitted,
+    Withdrawn,
+)
 from ichain.market.types import (
     MAX_REPORT,
     OPEN_STATUSES,
@@ -84,12 +93,19 @@ class Market:
     """
 
     def __init__(self, address: str, *, start_block: int = 0):
-        from ape import project
+        from ape import chain, project
         from ape.exceptions import ApeException
 
+        def instance(container: Any, at: str) -> Any:
+            # This package's own contract types, never one ape cached on disk for the address: a local node
+            # reuses addresses across runs, and a stale type (an older build, another contract) would decode
+            # this market's events and calls wrongly.
+            return chain.contracts.instance_at(at, contract_type=container.contract_type, fetch_from_explorer=False,
+                                               fetch_from_disk=False, detect_proxy=False, replace=True)
+
         try:
-            self.contract = project.TaskMarket.at(address)
-            self.ratings = project.Ratings.at(self.contract.ratings())
+            self.contract = instance(project.TaskMarket, address)
+            self.ratings = instance(project.Ratings, self.contract.ratings())
         except (ApeException, ValueError) as err:
             first = str(err).splitlines()[0] if str(err) else type(err).__name__
             raise MarketError(f"no TaskMarket at {address} on this network: {first}") from None
@@ -767,9 +783,27 @@ class Market:
         return self.task(task_id)
 
     def result_of(self, task_id: int) -> bytes | None:
-        """The result hash committed for ``task_id`` (None while none is committed); one view call."""
-        rh = bytes(self.contract.resultOf(int(task_id)))
-        return None if rh == bytes(32) else rh
+        """The full result hash of ``task_id`` as the chain binds it, or None when none is bound.
+
+        While the task is Validating the contract holds the first 24 bytes of the commitment (``resultOf``): the
+        hash is the ResultSubmitted one whose prefix matches them. Once judged (Completed, Rejected, or Rated
+        after a completion) it is the hash the verdict named, which the contract checked against the commitment.
+        Other states bind no result (a failed or expired task never released one).
+        """
+        task = self.task(task_id)
+        if task.status == Status.Validating:
+            prefix = bytes(self.contract.resultOf(int(task_id)))[:24]
+            if prefix == bytes(24):
+                return None
+            for event in reversed(self.task_events(task_id)):
+                if isinstance(event, ResultSubmitted) and bytes(event.result_hash)[:24] == prefix:
+                    return bytes(event.result_hash)
+            return None  # the node has not served the event yet
+        if task.status in (Status.Completed, Status.Rejected, Status.Rated):
+            for event in reversed(self.task_events(task_id)):
+                if isinstance(event, VerdictSubmitted):
+                    return bytes(event.result_hash)
+        return None
 
     def submit_verdict(
         self, task_id: int, result_hash: bytes, accept: bool, requester_locator: bytes = b"", *,

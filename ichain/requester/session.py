@@ -12,8 +12,8 @@ A :class:`RequesterSession` walks a task through the market (the round with its 
 
 The provider is picked by its count-aware score, the validator from THAT provider's trusted set (the provider
 consented to it on chain) with a fee of at least its asking price. Nothing opens the result before the accepting
-verdict: the requester locator in ``VerdictSubmitted`` holds the validator's copy and the provider's
-pass-through. A failed run ends at once with a sealed report (:meth:`RequesterSession.failure`).
+verdict: the requester locator in ``VerdictSubmitted`` holds the validator's verified copy, sealed to the
+requester. A failed run ends at once with a sealed report (:meth:`RequesterSession.failure`).
 
 Its state lives in ``<state_dir>/<account>/requests/<id>/session.json`` (written atomically), so a
 web server can list and show sessions and a restarted process resumes one with
@@ -429,7 +429,7 @@ class RequesterSession:
         elif isinstance(ev, ResultSubmitted):
             self.data["result_hash"] = bytes(ev.result_hash).hex()
             self.data["collateral"] = int(ev.collateral)
-            try:  # the provider's envelope key: the context of its pass-through item after the accept
+            try:  # the provider's envelope key: the context of a provider-sealed item after the accept
                 self.data["provider_key"] = Envelope.decode(bytes(ev.validator_locator)).sender_key.hex()
             except IChainError:
                 self.data["provider_key"] = None
@@ -495,8 +495,10 @@ class RequesterSession:
 
     # --- the result ---------------------------------------------------------------------------
     def _result_items(self) -> builtins.list[tuple[str, bytes, bytes]]:
-        """The requester locator's items with the sender key each was sealed with: item 0 by the validator (the
-        envelope's key), item 1 the provider's pass-through (the key of its ResultSubmitted envelope)."""
+        """The requester locator's items with the sender key each was sealed with: item 0, the validator's verified
+        copy (the envelope's key). A further item would be sealed by the provider (the key of its ResultSubmitted
+        envelope); the daemon sends none, since nothing sealed to the requester may be on chain before the
+        accept."""
         env = Envelope.decode(bytes.fromhex(self.data["requester_locator"]))
         keys = [("validator", env.sender_key)]
         if self.data.get("provider_key"):
@@ -506,8 +508,8 @@ class RequesterSession:
     def fetch_result_archive(self, on_progress: Callable[[FetchProgress], None] | None = None) -> Path:
         """Download the result (released by the accepting verdict) and check it against ``resultOf``.
 
-        The validator's copy is tried first, then the provider's; the first whose SHA-256 is the on-chain
-        commitment and whose metadata names this task and its provider is kept.
+        The validator's copy is tried (then any further copy the envelope holds); the first whose SHA-256 is the
+        hash the chain bound and whose metadata names this task and its provider is kept.
 
         Args:
             on_progress: Also called with each fetch progress update (e.g. a CLI progress bar).

@@ -5,8 +5,8 @@ The contract treats locators as opaque bytes. The marketplace packs into them:
 - the sender's X25519 public key (32 bytes; a requester is not a registered worker, so this is how
   the provider learns where to seal the result), and
 - one or more sealed transfer locators (``ChunkHost.offer``), in a fixed order per use:
-  ``[task]`` in TaskPosted/ProviderAssigned, ``[bundle for V, result for R]`` in ResultSubmitted,
-  ``[result for R by V, P's pass-through item]`` in VerdictSubmitted.
+  ``[task]`` in TaskPosted/ProviderAssigned, ``[bundle of task and result for V]`` in ResultSubmitted,
+  ``[result for R by V]`` in VerdictSubmitted (nothing sealed to the requester is on chain before the accept).
 
 Every sealed part is bound (see :class:`~ichain.transfer.crypto.TransferContext`) to the chain, market,
 task id, role, the requester's address and this envelope's sender key, so an envelope re-posted by

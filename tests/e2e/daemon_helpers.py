@@ -99,20 +99,32 @@ class Requester:
         found = [e for e in self.market.events(0) if e.event_name == name and e.task_id == task_id]
         return found[-1] if found else None
 
+    def opens_before_accept(self, task_id: int) -> list[str]:
+        """What of the provider's ResultSubmitted envelope opens for us (the requester), in any role: must be
+        nothing, or the requester would hold the result before the verdict."""
+        from ichain.transfer import TransferError, open_locator
+
+        env = Envelope.decode(bytes(self.event(task_id, "ResultSubmitted").validator_locator))
+        opened = []
+        for role in ("result-requester", "bundle-validator", "task-provider"):
+            for sealed in env.sealed:
+                try:
+                    open_locator(sealed, self.keypair, self.context(task_id, role, env.sender_key))
+                    opened.append(role)
+                except TransferError:
+                    pass
+        return opened
+
     def failure(self, task_id: int) -> FailureReport:
         """Open the task's failure report (sealed to us by the provider)."""
         report = bytes(self.event(task_id, "TaskFailed").report)
         return open_report(report, self.keypair, self.context(task_id, "failure-report", report_sender(report)))
 
-    def result(self, task_id: int, dest: Path, item: int = 0) -> Path:
-        """Fetch the accepted result and check it against the commitment: item 0 of the accept's locator is the
-        validator's copy (sealed under the verdict envelope's key), item 1 the provider's pass-through (sealed
-        under the key of the provider's ResultSubmitted envelope)."""
+    def result(self, task_id: int, dest: Path) -> Path:
+        """Fetch the accepted result and check it against the commitment: the accept's locator holds the
+        validator's copy (sealed under the verdict envelope's key)."""
         env = Envelope.decode(bytes(self.event(task_id, "VerdictSubmitted").requester_locator))
-        key = env.sender_key
-        if item == 1:
-            key = Envelope.decode(bytes(self.event(task_id, "ResultSubmitted").validator_locator)).sender_key
-        fetch(env.sealed[item], self.keypair, self.context(task_id, "result-requester", key), dest,
+        fetch(env.sealed[0], self.keypair, self.context(task_id, "result-requester", env.sender_key), dest,
               max_size=1 << 30)
         assert hashlib.sha256(dest.read_bytes()).digest() == self.market.result_of(task_id)
         return dest

@@ -29,6 +29,7 @@ from ichain.daemon.state import DaemonState, state_file
 from ichain.deployments import deploy
 from ichain.market import Status
 from ichain.transfer import KeyPair
+from ichain.transfer.envelope import Envelope
 
 from marketplace_helpers import MAX_TIMEOUT, MIN_TIMEOUT, VALIDATION_WINDOW, move_time, task_status, wait_until
 
@@ -153,8 +154,10 @@ def test_daemon__requester_stops_hosting_after_the_fetch__validated_from_the_pro
     # The result reaches the requester only now, from the validator's verified copy.
     got = requester.result(tid, tmp_path / "result.tar")
     assert got.stat().st_size > 0
-    # The provider's pass-through copy opens too, and is the same committed package.
-    assert requester.result(tid, tmp_path / "result-p.tar", item=1).read_bytes() == got.read_bytes()
+    # Before the accept nothing on chain opened for the requester: the provider's envelope holds the bundle
+    # sealed to the validator only, and the accept released exactly one copy, the validator's.
+    assert requester.opens_before_accept(tid) == []
+    assert len(Envelope.decode(bytes(verdict.requester_locator)).sealed) == 1
     wait_until(lambda: market.credit(provider.address) == 0, 30, "the provider's withdrawal")
 
 

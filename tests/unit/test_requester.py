@@ -167,7 +167,7 @@ def test_load__unknown_session__request_error(req_market, accounts, config):
 
 # ---- the accept: the result opens only from the verdict's locator --------------------------------------
 def _commit_and_accept(s, req_market, accounts, keys, tmp_path, *, validator_item: bytes | None = None):
-    """Play provider 3 and validator 5: package a result, host it (both copies), commit, accept."""
+    """Play provider 3 and validator 5: package a result, commit it, host the validator's copy, accept."""
     tid = int(s.task_id)
     out = tmp_path / "out"
     out.mkdir(exist_ok=True)
@@ -178,16 +178,14 @@ def _commit_and_accept(s, req_market, accounts, keys, tmp_path, *, validator_ite
     host = ChunkHost(tmp_path / "host", transport=DirectTransport())
     host.start()
     me = s._keypair().public_bytes  # the requester key its task envelope carried
-    from_provider = host.offer(archive, me, _ctx(s, "result-requester", keys[3]))
     from_validator = host.offer(archive, me, _ctx(s, "result-requester", keys[5]))
-    # The validator locator: [bundle for V (unused here), the provider's pass-through for R].
-    req_market.submit_result(tid, digest, Envelope(keys[3].public_bytes, (b"\x01", from_provider)).encode(),
-                             sender=accounts[3])
+    # The validator locator: [the bundle for V (a stand-in here)]; nothing in it is sealed to the requester.
+    req_market.submit_result(tid, digest, Envelope(keys[3].public_bytes, (b"\x01",)).encode(), sender=accounts[3])
     assert s.refresh().status == Status.Validating
     with pytest.raises(RequestError, match="has no result yet"):
         s.fetch_result()  # nothing opens before the accept
     item0 = from_validator if validator_item is None else validator_item
-    req_market.submit_verdict(tid, digest, True, Envelope(keys[5].public_bytes, (item0, from_provider)).encode(),
+    req_market.submit_verdict(tid, digest, True, Envelope(keys[5].public_bytes, (item0,)).encode(),
                               sender=accounts[5])
     return host, digest
 
@@ -207,15 +205,16 @@ def test_fetch_result__accepted__validator_copy_verified_against_result_of(sessi
         host.stop()
 
 
-def test_fetch_result__validator_copy_does_not_open__provider_pass_through_kept(sessions, req_market, accounts,
-                                                                                keys, tmp_path):
+def test_fetch_result__validator_copy_does_not_open__request_error_and_nothing_kept(sessions, req_market, accounts,
+                                                                                  keys, tmp_path):
     s = sessions()
     s.post(provider=accounts[3].address, validator=accounts[5].address, timeout=60)
     host, _ = _commit_and_accept(s, req_market, accounts, keys, tmp_path, validator_item=b"junk" * 20)
     s.fetch_patience = 0
     try:
-        s.fetch_result(tmp_path / "got")
-        assert s.data["result_from"] == "provider"
+        with pytest.raises(RequestError):
+            s.fetch_result(tmp_path / "got")
+        assert not s.data.get("result_ok") and not (tmp_path / "got").exists()
     finally:
         host.stop()
 
