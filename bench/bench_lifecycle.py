@@ -3,17 +3,17 @@
 Measures, on a local anvil this script starts (ape-foundry, free port):
 
 - ``protocol_overhead_s``: wall time of every chain interaction of one task (register checks aside:
-  post with provider and validator, submitResult, submitVerdict, finalize, both withdrawals), through
+  post with provider and validator, submitResult, submitVerdict (accept: pays), rate, both withdrawals), through
   the SDK with its typed pre-checks, excluding compute and transfer. Goal < 1 s (the paper's system
   waited 1-2 minutes on blocks).
 - ``reaction_latency_ms``: from the moment a ``post`` transaction is mined (anvil automine mines
   inside eth_sendRawTransaction) to the daemon's handler seeing the event, with the daemon's own runner (websocket head subscription, and HTTP polling every 100 ms).
   Goal < 200 ms.
 - ``critical_path_blocks``: distinct sequential blocks between posting and the requester holding a
-  validated result (post -> result -> verdict; finalize pays and rates but is off that path).
+  validated result (post -> result -> verdict, which pays and releases the result; rating is off that path).
   Goal <= 3.
 - ``throughput``: 20 tasks in flight at once through the whole protocol (post all, results for all,
-  verdicts for all, finalize all), tasks per second.
+  verdicts for all, ratings for all), tasks per second.
 
 Ratios are against the goals, measured in the same run. Run: ``.venv/bin/python bench/bench_lifecycle.py``.
 """
@@ -55,11 +55,12 @@ def main() -> dict:
     with networks.parse_network_choice("ethereum:local:foundry"):
         accts = accounts.test_accounts
         requester, provider, validator = accts[0], accts[1], accts[2]
-        deployed = deploy(accts[9], review_window=60, validation_window=60, min_timeout=30, max_timeout=3600,
+        deployed = deploy(accts[9], validation_window=60, min_timeout=30, max_timeout=3600,
                           save=False)
         market = get_market(deployed.market)
         for who, price in ((provider, 10**16), (validator, 10**15)):
             market.register(KeyPair.generate().public_bytes, price, sender=who)
+        market.set_trust(validator.address, True, sender=provider)
         price, fee = 10**16, 10**15
         loc = b"\x01" * 120  # an envelope-sized locator
 
@@ -68,27 +69,27 @@ def main() -> dict:
             steps, blocks = {}, []
             t0 = time.perf_counter()
             task = market.post(_h("task", i), price=price, validator_fee=fee, provider=provider.address,
-                               validator=validator.address, provider_locator=loc, validator_locator=loc,
+                               validator=validator.address, locator=loc,
                                timeout=600, sender=requester)
             tid = task.task_id
             steps["post"] = time.perf_counter() - t0
             blocks.append(chain.blocks.head.number)
             t0 = time.perf_counter()
-            market.submit_result(tid, _h("result", i), loc, loc, sender=provider)
+            market.submit_result(tid, _h("result", i), loc, sender=provider)
             steps["submitResult"] = time.perf_counter() - t0
             blocks.append(chain.blocks.head.number)
             t0 = time.perf_counter()
-            market.submit_verdict(tid, _h("result", i), True, sender=validator)
+            market.submit_verdict(tid, _h("result", i), True, loc, sender=validator)
             steps["submitVerdict"] = time.perf_counter() - t0
             blocks.append(chain.blocks.head.number)
             t0 = time.perf_counter()
-            market.finalize(tid, 5, sender=requester)
-            steps["finalize"] = time.perf_counter() - t0
+            market.rate(tid, 5, 5, sender=requester)
+            steps["rate"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             market.withdraw(sender=provider)
             market.withdraw(sender=validator)
             steps["withdraw_both"] = time.perf_counter() - t0
-            assert market.task(tid).status == Status.Completed
+            assert market.task(tid).status == Status.Rated
             return steps, blocks
 
         one_task(-1)
@@ -122,7 +123,7 @@ def main() -> dict:
                 # so the clock starts at the moment the event exists on chain.
                 tid = int(market.last_task_id()) + 1
                 terms = (provider.address, validator.address, price, fee, 600)
-                txn = market.contract.post.as_transaction(_h("react", ws, i), terms, loc, loc, sender=requester,
+                txn = market.contract.post.as_transaction(_h("react", ws, i), terms, loc, sender=requester,
                                                           value=price + fee)
                 signed = requester.sign_transaction(txn)
                 web3.eth.send_raw_transaction(signed.serialize_transaction())
@@ -147,23 +148,23 @@ def main() -> dict:
         ids = []
         for i in range(IN_FLIGHT):
             task = market.post(_h("flight", i), price=price, validator_fee=fee, provider=provider.address,
-                               validator=validator.address, provider_locator=loc, validator_locator=loc,
+                               validator=validator.address, locator=loc,
                                timeout=600, sender=requester)
             ids.append(task.task_id)
         for i, tid in enumerate(ids):
-            market.submit_result(tid, _h("flight-result", i), loc, loc, sender=provider)
+            market.submit_result(tid, _h("flight-result", i), loc, sender=provider)
         for i, tid in enumerate(ids):
-            market.submit_verdict(tid, _h("flight-result", i), True, sender=validator)
+            market.submit_verdict(tid, _h("flight-result", i), True, loc, sender=validator)
         for tid in ids:
-            market.finalize(tid, 5, sender=requester)
+            market.rate(tid, 5, 5, sender=requester)
         flight = time.perf_counter() - t0
-        assert all(market.task(t).status == Status.Completed for t in ids)
+        assert all(market.task(t).status == Status.Rated for t in ids)
 
     overhead = statistics.median(overheads)
     med_ws = statistics.median(lat_ws) if lat_ws else None
     med_poll = statistics.median(lat_poll) if lat_poll else None
     plain_tx = statistics.median(plain)
-    n_tx = 6  # post, submitResult, submitVerdict, finalize, 2 withdrawals
+    n_tx = 6  # post, submitResult, submitVerdict, rate, 2 withdrawals
     result = {
         "protocol_overhead_s": round(overhead, 4),
         "protocol_transactions": n_tx,

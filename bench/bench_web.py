@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import statistics
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -66,9 +67,11 @@ def main() -> dict:
     results: dict = {"live_interval_s": LIVE_INTERVAL, "pool_items_shown": POOL_SHOWN}
     with networks.parse_network_choice("ethereum:local:foundry"):
         deployer, requester, worker = accounts.test_accounts[0], accounts.test_accounts[1], accounts.test_accounts[2]
-        market = Market.deploy(deployer, save=False, review_window=60, validation_window=60, min_timeout=60,
+        market = Market.deploy(deployer, save=False, validation_window=60, min_timeout=60,
                                max_timeout=3600)
         market.register(KeyPair.generate().public_bytes, 10**15, sender=worker)
+        validator = accounts.test_accounts[3]
+        market.register(KeyPair.generate().public_bytes, 10**14, sender=validator)  # every task names one
         state = Path(tempfile.mkdtemp(prefix="bench-web-"))
         # No read cache: each request below pays for a full refresh, as one live client would.
         service = WebService(account=requester, market_factory=lambda: market, config=IChainConfig(state_dir=state),
@@ -77,7 +80,7 @@ def main() -> dict:
 
         def post() -> int:
             digest = hashlib.sha256(f"bench-{next(counter)}-{time.time()}".encode()).digest()
-            return market.post(digest, price=10**15, validator_fee=10**14, sender=requester).task_id
+            return market.post(digest, validator=validator, price=10**15, validator_fee=10**14, sender=requester).task_id
 
         with BackgroundServer(create_app(service)) as server, sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
