@@ -253,8 +253,8 @@ interface ITaskMarket {
     /// @param taskId The task (caller must be its provider, before the execution deadline).
     /// @param resultHash SHA-256 of the result archive (non-zero; the archive carries a random salt, so the
     ///        hash does not reveal a low-entropy result).
-    /// @param validatorLocator Locator sealed to the validator: the task and the result, and the result sealed
-    ///        to the requester for the validator to pass on.
+    /// @param validatorLocator Locator sealed to the validator: the task and the result (nothing in it opens for
+    ///        the requester; the validator releases its own copy with the accept).
     function submitResult(uint256 taskId, bytes32 resultHash, bytes calldata validatorLocator) external payable;
 
     /// @notice End a task whose run failed, at once: the provider keeps the failure fee (10% of the price, less

@@ -747,8 +747,8 @@ class Market:
 
         Args:
             result_hash: SHA-256 of the (salted) result archive.
-            validator_locator: The locator sealed to the validator (task + result, and the result sealed to the
-                requester for the validator to pass on at its accept).
+            validator_locator: The locator sealed to the validator (task + result; nothing in it may open for
+                the requester, who gets the validator's copy with the accept).
 
         Raises:
             InvalidInput, NotProvider, WrongState, DeadlinePassed, InsufficientDeposit: before sending.

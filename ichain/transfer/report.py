@@ -13,7 +13,7 @@ requester, sender key). A fresh ``e`` per report makes the all-zero nonce safe.
 
 Layout (version 1): ``b"IR" | version (1) | sender key (32) | e.pub (32) | AES-GCM(JSON) (+ 16-byte tag)``;
 the associated data is the header and ``R`` and the context. The plaintext is
-``{"exit_code": int, "stage": "execute" | "validate", "stderr_tail": str}`` (compact UTF-8 JSON).
+``{"exit_code": int, "stage": "execute" | "validate" | "refused", "stderr_tail": str}`` (compact UTF-8 JSON).
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ class FailureReport:
 
     Attributes:
         exit_code: The script's exit code (non-zero; negative when killed by a signal).
-        stage: ``"execute"`` (the task's run failed) or ``"validate"`` (the provider's pre-check rejected).
+        stage: ``"execute"`` (the task's run failed), ``"validate"`` (the provider's pre-check rejected) or
+            ``"refused"`` (the task could not run through its requester's doing: locator, hosting, archive, limits).
         stderr_tail: The last part of the script's stderr (cut from the front to fit the report).
         error_line: The last non-empty line of the tail (the script's error, e.g. ``"ValueError: boom"``).
         sender_key: The X25519 key the report was sealed under (the provider's).
@@ -122,7 +123,7 @@ def seal_report(
         context: Role ``"failure-report"``, the real task id, the task's requester, and
             ``sender_key=sender.public_bytes``.
         exit_code: The script's exit code.
-        stage: ``"execute"`` or ``"validate"``.
+        stage: ``"execute"``, ``"validate"`` or ``"refused"``.
         stderr_tail: The script's stderr (or its end); ``bytes`` are decoded as UTF-8 with replacement.
             Cut from the front so the report fits in :data:`MAX_REPORT` bytes.
         sender: The provider's key pair (the report opens only under its public key).
@@ -245,7 +246,7 @@ def _parse(plaintext: bytes) -> tuple[int, str, str]:
     if isinstance(exit_code, bool) or not isinstance(exit_code, int) or not _EXIT_MIN <= exit_code <= _EXIT_MAX:
         raise ReportInvalid("the failure report's exit code is not an integer in range")
     if stage not in STAGES:
-        raise ReportInvalid("the failure report's stage is neither execute nor validate")
+        raise ReportInvalid("the failure report's stage is not execute, validate or refused")
     if not isinstance(tail, str):
         raise ReportInvalid("the failure report's stderr tail is not text")
     return exit_code, stage, tail
