@@ -6,22 +6,34 @@ import {IRatings} from "./interfaces/IRatings.sol";
 import {Ratings} from "./Ratings.sol";
 
 /// @title TaskMarket
-/// @notice Escrow and state machine of iChain tasks, with a worker registry and enumerable pools.
+/// @notice Escrow and state machine of iChain tasks (protocol v2, fair exchange), with a worker registry, the
+///         providers' trusted validator sets and enumerable pools.
 /// @dev Gas design (every state-changing function is O(1)):
 ///      - a task is 2 packed slots: workers get a permanent uint32 id at registration, so the provider and the
 ///        validator fit beside the price and the fee; the task hash and all locators are only emitted;
-///      - the result commitment is one slot per task, `_resultOf[taskId] = resultHash`: it is the binding the
-///        validator assignment and the verdict are checked against; keyed by the task, so the same hash committed
-///        on another task (a copier) never collides with it, and the status change makes it once per task;
+///      - the collateral, the failure fee and every payout are derived from the price and the fee (collateralFor
+///        and the BPS constants), never stored, so settling and rating re-derive them instead of reading a slot;
+///      - the result commitment is one slot per task, `_resultOf[taskId] = resultHash`, the binding the verdict is
+///        checked against; keyed by the task, so the same hash committed on another task (a copier) never
+///        collides with it;
 ///      - open tasks (those holding escrow) and available workers live in swap-and-pop index sets whose
 ///        position is stored in the element itself; popped set slots are left dirty on purpose, so a later push
 ///        rewrites a non-zero slot instead of creating one;
+///      - the burned total shares the Counters slot, which every settlement already rewrites (_removeOpen);
 ///      - credits are stored plus one (0 = never touched) and withdraw leaves the 1, so crediting an account that
 ///        was ever credited or registered rewrites a non-zero slot.
 contract TaskMarket is ITaskMarket {
-    /// @notice Seconds the requester has to name a validator after the result, and to finalize after an accept.
-    uint256 public immutable reviewWindow;
-    /// @notice Seconds a named validator has to submit its verdict.
+    /// @notice Share of every paid amount that is burned (kept in this contract for ever), in basis points.
+    uint256 public constant BURN_BPS = 100;
+    /// @notice Collateral beyond the validator fee a provider posts with its result, in basis points of the price.
+    uint256 public constant COLLATERAL_BPS = 1000;
+    /// @notice Share of the price a provider keeps when it reports a failing run, in basis points.
+    uint256 public constant FAILURE_BPS = 1000;
+    /// @notice Longest failure report in bytes.
+    uint256 public constant MAX_REPORT_BYTES = 1024;
+    uint256 private constant _BPS = 10_000;
+
+    /// @notice Seconds the validator has for its verdict once the result is committed.
     uint256 public immutable validationWindow;
     /// @notice Smallest allowed per-task execution timeout (seconds).
     uint256 public immutable minTimeout;
@@ -49,12 +61,15 @@ contract TaskMarket is ITaskMarket {
         uint32 openTasks;
         uint32 availableWorkers;
         uint32 lastWorkerId;
+        // uint96 holds far more wei than exists; a burn can only come out of escrow this contract holds
+        uint96 burned;
     }
 
     Counters private _counters;
     mapping(uint256 taskId => StoredTask) private _tasks;
     mapping(address worker => Worker) private _workers;
     mapping(uint32 id => address worker) private _workerAt;
+    mapping(address provider => mapping(address validator => bool)) private _trusted;
     mapping(uint256 taskId => bytes32 resultHash) private _resultOf;
     mapping(address account => uint256 creditPlusOne) private _credits;
     mapping(uint256 position => uint256 taskId) private _openTaskAt;
@@ -62,17 +77,14 @@ contract TaskMarket is ITaskMarket {
 
     uint256 private constant _LOCK_SLOT = uint256(keccak256("ichain.TaskMarket.lock")) - 1;
 
-    /// @param reviewWindow_ Seconds to name a validator after the result, and to finalize after an accept.
     /// @param validationWindow_ Seconds a validator has for its verdict.
     /// @param minTimeout_ Smallest per-task execution timeout.
     /// @param maxTimeout_ Largest per-task execution timeout (fits in uint24).
-    constructor(uint256 reviewWindow_, uint256 validationWindow_, uint256 minTimeout_, uint256 maxTimeout_) {
+    constructor(uint256 validationWindow_, uint256 minTimeout_, uint256 maxTimeout_) {
         if (
-            reviewWindow_ == 0 || validationWindow_ == 0 || minTimeout_ == 0 || minTimeout_ > maxTimeout_
-                || maxTimeout_ > type(uint24).max || reviewWindow_ > type(uint24).max
+            validationWindow_ == 0 || minTimeout_ == 0 || minTimeout_ > maxTimeout_ || maxTimeout_ > type(uint24).max
                 || validationWindow_ > type(uint24).max
         ) revert TaskMarket__InvalidWindows();
-        reviewWindow = reviewWindow_;
         validationWindow = validationWindow_;
         minTimeout = minTimeout_;
         maxTimeout = maxTimeout_;
@@ -103,7 +115,7 @@ contract TaskMarket is ITaskMarket {
         Worker storage w = _workers[msg.sender];
         if (w.registered) revert TaskMarket__AlreadyRegistered(msg.sender);
         if (w.id == 0) {
-            // ids are permanent: a worker that leaves and comes back keeps its id
+            // ids are permanent: a worker that leaves and comes back keeps its id (and its missed count)
             uint32 id = ++_counters.lastWorkerId;
             w.id = id;
             _workerAt[id] = msg.sender;
@@ -114,6 +126,7 @@ contract TaskMarket is ITaskMarket {
         if (available) _addAvailable(msg.sender, w);
         if (_credits[msg.sender] == 0) _credits[msg.sender] = 1;
         emit WorkerRegistered(msg.sender, encKey, price, available);
+        // trusted contract deployed by this one; called last (checks-effects-interactions)
         ratings.track(msg.sender);
     }
 
@@ -140,15 +153,21 @@ contract TaskMarket is ITaskMarket {
         emit WorkerLeft(msg.sender);
     }
 
+    /// @inheritdoc ITaskMarket
+    function setTrust(address validator, bool trusted) external {
+        if (validator == address(0) || validator == msg.sender) revert TaskMarket__InvalidValidator(validator);
+        _trusted[msg.sender][validator] = trusted;
+        emit TrustChanged(msg.sender, validator, trusted);
+    }
+
     // ================================================================== task lifecycle
 
     /// @inheritdoc ITaskMarket
-    function post(
-        bytes32 taskHash,
-        Terms calldata terms,
-        bytes calldata providerLocator,
-        bytes calldata validatorLocator
-    ) external payable returns (uint256 taskId) {
+    function post(bytes32 taskHash, Terms calldata terms, bytes calldata locator)
+        external
+        payable
+        returns (uint256 taskId)
+    {
         if (taskHash == bytes32(0)) revert TaskMarket__ZeroTaskHash();
         uint32 deadline;
         (taskId, deadline) = _openTask(terms);
@@ -161,8 +180,7 @@ contract TaskMarket is ITaskMarket {
             terms.price,
             terms.validatorFee,
             deadline,
-            providerLocator,
-            validatorLocator
+            locator
         );
     }
 
@@ -171,7 +189,8 @@ contract TaskMarket is ITaskMarket {
         StoredTask storage t = _requesterTask(taskId);
         if (t.status != Status.Pending) revert TaskMarket__WrongState(taskId, t.status);
         uint96 price = t.price;
-        uint32 providerId = _checkProvider(provider, t.validatorId, price);
+        uint32 validatorId = t.validatorId;
+        uint32 providerId = _checkProvider(provider, validatorId, _workerAt[validatorId], price);
 
         uint32 deadline = uint32(block.timestamp + t.timeout);
         t.status = Status.Executing;
@@ -181,44 +200,47 @@ contract TaskMarket is ITaskMarket {
     }
 
     /// @inheritdoc ITaskMarket
-    function assignValidator(uint256 taskId, address validator, bytes32 resultHash, bytes calldata locator)
-        external
-    {
-        StoredTask storage t = _requesterTask(taskId);
-        Status status = t.status;
-        if (status == Status.AwaitingValidator) {
-            if (block.timestamp > t.deadline) revert TaskMarket__DeadlinePassed(taskId, t.deadline);
-        } else if (status == Status.Validating) {
-            // a named validator keeps its whole window; only a silent one can be replaced
-            if (block.timestamp <= t.deadline) revert TaskMarket__DeadlineNotReached(taskId, t.deadline);
-        } else {
-            revert TaskMarket__WrongState(taskId, status);
-        }
-        uint32 validatorId = _checkValidator(validator, t.providerId, t.validatorId);
-        if (_resultOf[taskId] != resultHash) revert TaskMarket__WrongResult(taskId, resultHash);
+    function submitResult(uint256 taskId, bytes32 resultHash, bytes calldata validatorLocator) external payable {
+        StoredTask storage t = _providerTask(taskId);
+        if (resultHash == bytes32(0)) revert TaskMarket__ZeroResultHash();
+        uint256 collateral = _collateral(t.price, t.validatorFee);
+        if (msg.value != collateral) revert TaskMarket__WrongDeposit(collateral, msg.value);
 
         uint32 deadline = uint32(block.timestamp + validationWindow);
+        _resultOf[taskId] = resultHash;
         t.status = Status.Validating;
         t.deadline = deadline;
-        t.validatorId = validatorId;
-        emit ValidatorAssigned(taskId, validator, msg.sender, resultHash, t.validatorFee, deadline, locator);
-    }
-
-    /// @inheritdoc ITaskMarket
-    function submitResult(
-        uint256 taskId,
-        bytes32 resultHash,
-        bytes calldata requesterLocator,
-        bytes calldata validatorLocator
-    ) external {
-        (address validator, address requester, uint32 deadline) = _commitResult(taskId, resultHash);
         emit ResultSubmitted(
-            taskId, msg.sender, validator, requester, resultHash, deadline, requesterLocator, validatorLocator
+            taskId,
+            msg.sender,
+            _workerAt[t.validatorId],
+            t.requester,
+            resultHash,
+            collateral,
+            deadline,
+            validatorLocator
         );
     }
 
     /// @inheritdoc ITaskMarket
-    function submitVerdict(uint256 taskId, bytes32 resultHash, bool accept) external {
+    function reportFailure(uint256 taskId, bytes calldata report) external {
+        StoredTask storage t = _providerTask(taskId);
+        if (report.length == 0 || report.length > MAX_REPORT_BYTES) revert TaskMarket__InvalidReport(report.length);
+
+        (uint256 providerPaid, uint256 burn) = _failurePay(t.price);
+        uint256 refund = uint256(t.price) + t.validatorFee - providerPaid - burn;
+        address requester = t.requester;
+        t.status = Status.Failed;
+        _removeOpen(t.poolIndex, burn);
+        _credit(msg.sender, providerPaid);
+        _credit(requester, refund);
+        emit TaskFailed(taskId, msg.sender, requester, providerPaid, refund, burn, report);
+    }
+
+    /// @inheritdoc ITaskMarket
+    function submitVerdict(uint256 taskId, bytes32 resultHash, bool accept, bytes calldata requesterLocator)
+        external
+    {
         StoredTask storage t = _tasks[taskId];
         Status status = t.status;
         if (status == Status.None) revert TaskMarket__TaskNotFound(taskId);
@@ -228,44 +250,44 @@ contract TaskMarket is ITaskMarket {
         if (block.timestamp > t.deadline) revert TaskMarket__DeadlinePassed(taskId, t.deadline);
         if (_resultOf[taskId] != resultHash) revert TaskMarket__WrongResult(taskId, resultHash);
 
-        uint96 fee = t.validatorFee;
-        address requester = t.requester;
-        uint32 deadline;
+        // [providerPaid, validatorPaid, burned] in memory: the event's fields do not fit the stack otherwise
+        (address requester, uint256[3] memory paid) = _settleVerdict(t, accept);
         if (accept) {
-            deadline = uint32(block.timestamp + reviewWindow);
-            t.status = Status.Accepted;
-            t.deadline = deadline;
+            emit VerdictSubmitted(
+                taskId, msg.sender, requester, resultHash, true, paid[0], paid[1], paid[2], requesterLocator
+            );
         } else {
-            t.status = Status.Rejected;
-            _removeOpen(t.poolIndex);
-            _credit(requester, t.price);
+            emit VerdictSubmitted(taskId, msg.sender, requester, resultHash, false, 0, paid[1], paid[2], "");
         }
-        _credit(msg.sender, fee);
-        emit VerdictSubmitted(taskId, msg.sender, requester, resultHash, accept, fee, deadline);
     }
 
     /// @inheritdoc ITaskMarket
-    function finalize(uint256 taskId, uint8 rating) external {
+    function rate(uint256 taskId, uint8 providerRating, uint8 validatorRating) external {
         StoredTask storage t = _requesterTask(taskId);
-        if (rating == 0 || rating > 5) revert TaskMarket__InvalidRating(rating);
         Status status = t.status;
-        uint96 paid;
-        address provider;
-        if (status == Status.Accepted) {
-            paid = t.price;
-            provider = _workerAt[t.providerId];
-            t.status = Status.Completed;
-            _removeOpen(t.poolIndex);
-            _credit(provider, paid);
-        } else if (status == Status.Rejected) {
-            provider = _workerAt[t.providerId];
-            t.status = Status.Closed;
-        } else {
-            revert TaskMarket__WrongState(taskId, status);
+        if (status != Status.Completed && status != Status.Failed) revert TaskMarket__WrongState(taskId, status);
+        if (providerRating == 0 || providerRating > 5) revert TaskMarket__InvalidRating(providerRating);
+        if (validatorRating > 5 || (validatorRating != 0 && status == Status.Failed)) {
+            revert TaskMarket__InvalidRating(validatorRating);
         }
-        emit TaskFinalized(taskId, provider, msg.sender, rating, paid);
+
+        uint256 price = t.price;
+        uint256 providerPaid;
+        uint256 validatorPaid;
+        if (status == Status.Completed) {
+            providerPaid = price - price * BURN_BPS / _BPS;
+            uint256 fee = t.validatorFee;
+            validatorPaid = fee - fee * BURN_BPS / _BPS;
+        } else {
+            // a failed task paid the provider the failure fee and the validator nothing (it is not rated)
+            (providerPaid,) = _failurePay(price);
+        }
+        address provider = _workerAt[t.providerId];
+        address validator = _workerAt[t.validatorId];
+        t.status = Status.Rated;
+        emit TaskRated(taskId, provider, msg.sender, validator, providerRating, validatorRating);
         // trusted contract deployed by this one; called last (checks-effects-interactions)
-        ratings.rate(provider, taskId, msg.sender, rating);
+        ratings.rate(provider, providerRating, providerPaid, validator, validatorRating, validatorPaid);
     }
 
     /// @inheritdoc ITaskMarket
@@ -274,7 +296,7 @@ contract TaskMarket is ITaskMarket {
         if (t.status != Status.Pending) revert TaskMarket__WrongState(taskId, t.status);
         uint256 refund = uint256(t.price) + t.validatorFee;
         t.status = Status.Cancelled;
-        _removeOpen(t.poolIndex);
+        _removeOpen(t.poolIndex, 0);
         _credit(msg.sender, refund);
         emit TaskCancelled(taskId, msg.sender, refund);
     }
@@ -284,30 +306,25 @@ contract TaskMarket is ITaskMarket {
         StoredTask storage t = _tasks[taskId];
         Status status = t.status;
         if (status == Status.None) revert TaskMarket__TaskNotFound(taskId);
-        if (uint8(status) >= uint8(Status.Rejected)) revert TaskMarket__WrongState(taskId, status);
+        if (uint8(status) > uint8(Status.Validating)) revert TaskMarket__WrongState(taskId, status);
         if (block.timestamp <= t.deadline) revert TaskMarket__DeadlineNotReached(taskId, t.deadline);
 
         address requester = t.requester;
         address provider = _workerAt[t.providerId]; // address(0) while Pending
         uint256 price = t.price;
-        uint256 refund;
-        uint256 payout;
-        if (status == Status.AwaitingValidator) {
-            // the requester had the result and named no validator: the provider is paid, the fee goes back
-            payout = price;
-            refund = t.validatorFee;
-        } else if (status == Status.Accepted) {
-            // the validator was already paid; the requester cannot back out of paying
-            payout = price;
-        } else {
-            // Pending, Executing (silent provider), Validating (silent validator): full refund
-            refund = price + t.validatorFee;
-        }
+        uint256 fee = t.validatorFee;
+        // every silence settles against the silent party: a silent provider (Pending/Executing) earns nothing;
+        // a silent validator leaves the requester refunded without the result, the provider its collateral
+        // back and its own record a missed verdict (it loses the fee it would have earned)
+        uint256 payout = status == Status.Validating ? _collateral(price, fee) : 0;
         t.status = Status.Expired;
-        _removeOpen(t.poolIndex);
-        if (refund != 0) _credit(requester, refund);
-        if (payout != 0) _credit(provider, payout);
-        emit TaskExpired(taskId, requester, provider, status, refund, payout);
+        _removeOpen(t.poolIndex, 0);
+        _credit(requester, price + fee);
+        if (payout != 0) {
+            _credit(provider, payout);
+            ++_workers[_workerAt[t.validatorId]].missed;
+        }
+        emit TaskExpired(taskId, requester, provider, status, price + fee, payout);
     }
 
     /// @inheritdoc ITaskMarket
@@ -349,8 +366,23 @@ contract TaskMarket is ITaskMarket {
     }
 
     /// @inheritdoc ITaskMarket
+    function trusts(address provider, address validator) external view returns (bool) {
+        return _trusted[provider][validator];
+    }
+
+    /// @inheritdoc ITaskMarket
     function resultOf(uint256 taskId) external view returns (bytes32) {
         return _resultOf[taskId];
+    }
+
+    /// @inheritdoc ITaskMarket
+    function collateralFor(uint256 price, uint256 validatorFee) external pure returns (uint256) {
+        return _collateral(price, validatorFee);
+    }
+
+    /// @inheritdoc ITaskMarket
+    function burned() external view returns (uint256) {
+        return _counters.burned;
     }
 
     /// @inheritdoc ITaskMarket
@@ -421,8 +453,10 @@ contract TaskMarket is ITaskMarket {
         uint96 price = terms.price;
         uint256 deposit = uint256(price) + terms.validatorFee;
         if (msg.value != deposit) revert TaskMarket__WrongDeposit(deposit, msg.value);
-        uint32 validatorId = terms.validator == address(0) ? 0 : _checkValidator(terms.validator, 0, 0);
-        uint32 providerId = terms.provider == address(0) ? 0 : _checkProvider(terms.provider, validatorId, price);
+        address validator = terms.validator;
+        uint32 validatorId = _checkValidator(validator, terms.validatorFee);
+        uint32 providerId =
+            terms.provider == address(0) ? 0 : _checkProvider(terms.provider, validatorId, validator, price);
 
         Counters memory c = _counters;
         taskId = c.lastTaskId + 1;
@@ -445,32 +479,39 @@ contract TaskMarket is ITaskMarket {
         });
     }
 
-    /// @dev Checks and records the provider's result commitment (out of submitResult() for the stack).
-    function _commitResult(uint256 taskId, bytes32 resultHash)
+    /// @dev Moves a judged task out of escrow and credits the verdict's payouts (out of submitVerdict() for the
+    ///      stack).
+    function _settleVerdict(StoredTask storage t, bool accept)
         private
-        returns (address validator, address requester, uint32 deadline)
+        returns (address requester, uint256[3] memory paid)
     {
-        StoredTask storage t = _tasks[taskId];
-        Status status = t.status;
-        if (status == Status.None) revert TaskMarket__TaskNotFound(taskId);
-        uint32 callerId = _workers[msg.sender].id;
-        if (callerId == 0 || callerId != t.providerId) revert TaskMarket__NotProvider(taskId, msg.sender);
-        if (status != Status.Executing) revert TaskMarket__WrongState(taskId, status);
-        if (block.timestamp > t.deadline) revert TaskMarket__DeadlinePassed(taskId, t.deadline);
-        if (resultHash == bytes32(0)) revert TaskMarket__ZeroResultHash();
-
-        _resultOf[taskId] = resultHash;
-        uint32 validatorId = t.validatorId;
-        if (validatorId == 0) {
-            deadline = uint32(block.timestamp + reviewWindow);
-            t.status = Status.AwaitingValidator;
-        } else {
-            validator = _workerAt[validatorId];
-            deadline = uint32(block.timestamp + validationWindow);
-            t.status = Status.Validating;
-        }
-        t.deadline = deadline;
+        uint256 price = t.price;
+        uint256 fee = t.validatorFee;
         requester = t.requester;
+        uint256 validatorBurn = fee * BURN_BPS / _BPS;
+        uint256 validatorPaid = fee - validatorBurn;
+        uint256 collateral = _collateral(price, fee);
+        uint256 burn;
+        if (accept) {
+            // the provider is paid the price less the burn and gets its collateral back; the validator its fee
+            uint256 providerBurn = price * BURN_BPS / _BPS;
+            uint256 providerPaid = price - providerBurn + collateral;
+            burn = providerBurn + validatorBurn;
+            paid[0] = providerPaid;
+            t.status = Status.Completed;
+            _removeOpen(t.poolIndex, burn);
+            _credit(_workerAt[t.providerId], providerPaid);
+        } else {
+            // the requester never held the result: price and fee back; the provider's collateral pays the judge
+            // and the rest of it is burned, so a reject profits no one who could have arranged it
+            burn = collateral - validatorPaid;
+            t.status = Status.Rejected;
+            _removeOpen(t.poolIndex, burn);
+            _credit(requester, price + fee);
+        }
+        paid[1] = validatorPaid;
+        paid[2] = burn;
+        _credit(msg.sender, validatorPaid);
     }
 
     function _requesterTask(uint256 taskId) private view returns (StoredTask storage t) {
@@ -479,8 +520,24 @@ contract TaskMarket is ITaskMarket {
         if (msg.sender != t.requester) revert TaskMarket__NotRequester(taskId, msg.sender);
     }
 
-    /// @dev An available registered worker asking <= price, not the requester (msg.sender) nor the validator.
-    function _checkProvider(address provider, uint32 validatorId, uint96 price) private view returns (uint32 id) {
+    /// @dev The caller's Executing task, before its deadline (submitResult and reportFailure).
+    function _providerTask(uint256 taskId) private view returns (StoredTask storage t) {
+        t = _tasks[taskId];
+        Status status = t.status;
+        if (status == Status.None) revert TaskMarket__TaskNotFound(taskId);
+        uint32 callerId = _workers[msg.sender].id;
+        if (callerId == 0 || callerId != t.providerId) revert TaskMarket__NotProvider(taskId, msg.sender);
+        if (status != Status.Executing) revert TaskMarket__WrongState(taskId, status);
+        if (block.timestamp > t.deadline) revert TaskMarket__DeadlinePassed(taskId, t.deadline);
+    }
+
+    /// @dev An available registered worker asking <= price, not the requester (msg.sender) nor the validator,
+    ///      that trusts the task's validator.
+    function _checkProvider(address provider, uint32 validatorId, address validator, uint96 price)
+        private
+        view
+        returns (uint32 id)
+    {
         if (provider == address(0) || provider == msg.sender) revert TaskMarket__InvalidProvider(provider);
         Worker storage w = _workers[provider];
         if (!w.registered) revert TaskMarket__NotAWorker(provider);
@@ -488,16 +545,28 @@ contract TaskMarket is ITaskMarket {
         if (w.price > price) revert TaskMarket__PriceTooLow(provider, w.price, price);
         id = w.id;
         if (id == validatorId) revert TaskMarket__InvalidProvider(provider);
+        if (!_trusted[provider][validator]) revert TaskMarket__ValidatorNotTrusted(provider, validator);
     }
 
-    /// @dev An available registered worker, not the requester (msg.sender), the provider nor the current validator.
-    function _checkValidator(address validator, uint32 providerId, uint32 currentId) private view returns (uint32 id) {
+    /// @dev An available registered worker asking <= fee (its consent to judge for it), not the requester.
+    function _checkValidator(address validator, uint96 fee) private view returns (uint32 id) {
         if (validator == address(0) || validator == msg.sender) revert TaskMarket__InvalidValidator(validator);
         Worker storage w = _workers[validator];
         if (!w.registered) revert TaskMarket__NotAWorker(validator);
         if (!w.available) revert TaskMarket__WorkerUnavailable(validator);
+        if (w.price > fee) revert TaskMarket__PriceTooLow(validator, w.price, fee);
         id = w.id;
-        if (id == providerId || id == currentId) revert TaskMarket__InvalidValidator(validator);
+    }
+
+    function _collateral(uint256 price, uint256 fee) private pure returns (uint256) {
+        return fee + price * COLLATERAL_BPS / _BPS;
+    }
+
+    /// @dev The failure fee a provider keeps (less the burn) and the burn.
+    function _failurePay(uint256 price) private pure returns (uint256 paid, uint256 burn) {
+        uint256 failureFee = price * FAILURE_BPS / _BPS;
+        burn = failureFee * BURN_BPS / _BPS;
+        paid = failureFee - burn;
     }
 
     function _credit(address account, uint256 amount) private {
@@ -515,15 +584,19 @@ contract TaskMarket is ITaskMarket {
         if (!ok) revert TaskMarket__TransferFailed(to, amount);
     }
 
-    /// @dev Swap-and-pop removal from the open-task set; the popped slot is left dirty (see contract doc).
-    function _removeOpen(uint32 position) private {
-        uint32 last = _counters.openTasks - 1;
+    /// @dev Swap-and-pop removal from the open-task set (the popped slot is left dirty, see contract doc), and
+    ///      the settlement's burn added to the total in the same slot write.
+    function _removeOpen(uint32 position, uint256 burn) private {
+        Counters storage c = _counters;
+        uint32 last = c.openTasks - 1;
         if (position != last) {
             uint256 moved = _openTaskAt[last];
             _openTaskAt[position] = moved;
             _tasks[moved].poolIndex = position;
         }
-        _counters.openTasks = last;
+        c.openTasks = last;
+        // a burn is part of one task's escrow (< 2^97 wei); the checked add only reverts past all ether in existence
+        c.burned += uint96(burn);
     }
 
     function _addAvailable(address worker, Worker storage w) private {
