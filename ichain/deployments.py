@@ -43,7 +43,6 @@ class Deployment:
         ratings: Ratings address (deployed by the market).
         block: Block of the deployment (where event scans can start).
         deployer: Deployer address.
-        review_window: Constructor parameter, seconds.
         validation_window: Constructor parameter, seconds.
         min_timeout: Constructor parameter, seconds.
         max_timeout: Constructor parameter, seconds.
@@ -56,7 +55,6 @@ class Deployment:
     ratings: str
     block: int
     deployer: str = ""
-    review_window: int = 0
     validation_window: int = 0
     min_timeout: int = 0
     max_timeout: int = 0
@@ -139,6 +137,12 @@ def find(chain_id: int, path: Path | None = None) -> Deployment:
         raise DeploymentError(
             f"no TaskMarket recorded for chain id {chain_id} in {path} - deploy with `ape run deploy --network ...`"
         )
+    if "review_window" in entry:
+        # Protocol v1 markets had a review window; the v2 SDK cannot drive them.
+        raise DeploymentError(
+            f"the TaskMarket recorded for chain id {chain_id} in {path} is a protocol v1 deployment "
+            "- deploy the v2 contracts with `ape run deploy --network ...`"
+        )
     try:
         return Deployment(**entry)
     except TypeError as err:
@@ -162,7 +166,6 @@ def connected_chain_id() -> int:
 def deploy(
     sender: Any,
     *,
-    review_window: int = 3600,
     validation_window: int = 3600,
     min_timeout: int = 60,
     max_timeout: int = 7 * 24 * 3600,
@@ -175,8 +178,7 @@ def deploy(
 
     Args:
         sender: Ape account paying for the deployment.
-        review_window: Seconds to name a validator after the result / to finalize after an accept.
-        validation_window: Seconds a validator has for its verdict.
+        validation_window: Seconds a validator has for its verdict once the result is committed.
         min_timeout: Smallest per-task execution timeout.
         max_timeout: Largest per-task execution timeout (< 2**24).
         network: Network choice to write in the record (default: the connected one).
@@ -188,17 +190,17 @@ def deploy(
         The deployment.
 
     Raises:
-        DeploymentError: Invalid windows (checked before sending).
+        DeploymentError: Invalid windows, or the protocol v1 ``review_window`` (checked before sending).
     """
     from ape import chain, project
 
-    if not (0 < min_timeout <= max_timeout < 2**24 and 0 < review_window < 2**24 and 0 < validation_window < 2**24):
+    if "review_window" in tx_kwargs:
+        raise DeploymentError("protocol v2 has no review window: pass validation_window, min_timeout, max_timeout")
+    if not (0 < min_timeout <= max_timeout < 2**24 and 0 < validation_window < 2**24):
         raise DeploymentError(
-            "windows must satisfy 0 < min_timeout <= max_timeout < 2**24 and 0 < review/validation window < 2**24"
+            "windows must satisfy 0 < min_timeout <= max_timeout < 2**24 and 0 < validation window < 2**24"
         )
-    contract = project.TaskMarket.deploy(
-        review_window, validation_window, min_timeout, max_timeout, sender=sender, **tx_kwargs
-    )
+    contract = project.TaskMarket.deploy(validation_window, min_timeout, max_timeout, sender=sender, **tx_kwargs)
     receipt = contract.creation_metadata.receipt if contract.creation_metadata else None
     block = int(receipt.block_number) if receipt is not None else int(chain.blocks.head.number)
     deployment = Deployment(
@@ -208,7 +210,6 @@ def deploy(
         ratings=str(contract.ratings()),
         block=block,
         deployer=str(sender.address),
-        review_window=review_window,
         validation_window=validation_window,
         min_timeout=min_timeout,
         max_timeout=max_timeout,

@@ -18,23 +18,20 @@ from ichain.errors import IChainError
 @ape_cli_context()
 @network_option()
 @account_option()
-@click.option("--review-window", type=int, default=3600, show_default=True,
-              help="Seconds to name a validator after the result, and to finalize after an accept.")
 @click.option("--validation-window", type=int, default=3600, show_default=True,
-              help="Seconds a validator has for its verdict.")
+              help="Seconds a validator has for its verdict once the result is committed.")
 @click.option("--min-timeout", type=int, default=60, show_default=True, help="Smallest per-task timeout (s).")
 @click.option("--max-timeout", type=int, default=7 * 24 * 3600, show_default=True,
               help="Largest per-task timeout (s, < 2**24).")
 @click.option("--registry", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Registry file to record into (default: by chain id, see ichain.deployments).")
-def cli(cli_ctx, network, account, review_window, validation_window, min_timeout, max_timeout, registry):
+def cli(cli_ctx, network, account, validation_window, min_timeout, max_timeout, registry):
     """Deploy TaskMarket (which deploys Ratings) and record both addresses for this network."""
     from ichain import deployments
 
     try:
         found = deployments.deploy(
             account,
-            review_window=review_window,
             validation_window=validation_window,
             min_timeout=min_timeout,
             max_timeout=max_timeout,

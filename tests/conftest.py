@@ -1,8 +1,9 @@
 """Shared session fixtures for the Ape test suite (anvil through ape-foundry).
 
 One fixture per actor, the deployed contracts with short windows, the ``market`` SDK on them, registered
-workers, and factory fixtures that bring a task to any state of its lifecycle. Ape isolates every test
-(snapshot / revert), so state made by a test never leaks into the next one.
+workers with their trust set up (provider trusts validator, provider2 trusts validator2), and factory fixtures
+that bring a task to any state of the protocol v2 lifecycle. Ape isolates every test (snapshot / revert), so
+state made by a test never leaks into the next one.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from typing import Any, Callable
 import pytest
 
 # Short windows so tests can move time past them cheaply (seconds).
-REVIEW_WINDOW = 100
 VALIDATION_WINDOW = 200
 MIN_TIMEOUT = 60
 MAX_TIMEOUT = 86_400
@@ -29,6 +29,8 @@ PRICE = 10**16  # what the task pays the provider
 FEE = 10**15  # validator fee
 ASKING = 10**15  # workers' asking price
 LOCATOR = bytes(range(150))  # stands for a sealed locator (opaque bytes, only emitted)
+REPORT = b"\x03" + bytes(range(1, 100))  # stands for a sealed failure report (1..1024 opaque bytes)
+COLLATERAL = FEE + PRICE // 10  # what the provider posts with its result (collateralFor(PRICE, FEE))
 
 _counter = itertools.count(1)
 
@@ -42,8 +44,8 @@ def unique_hash(label: str = "h") -> bytes:
 def consts() -> SimpleNamespace:
     """The test constants (windows, amounts, locator) for test modules (they cannot import conftest)."""
     return SimpleNamespace(
-        REVIEW_WINDOW=REVIEW_WINDOW, VALIDATION_WINDOW=VALIDATION_WINDOW, MIN_TIMEOUT=MIN_TIMEOUT,
-        MAX_TIMEOUT=MAX_TIMEOUT, TIMEOUT=TIMEOUT, PRICE=PRICE, FEE=FEE, ASKING=ASKING, LOCATOR=LOCATOR,
+        VALIDATION_WINDOW=VALIDATION_WINDOW, MIN_TIMEOUT=MIN_TIMEOUT, MAX_TIMEOUT=MAX_TIMEOUT, TIMEOUT=TIMEOUT,
+        PRICE=PRICE, FEE=FEE, ASKING=ASKING, LOCATOR=LOCATOR, REPORT=REPORT, COLLATERAL=COLLATERAL,
     )
 
 
@@ -98,7 +100,7 @@ def requester2(accounts):
 @pytest.fixture(scope="session")
 def market_contract(project, deployer):
     """TaskMarket with the short test windows (it deploys Ratings)."""
-    return project.TaskMarket.deploy(REVIEW_WINDOW, VALIDATION_WINDOW, MIN_TIMEOUT, MAX_TIMEOUT, sender=deployer)
+    return project.TaskMarket.deploy(VALIDATION_WINDOW, MIN_TIMEOUT, MAX_TIMEOUT, sender=deployer)
 
 
 @pytest.fixture(scope="session")
@@ -116,9 +118,12 @@ def market(market_contract):
 
 @pytest.fixture(scope="session")
 def workers(market, provider, validator, provider2, validator2):
-    """provider, validator, provider2, validator2 registered and available, asking ASKING wei."""
+    """provider, validator, provider2, validator2 registered and available, asking ASKING wei; provider trusts
+    validator and provider2 trusts validator2 (the pairs :func:`post_task` names by default)."""
     for who in (provider, validator, provider2, validator2):
         market.register(unique_hash("key"), ASKING, sender=who)
+    market.set_trust(validator, sender=provider)
+    market.set_trust(validator2, sender=provider2)
     return provider, validator, provider2, validator2
 
 
@@ -150,49 +155,84 @@ def past_deadline(market, advance) -> Callable[[int], None]:
 
 
 # ------------------------------------------------------------------ task factories
+_DEFAULT = object()  # "the validator the task's provider trusts" (None is a real choice: no provider)
+
+# The states task_in reaches, and what each returns alongside the task.
+TASK_STATES = ("Pending", "Executing", "Validating", "Completed", "Failed", "Rejected", "Rated", "Cancelled",
+               "Expired")
+
+
 @pytest.fixture(scope="session")
 def post_task(market, requester, workers) -> Callable[..., Any]:
-    """Post a task through the SDK; by default with provider and validator named (Executing)."""
-    provider, validator, *_ = workers
+    """Post a task through the SDK; by default with the provider named (Executing) and the validator it trusts.
+
+    Keywords: ``provider`` (None: Pending), ``validator`` (default: validator2 for provider2, else validator),
+    ``price``, ``fee``, ``sender``, ``timeout``, ``locator``, ``task_hash``.
+    """
+    default_provider, trusted_by_provider, provider2, trusted_by_provider2 = workers
 
     def _post(
-        *, provider: Any = provider, validator: Any = validator, price: int = PRICE, fee: int = FEE,
-        sender: Any = requester, timeout: int = TIMEOUT,
+        *, provider: Any = default_provider, validator: Any = _DEFAULT, price: int = PRICE, fee: int = FEE,
+        sender: Any = requester, timeout: int = TIMEOUT, locator: bytes | None = None, task_hash: bytes | None = None,
     ):
+        if validator is _DEFAULT:
+            second = provider is not None and provider.address == provider2.address
+            validator = trusted_by_provider2 if second else trusted_by_provider
         return market.post(
-            unique_hash("task"), price=price, validator_fee=fee, provider=provider, validator=validator,
-            provider_locator=LOCATOR, validator_locator=LOCATOR, timeout=timeout, sender=sender,
+            task_hash or unique_hash("task"), price=price, validator_fee=fee, provider=provider, validator=validator,
+            locator=(LOCATOR if provider is not None else b"") if locator is None else locator, timeout=timeout,
+            sender=sender,
         )
 
     return _post
 
 
 @pytest.fixture(scope="session")
-def task_in(market, post_task, requester, workers) -> Callable[..., Any]:
-    """Bring a fresh task to ``status`` (a name: Pending, Executing, AwaitingValidator, Validating, Accepted,
-    Rejected, Completed, Closed, Cancelled) through the SDK; returns (task, result_hash or None)."""
-    provider, validator, *_ = workers
+def task_in(market, post_task, requester, workers, outsider, past_deadline, accounts) -> Callable[..., Any]:
+    """Bring a fresh task to ``status`` through the SDK; returns ``(task, result_hash or None)``.
 
-    def _task_in(status: str, **kwargs: Any):
-        if status == "Pending":
-            return post_task(provider=None, **kwargs), None
-        if status == "Cancelled":
-            task = post_task(provider=None, **kwargs)
-            return market.cancel(task.task_id, sender=requester), None
-        kwargs.setdefault("validator", None if status == "AwaitingValidator" else validator)
-        named_validator = kwargs["validator"] is not None
+    ``status`` is one of :data:`TASK_STATES`: Pending, Executing, Validating, Completed (accepted), Failed
+    (failure reported), Rejected, Rated (Completed then rated ``rating``), Cancelled, Expired (from
+    ``expire_from``: Pending, Executing or Validating, default Executing). Other keywords go to
+    :func:`post_task` (a provider's default validator is the one it trusts). ``rating`` is
+    ``(provider_rating, validator_rating)`` for Rated, default (4, 4).
+    """
+
+    by_address = {a.address: a for a in accounts}
+
+    def _account(address: str) -> Any:
+        return by_address[address]
+
+    def _task_in(status: str, *, rating: tuple[int, int] = (4, 4), expire_from: str = "Executing", **kwargs: Any):
+        if status not in TASK_STATES:
+            raise ValueError(f"task_in cannot reach {status!r}; one of {', '.join(TASK_STATES)}")
+        if status == "Expired":
+            task, rh = _task_in(expire_from, **kwargs)
+            past_deadline(task.task_id)
+            return market.expire(task.task_id, sender=outsider), rh
+        if status in ("Pending", "Cancelled"):
+            kwargs["provider"] = None
         task = post_task(**kwargs)
+        if status == "Pending":
+            return task, None
+        if status == "Cancelled":
+            return market.cancel(task.task_id, sender=requester), None
         if status == "Executing":
             return task, None
+        sender = kwargs.get("sender", requester)
+        prov = _account(task.provider)
+        if status == "Failed":
+            return market.report_failure(task.task_id, REPORT, sender=prov), None
+        val = _account(task.validator)
         rh = unique_hash("result")
-        task = market.submit_result(task.task_id, rh, LOCATOR, LOCATOR if named_validator else b"", sender=provider)
-        if status in ("AwaitingValidator", "Validating"):
+        task = market.submit_result(task.task_id, rh, LOCATOR, sender=prov)
+        if status == "Validating":
             return task, rh
-        accept = status in ("Accepted", "Completed")
-        task = market.submit_verdict(task.task_id, rh, accept, sender=validator)
-        if status in ("Accepted", "Rejected"):
+        accept = status in ("Completed", "Rated")
+        task = market.submit_verdict(task.task_id, rh, accept, LOCATOR if accept else b"", sender=val)
+        if status in ("Completed", "Rejected"):
             return task, rh
-        return market.finalize(task.task_id, 4, sender=requester), rh
+        return market.rate(task.task_id, *rating, sender=sender), rh
 
     return _task_in
 

@@ -8,7 +8,7 @@ into the same typed error. Reads return domain objects (:class:`Task`, :class:`W
 
 The modules: :mod:`~ichain.market.errors` (the typed errors, :func:`error_from_revert`),
 :mod:`~ichain.market.types` (:class:`Status`, :class:`Task`, :class:`Worker`, :class:`Pools`,
-:class:`TaskTransaction`, address helpers), :mod:`~ichain.market.events` (the event classes and their decoder)
+:class:`TaskTransaction`, :class:`Record`, the contract's constants, address helpers), :mod:`~ichain.market.events` (the event classes and their decoder)
 and :mod:`~ichain.market.sdk` (:class:`Market`, :func:`rank_key`). Import from this package; every name below
 is re-exported here.
 
@@ -16,7 +16,12 @@ Usage::
 
     market = Market.from_deployment()
     market.register(keypair.public_bytes, price=10**15, sender=provider)
-    task = market.post(task_hash, price=10**16, validator_fee=10**15, provider=p, validator=v, sender=requester)
+    market.set_trust(validator, sender=provider)  # the provider consents to its judges
+    task = market.post(task_hash, price=10**16, validator_fee=10**15, provider=p, validator=v, locator=loc,
+                       sender=requester)
+    market.submit_result(task.task_id, result_hash, validator_locator, sender=p)  # sends the collateral
+    market.submit_verdict(task.task_id, result_hash, True, requester_locator, sender=v)  # pays, delivers
+    market.rate(task.task_id, 5, 4, sender=requester)
 """
 
 from ichain.market.errors import (
@@ -27,6 +32,7 @@ from ichain.market.errors import (
     InvalidInput,
     InvalidProvider,
     InvalidRating,
+    InvalidReport,
     InvalidValidator,
     MarketError,
     NotAWorker,
@@ -39,6 +45,7 @@ from ichain.market.errors import (
     TimeoutOutOfBounds,
     TransactionFailed,
     TransferFailed,
+    ValidatorNotTrusted,
     WorkerUnavailable,
     WrongDeposit,
     WrongResult,
@@ -49,14 +56,14 @@ from ichain.market.events import (
     EVENT_TYPES,
     MarketEvent,
     ProviderAssigned,
-    Rated,
     ResultSubmitted,
     TaskCancelled,
     TaskEvent,
     TaskExpired,
-    TaskFinalized,
+    TaskFailed,
     TaskPosted,
-    ValidatorAssigned,
+    TaskRated,
+    TrustChanged,
     VerdictSubmitted,
     Withdrawn,
     WorkerLeft,
@@ -66,14 +73,27 @@ from ichain.market.events import (
 )
 from ichain.market.sdk import EXPIRE_GAS, PAGE, UINT96_MAX, Market, rank_key
 from ichain.market.types import (
+    BPS,
+    BURN_BPS,
+    COLLATERAL_BPS,
+    FAILURE_BPS,
+    MAX_REPORT,
     OPEN_STATUSES,
+    PRIOR_SCORE_MILLI,
+    PRIOR_WEIGHT_GWEI,
+    SETTLED_STATUSES,
     ZERO_ADDRESS,
     AddressLike,
     Pools,
+    Record,
+    Role,
     Status,
     Task,
     TaskTransaction,
+    Windows,
     Worker,
+    burn_of,
+    collateral_for,
 )
 
 __all__ = [
@@ -83,15 +103,28 @@ __all__ = [
     "EXPIRE_GAS",
     "PAGE",
     "UINT96_MAX",
-    # domain types
+    # domain types and the contract's constants
     "AddressLike",
+    "BPS",
+    "BURN_BPS",
+    "COLLATERAL_BPS",
+    "FAILURE_BPS",
+    "MAX_REPORT",
     "OPEN_STATUSES",
+    "PRIOR_SCORE_MILLI",
+    "PRIOR_WEIGHT_GWEI",
+    "SETTLED_STATUSES",
     "Pools",
+    "Record",
+    "Role",
     "Status",
     "Task",
     "TaskTransaction",
+    "Windows",
     "Worker",
     "ZERO_ADDRESS",
+    "burn_of",
+    "collateral_for",
     # errors
     "MarketError",
     "AlreadyRegistered",
@@ -101,6 +134,7 @@ __all__ = [
     "InvalidInput",
     "InvalidProvider",
     "InvalidRating",
+    "InvalidReport",
     "InvalidValidator",
     "NotAWorker",
     "NothingToWithdraw",
@@ -112,6 +146,7 @@ __all__ = [
     "TimeoutOutOfBounds",
     "TransactionFailed",
     "TransferFailed",
+    "ValidatorNotTrusted",
     "WorkerUnavailable",
     "WrongDeposit",
     "WrongResult",
@@ -122,13 +157,13 @@ __all__ = [
     "MarketEvent",
     "TaskEvent",
     "ProviderAssigned",
-    "Rated",
     "ResultSubmitted",
     "TaskCancelled",
     "TaskExpired",
-    "TaskFinalized",
+    "TaskFailed",
     "TaskPosted",
-    "ValidatorAssigned",
+    "TaskRated",
+    "TrustChanged",
     "VerdictSubmitted",
     "Withdrawn",
     "WorkerLeft",

@@ -73,7 +73,7 @@ class PriceTooLow(MarketError):
 
 
 class InsufficientDeposit(MarketError):
-    """The ether sent is not price + validator fee (or the sender cannot afford it)."""
+    """The ether sent is not the deposit (price + validator fee) or the collateral, or the sender cannot afford it."""
 
 
 # The contract calls this error WrongDeposit; both names are importable.
@@ -89,7 +89,15 @@ class InvalidProvider(MarketError):
 
 
 class InvalidValidator(MarketError):
-    """The validator cannot be the requester, the provider or the current validator."""
+    """The validator is missing, or is the requester or the provider."""
+
+
+class ValidatorNotTrusted(MarketError):
+    """The provider has not put the validator in its trusted set."""
+
+
+class InvalidReport(MarketError):
+    """A failure report must be 1..1024 bytes."""
 
 
 class WrongResult(MarketError):
@@ -97,7 +105,7 @@ class WrongResult(MarketError):
 
 
 class InvalidRating(MarketError):
-    """Ratings are 1..5."""
+    """A provider rating is 1..5; a validator rating 0..5 (0: not rated), and 0 on a failed task."""
 
 
 class NothingToWithdraw(MarketError):
@@ -133,6 +141,8 @@ _ERRORS_BY_NAME: dict[str, type[MarketError]] = {
     "TimeoutOutOfBounds": TimeoutOutOfBounds,
     "InvalidProvider": InvalidProvider,
     "InvalidValidator": InvalidValidator,
+    "ValidatorNotTrusted": ValidatorNotTrusted,
+    "InvalidReport": InvalidReport,
     "WrongResult": WrongResult,
     "InvalidRating": InvalidRating,
     "NothingToWithdraw": NothingToWithdraw,

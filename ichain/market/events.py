@@ -72,21 +72,34 @@ class WorkerLeft(MarketEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
+class TrustChanged(MarketEvent):
+    """A provider added a validator to its trusted set (``trusted``) or removed it."""
+
+    event_name: ClassVar[str] = "TrustChanged"
+    provider: str
+    validator: str
+    trusted: bool
+
+
+@dataclass(frozen=True, kw_only=True)
 class TaskPosted(TaskEvent):
+    """A task was posted with its escrow; ``locator`` is sealed to the named provider (empty while pending)."""
+
     event_name: ClassVar[str] = "TaskPosted"
     provider: str | None
-    validator: str | None
+    validator: str
     requester: str
     task_hash: bytes
     price: int
     validator_fee: int
     deadline: int
-    provider_locator: bytes
-    validator_locator: bytes
+    locator: bytes
 
 
 @dataclass(frozen=True, kw_only=True)
 class ProviderAssigned(TaskEvent):
+    """The requester named the provider of a pending task; ``locator`` is sealed to it."""
+
     event_name: ClassVar[str] = "ProviderAssigned"
     provider: str
     requester: str
@@ -96,46 +109,57 @@ class ProviderAssigned(TaskEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
-class ValidatorAssigned(TaskEvent):
-    event_name: ClassVar[str] = "ValidatorAssigned"
+class ResultSubmitted(TaskEvent):
+    """The provider committed its result with ``collateral``; ``validator_locator`` is sealed to the validator."""
+
+    event_name: ClassVar[str] = "ResultSubmitted"
+    provider: str
     validator: str
     requester: str
     result_hash: bytes
-    validator_fee: int
+    collateral: int
     deadline: int
-    locator: bytes
-
-
-@dataclass(frozen=True, kw_only=True)
-class ResultSubmitted(TaskEvent):
-    event_name: ClassVar[str] = "ResultSubmitted"
-    provider: str
-    validator: str | None
-    requester: str
-    result_hash: bytes
-    deadline: int
-    requester_locator: bytes
     validator_locator: bytes
 
 
 @dataclass(frozen=True, kw_only=True)
+class TaskFailed(TaskEvent):
+    """The provider ended a failing run; ``report`` is sealed to the requester."""
+
+    event_name: ClassVar[str] = "TaskFailed"
+    provider: str
+    requester: str
+    provider_paid: int
+    refund: int
+    burned: int
+    report: bytes
+
+
+@dataclass(frozen=True, kw_only=True)
 class VerdictSubmitted(TaskEvent):
+    """The validator judged the result; on accept ``requester_locator`` (sealed to the requester) opens it."""
+
     event_name: ClassVar[str] = "VerdictSubmitted"
     validator: str
     requester: str
     result_hash: bytes
     accepted: bool
-    validator_fee: int
-    deadline: int
+    provider_paid: int
+    validator_paid: int
+    burned: int
+    requester_locator: bytes
 
 
 @dataclass(frozen=True, kw_only=True)
-class TaskFinalized(TaskEvent):
-    event_name: ClassVar[str] = "TaskFinalized"
+class TaskRated(TaskEvent):
+    """The requester rated a Completed or Failed task (``validator_rating`` 0: the validator was not rated)."""
+
+    event_name: ClassVar[str] = "TaskRated"
     provider: str
     requester: str
-    rating: int
-    paid: int
+    validator: str
+    provider_rating: int
+    validator_rating: int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -147,6 +171,8 @@ class TaskCancelled(TaskEvent):
 
 @dataclass(frozen=True, kw_only=True)
 class TaskExpired(TaskEvent):
+    """A deadline passed: ``refund`` to the requester, ``payout`` (its collateral back) to the provider."""
+
     event_name: ClassVar[str] = "TaskExpired"
     requester: str
     provider: str | None
@@ -164,14 +190,6 @@ class Withdrawn(MarketEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Rated(TaskEvent):
-    event_name: ClassVar[str] = "Rated"
-    worker: str
-    rater: str
-    rating: int
-
-
-@dataclass(frozen=True, kw_only=True)
 class WorkerTracked(MarketEvent):
     event_name: ClassVar[str] = "WorkerTracked"
     worker: str
@@ -180,9 +198,8 @@ class WorkerTracked(MarketEvent):
 EVENT_TYPES: dict[str, type[MarketEvent]] = {
     cls.event_name: cls
     for cls in (
-        WorkerRegistered, WorkerUpdated, WorkerLeft, TaskPosted, ProviderAssigned, ValidatorAssigned,
-        ResultSubmitted, VerdictSubmitted, TaskFinalized, TaskCancelled, TaskExpired, Withdrawn, Rated,
-        WorkerTracked,
+        WorkerRegistered, WorkerUpdated, WorkerLeft, TrustChanged, TaskPosted, ProviderAssigned, ResultSubmitted,
+        TaskFailed, VerdictSubmitted, TaskRated, TaskCancelled, TaskExpired, Withdrawn, WorkerTracked,
     )
 }
 

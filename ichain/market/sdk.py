@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, TypeVar
 
-from eth_utils import to_checksum_address
+from eth_utils import keccak, to_checksum_address
 
 from ichain.market.errors import (
     AlreadyRegistered,
@@ -16,6 +16,7 @@ from ichain.market.errors import (
     InvalidInput,
     InvalidProvider,
     InvalidRating,
+    InvalidReport,
     InvalidValidator,
     MarketError,
     NotAWorker,
@@ -27,24 +28,30 @@ from ichain.market.errors import (
     TaskNotFound,
     TimeoutOutOfBounds,
     TransactionFailed,
+    ValidatorNotTrusted,
     WorkerUnavailable,
     WrongResult,
     WrongState,
     error_from_revert,
 )
-from ichain.market.events import EventDecoder, MarketEvent, TaskEvent, TaskPosted, Withdrawn
+from ichain.market.events import EventDecoder, MarketEvent, TaskEvent, TaskPosted, TrustChanged, Withdrawn
 from ichain.market.types import (
+    MAX_REPORT,
     OPEN_STATUSES,
     ZERO_ADDRESS,
     AddressLike,
     Pools,
+    Record,
+    Role,
     Status,
     Task,
     TaskTransaction,
+    Windows,
     Worker,
     address_of,
     address_or_none,
     as_bytes,
+    collateral_for,
 )
 
 if TYPE_CHECKING:
@@ -54,10 +61,11 @@ UINT96_MAX = 2**96 - 1
 PAGE = 500  # positions scanned per view call when walking the pools
 _BATCH = 100  # calls per JSON-RPC batch (public nodes cap batch sizes)
 
-# Gas limit expire() is sent with, since estimating it would revert (see Market.expire): about twice its most
-# expensive branch (a task nobody named a validator for: 68k on anvil), so a repricing of storage does not
-# make it run out; test_expire__every_open_state__gas_well_under_expire_gas checks every branch fits half.
-EXPIRE_GAS = 150_000
+# Gas limit expire() is sent with, since estimating it would revert (see Market.expire): over twice its most
+# expensive branch (a silent validator: collateral back and a missed verdict counted, 76k on anvil), so a
+# repricing of storage does not make it run out; test_expire__every_open_state__gas_well_under_expire_gas checks
+# every branch fits half.
+EXPIRE_GAS = 200_000
 
 _E = TypeVar("_E", bound=MarketEvent)
 
@@ -90,7 +98,7 @@ class Market:
         self._decoder = EventDecoder(
             list(self.contract.contract_type.events) + list(self.ratings.contract_type.events)
         )
-        self._windows: dict[str, int] | None = None
+        self._windows: Windows | None = None
         self._w3: tuple[Any, dict[str, Any]] | None = None
 
     # ------------------------------------------------------------------ construction
@@ -133,17 +141,23 @@ class Market:
 
     # ------------------------------------------------------------------ parameters
     @property
-    def windows(self) -> dict[str, int]:
-        """The market's immutable windows (seconds): review, validation, min/max timeout."""
+    def windows(self) -> Windows:
+        """The market's immutable windows (seconds): validation window, min/max timeout.
+
+        A mapping; calling it (``market.windows()``) gives the same mapping, for code that reads it as a method.
+        """
         if self._windows is None:
-            c = self.contract
-            self._windows = {
-                "review_window": int(c.reviewWindow()),
-                "validation_window": int(c.validationWindow()),
-                "min_timeout": int(c.minTimeout()),
-                "max_timeout": int(c.maxTimeout()),
-            }
+            validation, low, high = self._read_many(
+                [("validationWindow", ()), ("minTimeout", ()), ("maxTimeout", ())]
+            )
+            self._windows = Windows(
+                validation_window=int(validation), min_timeout=int(low), max_timeout=int(high)
+            )
         return self._windows
+
+    def burned(self) -> int:
+        """Wei burned so far by the market (1% of every paid amount, the rest of slashed collateral)."""
+        return int(self.contract.burned())
 
     @property
     def default_timeout(self) -> int:
@@ -180,7 +194,7 @@ class Market:
             status=status,
             deadline=int(raw.deadline),
             provider=address_or_none(raw.provider),
-            validator=address_or_none(raw.validator),
+            validator=to_checksum_address(raw.validator),
             price=int(raw.price),
             validator_fee=int(raw.validatorFee),
             timeout=int(raw.timeout),
@@ -188,18 +202,23 @@ class Market:
         )
 
     def worker(self, address: AddressLike) -> Worker:
-        """One worker with its rating statistics (``registered`` False for unknown accounts)."""
+        """One worker with its two rating records (``registered`` False for unknown accounts)."""
         return self.workers([address])[0]
 
     def workers(self, addresses: Iterable[AddressLike]) -> list[Worker]:
-        """Several workers with their rating statistics, read in one round trip."""
+        """Several workers with their provider and validator records, read in one round trip."""
         addrs = [address_of(a) for a in addresses]
-        raws = self._read_many([call for a in addrs for call in (("getWorker", (a,)), ("ratings.stats", (a,)))])
-        return [self._worker_of(a, raws[2 * k], raws[2 * k + 1]) for k, a in enumerate(addrs)]
+        calls = [
+            call for a in addrs for call in (
+                ("getWorker", (a,)), ("ratings.recordOf", (a, int(Role.Provider))),
+                ("ratings.recordOf", (a, int(Role.Validator))),
+            )
+        ]
+        raws = self._read_many(calls)
+        return [self._worker_of(a, *raws[3 * k:3 * k + 3]) for k, a in enumerate(addrs)]
 
     @staticmethod
-    def _worker_of(address: str, raw: Any, stats: Sequence[Any]) -> Worker:
-        total, count, _ = stats
+    def _worker_of(address: str, raw: Any, as_provider: Any, as_validator: Any) -> Worker:
         return Worker(
             address=address,
             worker_id=int(raw.id),
@@ -207,8 +226,9 @@ class Market:
             price=int(raw.price),
             registered=bool(raw.registered),
             available=bool(raw.available),
-            rating_sum=int(total),
-            rating_count=int(count),
+            missed=int(raw.missed),
+            provider_record=_record_of(as_provider),
+            validator_record=_record_of(as_validator),
         )
 
     def credit(self, address: AddressLike) -> int:
@@ -247,9 +267,7 @@ class Market:
 
     def pools(self) -> Pools:
         """Open tasks by status and the available workers (first pages of every pool in one round trip)."""
-        pools = {"pending": Status.Pending, "executing": Status.Executing,
-                 "awaiting_validator": Status.AwaitingValidator, "validating": Status.Validating,
-                 "accepted": Status.Accepted}
+        pools = {"pending": Status.Pending, "executing": Status.Executing, "validating": Status.Validating}
         total, workers_total, workers, *pages = self._read_many(
             [("openTaskCount", ()), ("availableWorkerCount", ()), ("availableWorkers", (0, PAGE))]
             + [("tasksInStatus", (int(s), 0, PAGE)) for s in pools.values()]
@@ -258,8 +276,25 @@ class Market:
         return Pools(**ids, available=self._rest_of_workers(int(workers_total), list(workers)))
 
     def providers(self) -> list[Worker]:
-        """Available workers ranked by average rating (best first; unrated last), then price, then address."""
+        """Available workers ranked by provider score (best first), then rating count, price, address."""
         return sorted(self.workers(self.available_workers()), key=rank_key)
+
+    def validators(self, provider: AddressLike | None = None, *, exclude: Iterable[AddressLike] = ()) -> list[Worker]:
+        """Available validators ranked by validator score (best first, see :func:`rank_key`).
+
+        Args:
+            provider: Only the validators this provider trusts (the ones a task for it may name); never the
+                provider itself.
+            exclude: Addresses left out (the requester, say).
+        """
+        skip = {address_of(a) for a in exclude}
+        if provider is None:
+            candidates = self.available_workers()
+        else:
+            skip.add(address_of(provider))
+            candidates = self.trusted_validators(provider)
+        found = [w for w in self.workers(a for a in candidates if a not in skip) if w.registered and w.available]
+        return sorted(found, key=lambda w: rank_key(w, Role.Validator))
 
     def _read_many(self, calls: Sequence[tuple[str, tuple]]) -> list[Any]:
         """View calls ``(function, args)`` (``"ratings.<fn>"`` for Ratings) in JSON-RPC batches.
@@ -421,6 +456,32 @@ class Market:
             raise WorkerUnavailable(f"{role} {worker.address} is not available")
         return worker
 
+    def _check_validator(self, validator: str, fee: int) -> Worker:
+        """A validator is never drafted without its consent to the fee: registered, available, fee >= price."""
+        worker = self._check_worker_for(validator, "validator")
+        if worker.price > fee:
+            raise PriceTooLow(f"validator {validator} asks {worker.price} wei, offered a fee of {fee}")
+        return worker
+
+    def _check_provider(self, provider: str, price: int, validator: str) -> Worker:
+        """A provider takes only tasks it is paid its price for, judged by a validator it trusts."""
+        worker = self._check_worker_for(provider, "provider")
+        if worker.price > price:
+            raise PriceTooLow(f"provider {provider} asks {worker.price} wei, offered {price}")
+        if not self.trusts(provider, validator):
+            raise ValidatorNotTrusted(f"provider {provider} does not trust validator {validator}")
+        return worker
+
+    def _provided_task(self, task_id: int, sender: AccountAPI, what: str) -> Task:
+        """The task, checked to be Executing, within its deadline, with ``sender`` its provider."""
+        task = self.task(task_id)
+        if task.provider != address_of(sender):
+            raise NotProvider(f"only the provider {task.provider} can {what} task {task_id}")
+        self._expect(task, Status.Executing)
+        if self.now() > task.deadline:
+            raise DeadlinePassed(f"task {task_id}: the result or failure report was due by {task.deadline}")
+        return task
+
     def _send(
         self, method: str, *args: Any, sender: AccountAPI,
         on_receipt: Callable[[ReceiptAPI], None] | None = None, **tx: Any,
@@ -490,26 +551,89 @@ class Market:
             raise NotAWorker(f"{address_of(sender)} is not a registered worker")
         self._send("leave", sender=sender, **tx)
 
+    # ------------------------------------------------------------------ trust
+    def set_trust(
+        self, validator: AddressLike, trusted: bool = True, *, sender: AccountAPI, **tx: Any
+    ) -> bool:
+        """Add ``validator`` to ``sender``'s trusted set (or remove it with ``trusted=False``).
+
+        A requester can only pair a provider with a validator the provider trusts, so every verdict on its work
+        comes from a party it consented to. Tasks already running keep their validator.
+
+        Returns:
+            Whether ``sender`` trusts ``validator`` now (read back from the chain).
+
+        Raises:
+            InvalidValidator: ``validator`` is the zero address or ``sender`` itself (before sending).
+        """
+        addr = address_of(validator)
+        me = address_of(sender)
+        if int(addr, 16) == 0 or addr == me:
+            raise InvalidValidator(f"{me} cannot trust {addr} as a validator (zero address or itself)")
+        self._send("setTrust", addr, bool(trusted), sender=sender, **tx)
+        return self.trusts(me, addr)
+
+    def trusts(self, provider: AddressLike, validator: AddressLike) -> bool:
+        """Whether ``provider`` has ``validator`` in its trusted set (one view call)."""
+        return bool(self.contract.trusts(address_of(provider), address_of(validator)))
+
+    def trusted_validators(self, provider: AddressLike, *, start_block: int | None = None) -> list[str]:
+        """The validators ``provider`` trusts now, in the order it first trusted them.
+
+        Found from its ``TrustChanged`` events (one ``eth_getLogs`` filtered by the provider topic) and each
+        confirmed with :meth:`trusts` in one batch, so a log range a node dropped cannot add a stale entry.
+
+        Args:
+            provider: The provider.
+            start_block: First block searched (default: the market's deployment block).
+        """
+        from ape import chain
+
+        addr = address_of(provider)
+        topic = "0x" + keccak(text="TrustChanged(address,address,bool)").hex()
+        logs = chain.provider.make_request(
+            "eth_getLogs",
+            [{"address": self.address, "topics": [topic, "0x" + bytes(12).hex() + addr[2:].lower()],
+              "fromBlock": hex(self.start_block if start_block is None else int(start_block)),
+              "toBlock": hex(int(chain.blocks.head.number))}],
+        )
+        seen: list[str] = []
+        for event in (self._decoder.decode(dict(log)) for log in logs):
+            if isinstance(event, TrustChanged) and event.provider == addr and event.validator not in seen:
+                seen.append(event.validator)
+        confirmed = self._read_many([("trusts", (addr, v)) for v in seen])
+        return [v for v, ok in zip(seen, confirmed) if ok]
+
     # ------------------------------------------------------------------ task lifecycle
     def post(
         self,
         task_hash: bytes,
         *,
+        validator: AddressLike,
         price: int,
         validator_fee: int,
         sender: AccountAPI,
         provider: AddressLike | None = None,
-        validator: AddressLike | None = None,
-        provider_locator: bytes = b"",
-        validator_locator: bytes = b"",
+        locator: bytes = b"",
         timeout: int | None = None,
         **tx: Any,
     ) -> Task:
         """Post a task with its escrow (price + validator fee is sent with the transaction).
 
+        Args:
+            task_hash: SHA-256 of the task archive.
+            validator: The validator (required): a registered, available worker asking at most ``validator_fee``.
+            price: Wei for the provider on acceptance (at least the provider's asking price).
+            validator_fee: Wei for the validator's verdict.
+            sender: The requester.
+            provider: The provider to name now, or None to leave the task pending (see :meth:`assign_provider`);
+                it must trust ``validator``.
+            locator: The task locator sealed to ``provider`` (empty while pending).
+            timeout: Execution timeout in seconds (default :attr:`default_timeout`).
+
         Raises:
-            InvalidInput, TimeoutOutOfBounds, InvalidProvider, InvalidValidator, NotAWorker, WorkerUnavailable,
-            PriceTooLow, InsufficientDeposit: before sending.
+            InvalidInput, TimeoutOutOfBounds, InvalidValidator, InvalidProvider, NotAWorker, WorkerUnavailable,
+            PriceTooLow, ValidatorNotTrusted, InsufficientDeposit: before sending.
         """
         task_hash = _bytes32(task_hash, "task hash")
         _amount(price, "price")
@@ -519,99 +643,97 @@ class Market:
         w = self.windows
         if not w["min_timeout"] <= timeout <= w["max_timeout"]:
             raise TimeoutOutOfBounds(f"timeout {timeout}s is outside [{w['min_timeout']}, {w['max_timeout']}]s")
+        if validator is None or int(address_of(validator), 16) == 0:
+            raise InvalidValidator("a task needs a validator (protocol v2): name one the provider trusts")
+        validator_addr = address_of(validator)
+        if validator_addr == me:
+            raise InvalidValidator("the requester cannot be the validator")
         provider_addr = address_of(provider) if provider else None
-        validator_addr = address_of(validator) if validator else None
-        if validator_addr:
-            if validator_addr == me:
-                raise InvalidValidator("the requester cannot be the validator")
-            self._check_worker_for(validator_addr, "validator")
-        if provider_addr:
+        if provider_addr is not None:
             if provider_addr == me:
                 raise InvalidProvider("the requester cannot be the provider")
             if provider_addr == validator_addr:
                 raise InvalidProvider("the provider cannot be the validator")
-            worker = self._check_worker_for(provider_addr, "provider")
-            if worker.price > price:
-                raise PriceTooLow(f"provider {provider_addr} asks {worker.price} wei, offered {price}")
+        self._check_validator(validator_addr, validator_fee)
+        if provider_addr is not None:
+            self._check_provider(provider_addr, price, validator_addr)
         deposit = price + validator_fee
         balance = int(sender.balance)
         if balance < deposit:
             raise InsufficientDeposit(f"{me} has {balance} wei, the deposit is {deposit} wei")
-        terms = (provider_addr or ZERO_ADDRESS, validator_addr or ZERO_ADDRESS, price, validator_fee, timeout)
-        receipt = self._send(
-            "post", task_hash, terms, bytes(provider_locator), bytes(validator_locator),
-            sender=sender, value=deposit, **tx,
-        )
+        terms = (provider_addr or ZERO_ADDRESS, validator_addr, price, validator_fee, timeout)
+        receipt = self._send("post", task_hash, terms, bytes(locator), sender=sender, value=deposit, **tx)
         posted = self._decoded(receipt, TaskPosted)
         return self.task(posted.task_id)
 
     def assign_provider(
         self, task_id: int, provider: AddressLike, locator: bytes, *, sender: AccountAPI, **tx: Any
     ) -> Task:
-        """Name the provider of a pending task.
+        """Name the provider of a pending task; its execution deadline starts now.
 
         Raises:
-            NotRequester, WrongState, InvalidProvider, NotAWorker, WorkerUnavailable, PriceTooLow: before sending.
+            NotRequester, WrongState, InvalidProvider, NotAWorker, WorkerUnavailable, PriceTooLow,
+            ValidatorNotTrusted: before sending.
         """
         task = self._own_task(task_id, sender)
         self._expect(task, Status.Pending)
         addr = address_of(provider)
-        if addr == task.requester or addr == task.validator:
-            raise InvalidProvider(f"provider {addr} cannot be the requester or the validator")
-        worker = self._check_worker_for(addr, "provider")
-        if worker.price > task.price:
-            raise PriceTooLow(f"provider {addr} asks {worker.price} wei, the task pays {task.price}")
+        if int(addr, 16) == 0 or addr == task.requester or addr == task.validator:
+            raise InvalidProvider(f"provider {addr} cannot be zero, the requester or the validator")
+        self._check_provider(addr, task.price, task.validator)
         self._send("assignProvider", int(task_id), addr, bytes(locator), sender=sender, **tx)
         return self.task(task_id)
 
-    def assign_validator(
-        self, task_id: int, validator: AddressLike, locator: bytes, *, sender: AccountAPI,
-        result_hash: bytes | None = None, **tx: Any,
-    ) -> Task:
-        """Name the validator after the result, or replace a silent one after its deadline.
+    def collateral_for(self, price: int, validator_fee: int) -> int:
+        """The collateral a provider posts with its result: the validator fee plus 10% of the price.
 
-        Args:
-            result_hash: The committed result (looked up with the per-task ``resultOf`` view if omitted).
-
-        Raises:
-            NotRequester, WrongState, DeadlinePassed, DeadlineNotReached, InvalidValidator, NotAWorker,
-            WorkerUnavailable, WrongResult: before sending.
+        Computed here (the contract's ``collateralFor`` is pure and gives the same number), so no call is spent.
         """
-        task = self._own_task(task_id, sender)
-        self._expect(task, Status.AwaitingValidator, Status.Validating)
-        now = self.now()
-        if task.status == Status.AwaitingValidator and now > task.deadline:
-            raise DeadlinePassed(f"task {task_id}: the review window closed at {task.deadline}; anyone can expire it")
-        if task.status == Status.Validating and now <= task.deadline:
-            raise DeadlineNotReached(
-                f"task {task_id}: validator {task.validator} has until {task.deadline} for its verdict"
-            )
-        addr = address_of(validator)
-        if addr in (task.requester, task.provider, task.validator):
-            raise InvalidValidator(f"validator {addr} cannot be the requester, the provider or the current validator")
-        self._check_worker_for(addr, "validator")
-        rh = self.result_hash(task_id) if result_hash is None else _bytes32(result_hash, "result hash")
-        self._send("assignValidator", int(task_id), addr, rh, bytes(locator), sender=sender, **tx)
-        return self.task(task_id)
+        return collateral_for(price, validator_fee)
 
     def submit_result(
-        self, task_id: int, result_hash: bytes, requester_locator: bytes, validator_locator: bytes = b"", *,
-        sender: AccountAPI, **tx: Any,
+        self, task_id: int, result_hash: bytes, validator_locator: bytes, *, sender: AccountAPI, **tx: Any
     ) -> Task:
-        """Commit the result of an executing task (provider only).
+        """Commit the result of an executing task with its collateral (provider only).
+
+        The collateral (:meth:`collateral_for` the task's price and fee) is sent with the transaction; it comes
+        back on accept or when the validator stays silent, and pays the validator on a reject.
+
+        Args:
+            result_hash: SHA-256 of the (salted) result archive.
+            validator_locator: The locator sealed to the validator (task + result, and the result sealed to the
+                requester for the validator to pass on at its accept).
 
         Raises:
-            InvalidInput, NotProvider, WrongState, DeadlinePassed: before sending.
+            InvalidInput, NotProvider, WrongState, DeadlinePassed, InsufficientDeposit: before sending.
         """
         rh = _bytes32(result_hash, "result hash")
-        task = self.task(task_id)
-        if task.provider != address_of(sender):
-            raise NotProvider(f"only the provider {task.provider} can submit the result of task {task_id}")
-        self._expect(task, Status.Executing)
-        if self.now() > task.deadline:
-            raise DeadlinePassed(f"task {task_id}: the result was due by {task.deadline}")
-        self._send("submitResult", int(task_id), rh, bytes(requester_locator), bytes(validator_locator),
-                   sender=sender, **tx)
+        task = self._provided_task(task_id, sender, "submit the result of")
+        collateral = task.collateral
+        balance = int(sender.balance)
+        if balance < collateral:
+            raise InsufficientDeposit(f"{address_of(sender)} has {balance} wei, the collateral is {collateral} wei")
+        self._send("submitResult", int(task_id), rh, bytes(validator_locator), sender=sender, value=collateral, **tx)
+        return self.task(task_id)
+
+    def report_failure(self, task_id: int, report: bytes, *, sender: AccountAPI, **tx: Any) -> Task:
+        """End an executing task whose run failed, at once (provider only).
+
+        The provider keeps the failure fee (10% of the price, less the burn); the requester gets the rest back
+        and may rate the task.
+
+        Args:
+            report: Exit code and last lines of stderr sealed to the requester (``ichain.transfer.report``),
+                1..1024 bytes.
+
+        Raises:
+            InvalidReport, NotProvider, WrongState, DeadlinePassed: before sending.
+        """
+        raw = bytes(report)
+        if not 1 <= len(raw) <= MAX_REPORT:
+            raise InvalidReport(f"a failure report must be 1..{MAX_REPORT} bytes, got {len(raw)}")
+        self._provided_task(task_id, sender, "report the failure of")
+        self._send("reportFailure", int(task_id), raw, sender=sender, **tx)
         return self.task(task_id)
 
     def result_of(self, task_id: int) -> bytes | None:
@@ -620,9 +742,15 @@ class Market:
         return None if rh == bytes(32) else rh
 
     def submit_verdict(
-        self, task_id: int, result_hash: bytes, accept: bool, *, sender: AccountAPI, **tx: Any
+        self, task_id: int, result_hash: bytes, accept: bool, requester_locator: bytes = b"", *,
+        sender: AccountAPI, **tx: Any,
     ) -> Task:
-        """Judge the committed result (validator only).
+        """Judge the committed result (validator only); the same transaction pays whoever the verdict favours.
+
+        Args:
+            result_hash: The result judged (must be the commitment).
+            accept: True to accept.
+            requester_locator: On accept, the result's locator sealed to the requester (ignored on reject).
 
         Raises:
             NotValidator, WrongState, DeadlinePassed, WrongResult: before sending.
@@ -636,21 +764,30 @@ class Market:
             raise DeadlinePassed(f"task {task_id}: the verdict was due by {task.deadline}")
         if self.result_of(task_id) != rh:
             raise WrongResult(f"0x{rh.hex()} is not the result committed for task {task_id}")
-        self._send("submitVerdict", int(task_id), rh, bool(accept), sender=sender, **tx)
+        locator = bytes(requester_locator) if accept else b""
+        self._send("submitVerdict", int(task_id), rh, bool(accept), locator, sender=sender, **tx)
         return self.task(task_id)
 
-    def finalize(self, task_id: int, rating: int, *, sender: AccountAPI, **tx: Any) -> Task:
-        """Finalize and rate (requester only): pays the provider after an accept, records the rating.
+    def rate(
+        self, task_id: int, provider_rating: int, validator_rating: int = 0, *, sender: AccountAPI, **tx: Any
+    ) -> Task:
+        """Rate a Completed or Failed task, once (requester only); there is no default rating.
+
+        Args:
+            provider_rating: 1..5.
+            validator_rating: 1..5, or 0 to leave the validator unrated (must be 0 on a failed task, which had
+                no verdict).
 
         Raises:
             InvalidRating, NotRequester, WrongState: before sending.
         """
-        # bool is an int to Python; True would be sent as the rating 1
-        if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 5:
-            raise InvalidRating(f"rating must be 1..5, got {rating!r}")
+        _rating(provider_rating, "provider rating", 1)
+        _rating(validator_rating, "validator rating", 0)
         task = self._own_task(task_id, sender)
-        self._expect(task, Status.Accepted, Status.Rejected)
-        self._send("finalize", int(task_id), rating, sender=sender, **tx)
+        self._expect(task, Status.Completed, Status.Failed)
+        if task.status == Status.Failed and validator_rating:
+            raise InvalidRating(f"task {task_id} failed before any verdict: its validator rating must be 0")
+        self._send("rate", int(task_id), int(provider_rating), int(validator_rating), sender=sender, **tx)
         return self.task(task_id)
 
     def cancel(self, task_id: int, *, sender: AccountAPI, **tx: Any) -> Task:
@@ -699,10 +836,28 @@ class Market:
         return int(self._decoded(receipt, Withdrawn).amount)
 
 
-def rank_key(worker: Worker) -> tuple[bool, float, int, str]:
-    """Sort key used by :meth:`Market.providers` (exposed for callers that rank their own lists)."""
-    avg = worker.average_rating
-    return (avg is None, -(avg or 0.0), worker.price, worker.address.lower())
+def rank_key(worker: Worker, role: Role = Role.Provider) -> tuple[int, int, int, str]:
+    """Sort key used by :meth:`Market.providers` and :meth:`Market.validators` (best first).
+
+    Ranks by the role's Bayesian value-weighted score, which is count-aware (a few ratings barely move the
+    3-star prior, paid work does), then by the larger number of ratings, the lower price and the address.
+    The raw mean is never used: one self-dealt 5-star rating would top it.
+    """
+    record = worker.record(role)
+    return (-record.score_milli, -record.count, worker.price, worker.address.lower())
+
+
+def _rating(value: int, what: str, lowest: int) -> None:
+    # bool is an int to Python; True would be sent as the rating 1
+    if isinstance(value, bool) or not isinstance(value, int) or not lowest <= value <= 5:
+        raise InvalidRating(f"{what} must be {lowest}..5, got {value!r}")
+
+
+def _record_of(raw: Any) -> Record:
+    return Record(
+        count=int(raw.count), sum=int(raw.sum), weight_gwei=int(raw.weightGwei),
+        weighted_gwei=int(raw.weightedGwei), average_milli=int(raw.averageMilli), score_milli=int(raw.scoreMilli),
+    )
 
 
 def _bytes32(value: bytes | str, what: str) -> bytes:

@@ -13,33 +13,101 @@ if TYPE_CHECKING:
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 
+# The contract's money constants (basis points of BPS), mirrored so that amounts are known before sending.
+BPS = 10_000
+BURN_BPS = 100  # 1% of every paid amount is burned
+COLLATERAL_BPS = 1000  # collateral = validator fee + 10% of the price
+FAILURE_BPS = 1000  # a failing run pays the provider 10% of the price (less the burn)
+MAX_REPORT = 1024  # a failure report is 1..MAX_REPORT bytes
+
 # An account, contract or any other ape address object, or an address as text.
 AddressLike = Union["BaseAddress", str]
 
 
 class Status(IntEnum):
-    """Task status, mirroring ``ITaskMarket.Status``."""
+    """Task status, mirroring ``ITaskMarket.Status`` (protocol v2)."""
 
     None_ = 0
     Pending = 1
     Executing = 2
-    AwaitingValidator = 3
-    Validating = 4
-    Accepted = 5
+    Validating = 3
+    Completed = 4
+    Failed = 5
     Rejected = 6
-    Completed = 7
-    Closed = 8
-    Cancelled = 9
-    Expired = 10
+    Rated = 7
+    Cancelled = 8
+    Expired = 9
 
     @property
     def is_open(self) -> bool:
-        """True while the task holds escrow (Pending..Accepted)."""
-        return Status.Pending <= self <= Status.Accepted
+        """True while the task holds escrow (Pending, Executing, Validating)."""
+        return Status.Pending <= self <= Status.Validating
+
+    @property
+    def is_rateable(self) -> bool:
+        """True when the requester may still rate the task (Completed or Failed, not yet rated)."""
+        return self in (Status.Completed, Status.Failed)
 
 
 Status.None_._name_ = "None"  # the contract's name; `None` itself is not a valid identifier here
-OPEN_STATUSES = (Status.Pending, Status.Executing, Status.AwaitingValidator, Status.Validating, Status.Accepted)
+OPEN_STATUSES = (Status.Pending, Status.Executing, Status.Validating)
+# The states a task ends in; only Completed and Failed still take the requester's rating.
+SETTLED_STATUSES = (
+    Status.Completed, Status.Failed, Status.Rejected, Status.Rated, Status.Cancelled, Status.Expired,
+)
+
+
+class Role(IntEnum):
+    """The role a rating record is for, mirroring ``IRatings.Role``."""
+
+    Provider = 0
+    Validator = 1
+
+
+# The Bayesian prior of every record, mirroring the Ratings contract: 3 stars weighing 0.01 ether.
+PRIOR_SCORE_MILLI = 3000
+PRIOR_WEIGHT_GWEI = 10_000_000
+
+
+@dataclass(frozen=True)
+class Record:
+    """One role's rating record of a worker (``IRatings.Record``).
+
+    Attributes:
+        count: Ratings received.
+        sum: Sum of the ratings (1..5 each).
+        weight_gwei: Gwei paid over the rated tasks (what the ratings weigh).
+        weighted_gwei: Sum of rating x gwei paid.
+        average_milli: Plain average x 1000 (0 when never rated).
+        score_milli: Bayesian value-weighted average x 1000 (the prior, 3000, when never rated).
+    """
+
+    count: int = 0
+    sum: int = 0
+    weight_gwei: int = 0
+    weighted_gwei: int = 0
+    average_milli: int = 0
+    score_milli: int = PRIOR_SCORE_MILLI
+
+    @property
+    def score(self) -> float:
+        """The ranking score in stars (3.0, the prior, when never rated)."""
+        return self.score_milli / 1000
+
+    @property
+    def average(self) -> float | None:
+        """The plain average in stars, or None when never rated (shown to users, never used to rank)."""
+        return self.sum / self.count if self.count else None
+
+
+def collateral_for(price: int, validator_fee: int) -> int:
+    """The collateral a provider posts with its result: the validator fee plus 10% of the price."""
+    return int(validator_fee) + int(price) * COLLATERAL_BPS // BPS
+
+
+def burn_of(amount: int) -> int:
+    """The part of a paid amount the market burns (1%)."""
+    return int(amount) * BURN_BPS // BPS
 
 
 def address_of(value: AddressLike) -> str:
@@ -66,7 +134,7 @@ class Task:
         status: Current status.
         deadline: Unix deadline of the current state.
         provider: Named provider, or None.
-        validator: Named validator, or None.
+        validator: Named validator (required since protocol v2).
         price: Wei for the provider.
         validator_fee: Wei for the validator.
         timeout: Execution timeout in seconds.
@@ -78,7 +146,7 @@ class Task:
     status: Status
     deadline: int
     provider: str | None
-    validator: str | None
+    validator: str
     price: int
     validator_fee: int
     timeout: int
@@ -99,20 +167,26 @@ class Task:
         """True while the task holds escrow."""
         return self.status.is_open
 
+    @property
+    def collateral(self) -> int:
+        """The collateral its provider posts with the result (see :func:`collateral_for`)."""
+        return collateral_for(self.price, self.validator_fee)
+
 
 @dataclass(frozen=True)
 class Worker:
-    """A worker (provider or validator) with its rating statistics.
+    """A worker (provider and validator) with its two rating records.
 
     Attributes:
         address: Worker address.
         worker_id: Permanent worker id (0 if never registered).
         enc_key: X25519 public key (32 bytes) locators are sealed to.
-        price: Asking price in wei.
+        price: Asking price in wei (for a run as a provider, for a verdict as a validator).
         registered: Currently registered.
         available: In the available pool.
-        rating_sum: Sum of ratings received.
-        rating_count: Number of ratings received.
+        missed: Verdicts it let expire as a validator (never reset).
+        provider_record: Its record as a provider.
+        validator_record: Its record as a validator.
     """
 
     address: str
@@ -121,13 +195,38 @@ class Worker:
     price: int
     registered: bool
     available: bool
-    rating_sum: int = 0
-    rating_count: int = 0
+    missed: int = 0
+    provider_record: Record = field(default_factory=Record)
+    validator_record: Record = field(default_factory=Record)
+
+    def record(self, role: Role) -> Record:
+        """The record for ``role``."""
+        return self.provider_record if role == Role.Provider else self.validator_record
+
+    @property
+    def rating_sum(self) -> int:
+        """Sum of the ratings received as a provider."""
+        return self.provider_record.sum
+
+    @property
+    def rating_count(self) -> int:
+        """Number of ratings received as a provider."""
+        return self.provider_record.count
 
     @property
     def average_rating(self) -> float | None:
-        """Average rating, or None when never rated."""
-        return self.rating_sum / self.rating_count if self.rating_count else None
+        """Plain average rating as a provider, or None when never rated."""
+        return self.provider_record.average
+
+    @property
+    def score(self) -> float:
+        """Provider ranking score in stars (Bayesian, value-weighted)."""
+        return self.provider_record.score
+
+    @property
+    def validator_score(self) -> float:
+        """Validator ranking score in stars (Bayesian, value-weighted)."""
+        return self.validator_record.score
 
 
 @dataclass(frozen=True)
@@ -136,10 +235,18 @@ class Pools:
 
     pending: list[int] = field(default_factory=list)
     executing: list[int] = field(default_factory=list)
-    awaiting_validator: list[int] = field(default_factory=list)
     validating: list[int] = field(default_factory=list)
-    accepted: list[int] = field(default_factory=list)
     available: list[str] = field(default_factory=list)
+
+
+class Windows(dict[str, int]):
+    """The market's windows in seconds: ``validation_window``, ``min_timeout``, ``max_timeout``.
+
+    A plain mapping; calling it returns itself, so ``market.windows`` and ``market.windows()`` both work.
+    """
+
+    def __call__(self) -> Windows:
+        return self
 
 
 @dataclass(frozen=True)

@@ -78,8 +78,8 @@ def sepolia_like():
 def deployed(sepolia_like, tmp_path_factory):
     registry = tmp_path_factory.mktemp("registry") / "deployments.json"
     run = subprocess.run(
-        [APE, "run", "deploy", "--network", sepolia_like, "--account", "TEST::0", "--review-window", "100",
-         "--validation-window", "100", "--min-timeout", "60", "--max-timeout", "3600"],
+        [APE, "run", "deploy", "--network", sepolia_like, "--account", "TEST::0", "--validation-window", "100",
+         "--min-timeout", "60", "--max-timeout", "3600"],
         cwd=ROOT, env=_env(registry), capture_output=True, text=True, timeout=300,
     )
     return run, registry
@@ -90,7 +90,8 @@ def test_deploy__second_anvil_posing_as_sepolia__addresses_recorded_by_chain_id(
     assert run.returncode == 0, run.stdout[-500:] + run.stderr[-500:]
     entry = json.loads(registry.read_text())[str(SEPOLIA_CHAIN_ID)]
     assert entry["chain_id"] == SEPOLIA_CHAIN_ID and entry["network"].startswith("ethereum:sepolia")
-    assert (entry["review_window"], entry["max_timeout"]) == (100, 3600)
+    assert (entry["validation_window"], entry["max_timeout"]) == (100, 3600)
+    assert "review_window" not in entry
     assert len(_rpc(sepolia_like, "eth_getCode", [entry["market"], "latest"])) > 1000
     assert len(_rpc(sepolia_like, "eth_getCode", [entry["ratings"], "latest"])) > 100
     assert f"TaskMarket {entry['market']}" in run.stdout
@@ -108,16 +109,17 @@ with networks.parse_network_choice(sys.argv[1]):
     for who in (prov, val):
         if not m.worker(who).registered:
             m.register(hashlib.sha256(who.address.encode()).digest(), 10**15, sender=who)
+    m.set_trust(val, sender=prov)
     task = m.post(hashlib.sha256(b"fork-task").digest(), price=10**16, validator_fee=10**15, provider=prov,
-                  validator=val, provider_locator=b"p", validator_locator=b"v", timeout=600, sender=req)
+                  validator=val, locator=b"p", timeout=600, sender=req)
     rh = hashlib.sha256(b"fork-result").digest()
-    m.submit_result(task.task_id, rh, b"r", b"v", sender=prov)
-    m.submit_verdict(task.task_id, rh, True, sender=val)
-    done = m.finalize(task.task_id, 5, sender=req)
+    m.submit_result(task.task_id, rh, b"v", sender=prov)
+    m.submit_verdict(task.task_id, rh, True, b"r", sender=val)
+    done = m.rate(task.task_id, 5, 4, sender=req)
     names = [e.name for e in m.events(m.start_block) if isinstance(e, TaskEvent) and e.task_id == task.task_id]
     print(json.dumps({"market": m.address, "status": done.status.name, "provider_credit": m.credit(prov),
                       "validator_credit": m.credit(val), "rating": m.worker(prov).average_rating,
-                      "events": names}))
+                      "validator_rating": m.worker(val).validator_record.average, "events": names}))
 """
 
 
@@ -135,9 +137,11 @@ def test_deploy__fork_of_recorded_deployment__lifecycle_completes_on_fork(deploy
     assert out.returncode == 0, out.stderr[-1500:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["market"] == entry["market"]
-    assert (result["status"], result["provider_credit"], result["validator_credit"], result["rating"]) == (
-        "Completed", 10**16, 10**15, 5.0)
-    assert result["events"] == ["TaskPosted", "ResultSubmitted", "VerdictSubmitted", "TaskFinalized", "Rated"]
+    collateral = 10**15 + 10**16 // 10
+    assert (result["status"], result["provider_credit"], result["validator_credit"]) == (
+        "Rated", 10**16 * 99 // 100 + collateral, 10**15 * 99 // 100)
+    assert (result["rating"], result["validator_rating"]) == (5.0, 4.0)
+    assert result["events"] == ["TaskPosted", "ResultSubmitted", "VerdictSubmitted", "TaskRated"]
     # the fork's transactions never reached the upstream chain
     assert int(_rpc(sepolia_like, "eth_call", [{"to": entry["market"], "data": "0x6d488b6a"}, "latest"]), 16) == 0
 
@@ -173,6 +177,31 @@ def test_find__unknown_chain__one_line_deployment_error(tmp_path):
     with pytest.raises(DeploymentError) as info:
         deployments.find(424242, tmp_path / "none.json")
     assert "424242" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_find__protocol_v1_entry__one_line_error_asks_for_a_new_deployment(tmp_path):
+    path = tmp_path / "d.json"
+    entry = {"chain_id": 5, "network": "n", "market": "0x" + "11" * 20, "ratings": "0x" + "22" * 20, "block": 1,
+             "review_window": 3600}
+    path.write_text(json.dumps({"5": entry}))
+    with pytest.raises(DeploymentError, match="protocol v1") as info:
+        deployments.find(5, path)
+    assert "\n" not in str(info.value)
+
+
+def test_deploy__review_window__one_line_error_before_sending(chain, accounts):
+    head = chain.blocks.head.number
+    with pytest.raises(DeploymentError, match="no review window"):
+        deployments.deploy(accounts[9], review_window=30, save=False)
+    assert chain.blocks.head.number == head
+
+
+def test_deploy__v2_windows__market_has_them(accounts):
+    from ichain.market import Market
+
+    m = Market.deploy(accounts[9], validation_window=70, min_timeout=30, max_timeout=900)
+    assert m.windows == {"validation_window": 70, "min_timeout": 30, "max_timeout": 900} == m.windows()
+    assert m.burned() == 0
 
 
 def test_find__corrupt_registry__one_line_deployment_error(tmp_path):

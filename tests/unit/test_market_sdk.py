@@ -24,23 +24,71 @@ def test_post__provider_and_validator__task_executing_with_escrow(market, reques
     balance = market_contract.balance
     c = consts
     task = market.post(new_hash(), price=c.PRICE, validator_fee=c.FEE, provider=provider, validator=validator,
-                       provider_locator=c.LOCATOR, validator_locator=c.LOCATOR, sender=requester)
+                       locator=c.LOCATOR, sender=requester)
     assert task.status == m.Status.Executing
     assert (task.requester, task.provider, task.validator) == (requester.address, provider.address, validator.address)
     assert (task.price, task.validator_fee, task.deposit) == (c.PRICE, c.FEE, c.PRICE + c.FEE)
     assert market_contract.balance == balance + c.PRICE + c.FEE
 
 
-def test_lifecycle__happy_path__provider_and_validator_paid_rating_recorded(market, workers, task_in, consts):
+def test_lifecycle__happy_path__paid_less_burn_collateral_back_rating_recorded(market, requester, workers, task_in,
+                                                                               consts):
     provider, validator, *_ = workers
+    burned = market.burned()
     task, rh = task_in("Completed")
     assert task.status == m.Status.Completed
-    assert market.credit(provider) == consts.PRICE
-    assert market.credit(validator) == consts.FEE
-    w = market.worker(provider)
-    assert (w.rating_count, w.average_rating) == (1, 4.0)
-    assert market.withdraw(sender=provider) == consts.PRICE
+    provider_paid = consts.PRICE - m.burn_of(consts.PRICE)
+    assert market.credit(provider) == provider_paid + consts.COLLATERAL
+    assert market.credit(validator) == consts.FEE - m.burn_of(consts.FEE)
+    assert market.burned() == burned + m.burn_of(consts.PRICE) + m.burn_of(consts.FEE)
+    task = market.rate(task.task_id, 4, 5, sender=requester)
+    assert task.status == m.Status.Rated
+    w, v = market.workers([provider, validator])
+    assert (w.rating_count, w.average_rating, w.provider_record.weight_gwei) == (1, 4.0, provider_paid // 10**9)
+    assert (v.validator_record.count, v.validator_record.average) == (1, 5.0)
+    assert v.provider_record.count == 0
+    assert market.withdraw(sender=provider) == provider_paid + consts.COLLATERAL
     assert market.credit(provider) == 0
+
+
+def test_lifecycle__failure_reported__failure_fee_kept_rest_refunded(market, requester, workers, task_in, consts,
+                                                                    chain):
+    provider, *_ = workers
+    start = chain.blocks.head.number + 1
+    task, _ = task_in("Failed")
+    assert task.status == m.Status.Failed
+    fee = consts.PRICE * m.FAILURE_BPS // m.BPS
+    [failed] = [e for e in market.events(start) if isinstance(e, m.TaskFailed)]
+    assert (failed.task_id, failed.provider, failed.requester, failed.report) == (
+        task.task_id, provider.address, requester.address, consts.REPORT)
+    assert failed.provider_paid == fee - m.burn_of(fee) == market.credit(provider)
+    assert failed.refund == consts.PRICE + consts.FEE - fee == market.credit(requester)
+    assert failed.burned == m.burn_of(fee)
+
+
+def test_lifecycle__rejected__requester_refunded_collateral_pays_validator_rest_burned(market, requester, workers,
+                                                                                     task_in, consts, chain):
+    provider, validator, *_ = workers
+    burned = market.burned()
+    start = chain.blocks.head.number + 1
+    task, rh = task_in("Rejected")
+    assert task.status == m.Status.Rejected
+    assert market.credit(requester) == consts.PRICE + consts.FEE
+    assert market.credit(validator) == consts.FEE - m.burn_of(consts.FEE)
+    assert market.credit(provider) == 0
+    assert market.burned() == burned + consts.COLLATERAL - market.credit(validator)
+    [verdict] = [e for e in market.events(start) if isinstance(e, m.VerdictSubmitted)]
+    assert (verdict.accepted, verdict.provider_paid, verdict.requester_locator) == (False, 0, b"")
+
+
+def test_lifecycle__silent_validator__expired_provider_collateral_back_missed_counted(market, requester, workers,
+                                                                                    task_in, consts):
+    provider, validator, *_ = workers
+    task, _ = task_in("Expired", expire_from="Validating")
+    assert task.status == m.Status.Expired
+    assert market.credit(requester) == consts.PRICE + consts.FEE
+    assert market.credit(provider) == consts.COLLATERAL
+    assert market.worker(validator).missed == 1
 
 
 # ====================================================================== pre-checks: raise before sending
@@ -108,57 +156,93 @@ def test_leave__worker__unregistered(market, workers):
 
 
 @pytest.mark.parametrize("timeout", [1, 10**7])
-def test_post__timeout_out_of_bounds__typed_error(market, requester, new_hash, no_tx, timeout):
+def test_post__timeout_out_of_bounds__typed_error(market, requester, workers, new_hash, no_tx, timeout):
     with no_tx(), pytest.raises(m.TimeoutOutOfBounds):
-        market.post(new_hash(), price=1, validator_fee=1, timeout=timeout, sender=requester)
+        market.post(new_hash(), price=1, validator_fee=10**16, validator=workers[1], timeout=timeout,
+                    sender=requester)
+
+
+@pytest.mark.parametrize("validator", [None, "0x" + "00" * 20])
+def test_post__no_validator__invalid_validator(market, requester, new_hash, no_tx, validator):
+    with no_tx(), pytest.raises(m.InvalidValidator, match="needs a validator"):
+        market.post(new_hash(), price=1, validator_fee=1, validator=validator, sender=requester)
 
 
 def test_post__requester_as_provider__typed_error(market, workers, new_hash, no_tx):
     with no_tx(), pytest.raises(m.InvalidProvider):
-        market.post(new_hash(), price=10**16, validator_fee=1, provider=workers[0], sender=workers[0])
+        market.post(new_hash(), price=10**16, validator_fee=10**16, provider=workers[0], validator=workers[1],
+                    sender=workers[0])
 
 
 def test_post__provider_is_validator__typed_error(market, requester, workers, new_hash, no_tx):
     with no_tx(), pytest.raises(m.InvalidProvider):
-        market.post(new_hash(), price=10**16, validator_fee=1, provider=workers[0], validator=workers[0],
+        market.post(new_hash(), price=10**16, validator_fee=10**16, provider=workers[0], validator=workers[0],
                     sender=requester)
 
 
 def test_post__requester_as_validator__typed_error(market, workers, new_hash, no_tx):
     with no_tx(), pytest.raises(m.InvalidValidator):
-        market.post(new_hash(), price=10**16, validator_fee=1, validator=workers[1], sender=workers[1])
+        market.post(new_hash(), price=10**16, validator_fee=10**16, validator=workers[1], sender=workers[1])
 
 
-def test_post__provider_not_a_worker__typed_error(market, requester, outsider, new_hash, no_tx):
+def test_post__provider_not_a_worker__typed_error(market, requester, outsider, workers, new_hash, no_tx):
     with no_tx(), pytest.raises(m.NotAWorker):
-        market.post(new_hash(), price=10**16, validator_fee=1, provider=outsider, sender=requester)
+        market.post(new_hash(), price=10**16, validator_fee=10**16, provider=outsider, validator=workers[1],
+                    sender=requester)
+
+
+def test_post__validator_not_a_worker__typed_error(market, requester, outsider, new_hash, no_tx):
+    with no_tx(), pytest.raises(m.NotAWorker, match="validator"):
+        market.post(new_hash(), price=10**16, validator_fee=10**16, validator=outsider, sender=requester)
 
 
 def test_post__provider_unavailable__typed_error(market, requester, workers, new_hash, no_tx):
     market.update(new_hash(), 1, sender=workers[0], available=False)
     with no_tx(), pytest.raises(m.WorkerUnavailable):
-        market.post(new_hash(), price=10**16, validator_fee=1, provider=workers[0], sender=requester)
+        market.post(new_hash(), price=10**16, validator_fee=10**16, provider=workers[0], validator=workers[1],
+                    sender=requester)
+
+
+def test_post__validator_unavailable__typed_error(market, requester, workers, new_hash, no_tx):
+    market.update(new_hash(), 1, sender=workers[1], available=False)
+    with no_tx(), pytest.raises(m.WorkerUnavailable, match="validator"):
+        market.post(new_hash(), price=10**16, validator_fee=10**16, validator=workers[1], sender=requester)
 
 
 def test_post__price_below_asking__typed_error(market, requester, workers, new_hash, no_tx):
-    with no_tx(), pytest.raises(m.PriceTooLow):
-        market.post(new_hash(), price=1, validator_fee=1, provider=workers[0], sender=requester)
+    with no_tx(), pytest.raises(m.PriceTooLow, match="provider"):
+        market.post(new_hash(), price=1, validator_fee=10**16, provider=workers[0], validator=workers[1],
+                    sender=requester)
 
 
-def test_post__deposit_above_balance__insufficient_deposit(market, requester, new_hash, no_tx):
+def test_post__fee_below_validator_asking__price_too_low(market, requester, workers, new_hash, no_tx, consts):
+    # M5: a validator is never drafted without its consent to the fee
+    with no_tx(), pytest.raises(m.PriceTooLow, match="validator"):
+        market.post(new_hash(), price=10**16, validator_fee=consts.ASKING - 1, validator=workers[1],
+                    sender=requester)
+
+
+def test_post__provider_does_not_trust_validator__validator_not_trusted(market, requester, workers, new_hash, no_tx):
+    provider, _, _, validator2 = workers
+    with no_tx(), pytest.raises(m.ValidatorNotTrusted):
+        market.post(new_hash(), price=10**16, validator_fee=10**16, provider=provider, validator=validator2,
+                    locator=b"l", sender=requester)
+
+
+def test_post__deposit_above_balance__insufficient_deposit(market, requester, workers, new_hash, no_tx):
     with no_tx(), pytest.raises(m.InsufficientDeposit):
-        market.post(new_hash(), price=2**95, validator_fee=2**95, sender=requester)
+        market.post(new_hash(), price=2**95, validator_fee=2**95, validator=workers[1], sender=requester)
 
 
-def test_post__amount_too_large__invalid_input(market, requester, new_hash, no_tx):
+def test_post__amount_too_large__invalid_input(market, requester, workers, new_hash, no_tx):
     with no_tx(), pytest.raises(m.InvalidInput):
-        market.post(new_hash(), price=2**96, validator_fee=0, sender=requester)
+        market.post(new_hash(), price=2**96, validator_fee=0, validator=workers[1], sender=requester)
 
 
-def test_post__default_timeout__clamped_one_hour(market, requester, new_hash, consts):
-    task = market.post(new_hash(), price=1, validator_fee=1, sender=requester)
+def test_post__default_timeout__clamped_one_hour(market, requester, workers, new_hash, consts):
+    task = market.post(new_hash(), price=1, validator_fee=consts.ASKING, validator=workers[1], sender=requester)
     assert task.timeout == min(max(3600, consts.MIN_TIMEOUT), consts.MAX_TIMEOUT)
-    assert task.status == m.Status.Pending and task.provider is None and task.validator is None
+    assert task.status == m.Status.Pending and task.provider is None and task.validator == workers[1].address
 
 
 def test_assign_provider__not_requester__typed_error(market, outsider, workers, task_in, no_tx):
@@ -174,44 +258,84 @@ def test_assign_provider__executing__wrong_state(market, requester, workers, tas
 
 
 def test_assign_provider__pending__executing(market, requester, workers, task_in):
-    task, _ = task_in("Pending")
+    task, _ = task_in("Pending", validator=workers[3])
     task = market.assign_provider(task.task_id, workers[2], b"loc", sender=requester)
     assert (task.status, task.provider) == (m.Status.Executing, workers[2].address)
 
 
-def test_assign_validator__result_hash_omitted__looked_up_from_result_of(market, requester, workers, task_in):
-    task, rh = task_in("AwaitingValidator")
-    assert market.result_hash(task.task_id) == rh
-    assert market.result_of(task.task_id) == rh
-    task = market.assign_validator(task.task_id, workers[3], b"loc", sender=requester)
-    assert (task.status, task.validator) == (m.Status.Validating, workers[3].address)
+def test_assign_provider__untrusted_validator__validator_not_trusted(market, requester, workers, task_in, no_tx):
+    task, _ = task_in("Pending")  # validator: workers[1], which provider2 does not trust
+    with no_tx(), pytest.raises(m.ValidatorNotTrusted):
+        market.assign_provider(task.task_id, workers[2], b"loc", sender=requester)
 
 
-def test_assign_validator__validator_still_in_window__deadline_not_reached(market, requester, workers, task_in,
-                                                                            no_tx):
-    task, _ = task_in("Validating")
-    with no_tx(), pytest.raises(m.DeadlineNotReached):
-        market.assign_validator(task.task_id, workers[3], b"", sender=requester)
+def test_assign_provider__validator_itself__invalid_provider(market, requester, workers, task_in, no_tx):
+    task, _ = task_in("Pending")
+    with no_tx(), pytest.raises(m.InvalidProvider):
+        market.assign_provider(task.task_id, workers[1], b"loc", sender=requester)
 
 
-def test_assign_validator__review_window_over__deadline_passed(market, requester, workers, task_in, past_deadline,
-                                                              no_tx):
-    task, _ = task_in("AwaitingValidator")
-    past_deadline(task.task_id)
-    with no_tx(), pytest.raises(m.DeadlinePassed):
-        market.assign_validator(task.task_id, workers[3], b"", sender=requester)
+# ====================================================================== trust
+def test_set_trust__add_then_remove__trusts_and_trusted_validators_follow(market, workers, outsider, new_hash):
+    provider, validator, provider2, validator2 = workers
+    assert market.trusted_validators(provider) == [validator.address]
+    assert market.set_trust(validator2, sender=provider) is True
+    assert market.trusts(provider, validator2) and not market.trusts(validator2, provider)
+    assert market.trusted_validators(provider) == [validator.address, validator2.address]
+    assert market.set_trust(validator, False, sender=provider) is False
+    assert market.trusted_validators(provider) == [validator2.address]
+    assert market.trusted_validators(outsider) == []
 
 
-def test_assign_validator__provider_as_validator__typed_error(market, requester, workers, task_in, no_tx):
-    task, _ = task_in("AwaitingValidator")
+def test_set_trust__itself__invalid_validator_before_sending(market, workers, no_tx):
     with no_tx(), pytest.raises(m.InvalidValidator):
-        market.assign_validator(task.task_id, workers[0], b"", sender=requester)
+        market.set_trust(workers[0], sender=workers[0])
+
+
+def test_set_trust__event__typed(market, workers, chain):
+    start = chain.blocks.head.number + 1
+    market.set_trust(workers[3], sender=workers[0])
+    [event] = [e for e in market.events(start) if isinstance(e, m.TrustChanged)]
+    assert (event.provider, event.validator, event.trusted) == (workers[0].address, workers[3].address, True)
+
+
+def test_validators__of_a_provider__its_trusted_set_ranked_never_itself(market, workers):
+    provider, validator, provider2, validator2 = workers
+    market.set_trust(validator2, sender=provider)
+    assert {w.address for w in market.validators(provider)} == {validator.address, validator2.address}
+    assert [w.address for w in market.validators(provider, exclude=[validator])] == [validator2.address]
 
 
 def test_submit_result__not_provider__typed_error(market, workers, task_in, new_hash, no_tx):
     task, _ = task_in("Executing")
     with no_tx(), pytest.raises(m.NotProvider):
         market.submit_result(task.task_id, new_hash(), b"", sender=workers[2])
+
+
+def test_submit_result__executing__collateral_sent_and_in_event(market, market_contract, workers, task_in, new_hash,
+                                                               consts, chain):
+    provider, validator, *_ = workers
+    task, _ = task_in("Executing")
+    balance = market_contract.balance
+    start = chain.blocks.head.number + 1
+    rh = new_hash()
+    task = market.submit_result(task.task_id, rh, b"vloc", sender=provider)
+    assert task.status == m.Status.Validating and task.collateral == consts.COLLATERAL
+    assert market_contract.balance == balance + consts.COLLATERAL
+    assert market.collateral_for(consts.PRICE, consts.FEE) == market_contract.collateralFor(consts.PRICE, consts.FEE)
+    [event] = [e for e in market.events(start) if isinstance(e, m.ResultSubmitted)]
+    assert (event.result_hash, event.collateral, event.validator, event.validator_locator) == (
+        rh, consts.COLLATERAL, validator.address, b"vloc")
+    assert market.result_of(task.task_id) == market.result_hash(task.task_id) == rh
+
+
+def test_submit_result__collateral_above_balance__insufficient_deposit(market, requester, workers, task_in, new_hash,
+                                                                      no_tx, chain):
+    provider = workers[0]
+    task, _ = task_in("Executing")
+    chain.provider.set_balance(provider.address, task.collateral - 1)
+    with no_tx(), pytest.raises(m.InsufficientDeposit, match="collateral"):
+        market.submit_result(task.task_id, new_hash(), b"", sender=provider)
 
 
 def test_result_of__uncommitted__none_and_result_hash_wrong_state(market, task_in):
@@ -237,6 +361,37 @@ def test_submit_result__after_deadline__typed_error(market, workers, task_in, ne
         market.submit_result(task.task_id, new_hash(), b"", sender=workers[0])
 
 
+@pytest.mark.parametrize("length", [0, 1025])
+def test_report_failure__bad_length__invalid_report_before_sending(market, workers, task_in, no_tx, length):
+    task, _ = task_in("Executing")
+    with no_tx(), pytest.raises(m.InvalidReport):
+        market.report_failure(task.task_id, b"r" * length, sender=workers[0])
+
+
+def test_report_failure__longest_report__failed(market, workers, task_in):
+    task, _ = task_in("Executing")
+    assert market.report_failure(task.task_id, b"r" * m.MAX_REPORT, sender=workers[0]).status == m.Status.Failed
+
+
+def test_report_failure__not_provider__typed_error(market, workers, task_in, no_tx, consts):
+    task, _ = task_in("Executing")
+    with no_tx(), pytest.raises(m.NotProvider):
+        market.report_failure(task.task_id, consts.REPORT, sender=workers[1])
+
+
+def test_report_failure__validating__wrong_state(market, workers, task_in, no_tx, consts):
+    task, _ = task_in("Validating")
+    with no_tx(), pytest.raises(m.WrongState):
+        market.report_failure(task.task_id, consts.REPORT, sender=workers[0])
+
+
+def test_report_failure__after_deadline__deadline_passed(market, workers, task_in, past_deadline, no_tx, consts):
+    task, _ = task_in("Executing")
+    past_deadline(task.task_id)
+    with no_tx(), pytest.raises(m.DeadlinePassed):
+        market.report_failure(task.task_id, consts.REPORT, sender=workers[0])
+
+
 def test_submit_verdict__not_validator__typed_error(market, workers, task_in, no_tx):
     task, rh = task_in("Validating")
     with no_tx(), pytest.raises(m.NotValidator):
@@ -249,23 +404,71 @@ def test_submit_verdict__other_commitment__wrong_result(market, workers, task_in
         market.submit_verdict(task.task_id, new_hash(), True, sender=workers[1])
 
 
+def test_submit_verdict__after_deadline__deadline_passed(market, workers, task_in, past_deadline, no_tx):
+    task, rh = task_in("Validating")
+    past_deadline(task.task_id)
+    with no_tx(), pytest.raises(m.DeadlinePassed):
+        market.submit_verdict(task.task_id, rh, True, b"loc", sender=workers[1])
+
+
+def test_submit_verdict__accept__requester_locator_released_in_event(market, workers, task_in, chain, consts):
+    task, rh = task_in("Validating")
+    start = chain.blocks.head.number + 1
+    market.submit_verdict(task.task_id, rh, True, b"sealed-to-requester", sender=workers[1])
+    [verdict] = [e for e in market.events(start) if isinstance(e, m.VerdictSubmitted)]
+    assert (verdict.accepted, verdict.result_hash, verdict.requester_locator) == (True, rh, b"sealed-to-requester")
+    assert market.credit(workers[0]) == consts.PRICE - m.burn_of(consts.PRICE) + consts.COLLATERAL
+    assert verdict.validator_paid == consts.FEE - m.burn_of(consts.FEE)
+
+
 @pytest.mark.parametrize("rating", [0, 6, 2.5, "5", True])
-def test_finalize__bad_rating__typed_error(market, requester, task_in, no_tx, rating):
-    task, _ = task_in("Accepted")
+def test_rate__bad_provider_rating__typed_error(market, requester, task_in, no_tx, rating):
+    task, _ = task_in("Completed")
     with no_tx(), pytest.raises(m.InvalidRating):
-        market.finalize(task.task_id, rating, sender=requester)
+        market.rate(task.task_id, rating, 3, sender=requester)
 
 
-def test_finalize__executing__wrong_state(market, requester, task_in, no_tx):
-    task, _ = task_in("Executing")
+@pytest.mark.parametrize("rating", [-1, 6, True])
+def test_rate__bad_validator_rating__typed_error(market, requester, task_in, no_tx, rating):
+    task, _ = task_in("Completed")
+    with no_tx(), pytest.raises(m.InvalidRating):
+        market.rate(task.task_id, 3, rating, sender=requester)
+
+
+def test_rate__failed_task_with_validator_rating__invalid_rating(market, requester, task_in, no_tx):
+    task, _ = task_in("Failed")
+    with no_tx(), pytest.raises(m.InvalidRating, match="failed"):
+        market.rate(task.task_id, 2, 3, sender=requester)
+
+
+def test_rate__failed_task__provider_rated_weighted_by_failure_fee(market, requester, workers, task_in, consts):
+    task, _ = task_in("Failed")
+    assert market.rate(task.task_id, 2, sender=requester).status == m.Status.Rated
+    fee = consts.PRICE * m.FAILURE_BPS // m.BPS
+    record = market.worker(workers[0]).provider_record
+    assert (record.count, record.sum, record.weight_gwei) == (1, 2, (fee - m.burn_of(fee)) // 10**9)
+    assert market.worker(workers[1]).validator_record.count == 0
+
+
+@pytest.mark.parametrize("status", ["Executing", "Validating", "Rejected", "Rated", "Expired"])
+def test_rate__not_completed_or_failed__wrong_state(market, requester, task_in, no_tx, status):
+    task, _ = task_in(status)
     with no_tx(), pytest.raises(m.WrongState):
-        market.finalize(task.task_id, 5, sender=requester)
+        market.rate(task.task_id, 5, sender=requester)
 
 
-def test_finalize__rejected__closed_rating_only(market, requester, workers, task_in):
-    task, _ = task_in("Rejected")
-    task = market.finalize(task.task_id, 2, sender=requester)
-    assert task.status == m.Status.Closed and market.credit(workers[0]) == 0
+def test_rate__not_requester__typed_error(market, outsider, task_in, no_tx):
+    task, _ = task_in("Completed")
+    with no_tx(), pytest.raises(m.NotRequester):
+        market.rate(task.task_id, 5, sender=outsider)
+
+
+def test_rate__validator_unrated__only_provider_record_moves(market, requester, workers, task_in):
+    task, _ = task_in("Completed")
+    market.rate(task.task_id, 5, sender=requester)
+    provider, validator = market.workers(workers[:2])
+    assert (provider.provider_record.count, validator.validator_record.count) == (1, 0)
+    assert provider.score > 3.0 and validator.validator_score == 3.0
 
 
 def test_cancel__executing__wrong_state(market, requester, task_in, no_tx):
@@ -286,8 +489,9 @@ def test_expire__before_deadline__typed_error(market, outsider, task_in, no_tx):
         market.expire(task.task_id, sender=outsider)
 
 
-def test_expire__completed__wrong_state(market, outsider, task_in, no_tx):
-    task, _ = task_in("Completed")
+@pytest.mark.parametrize("status", ["Completed", "Failed", "Rejected", "Rated", "Cancelled", "Expired"])
+def test_expire__settled__wrong_state(market, outsider, task_in, no_tx, status):
+    task, _ = task_in(status)
     with no_tx(), pytest.raises(m.WrongState):
         market.expire(task.task_id, sender=outsider)
 
@@ -318,8 +522,10 @@ def test_withdraw__nothing__typed_error(market, outsider, no_tx):
 def test_withdraw__to_other_address__paid_there(market, workers, outsider, task_in, consts):
     task_in("Completed")
     balance = outsider.balance
-    assert market.withdraw(sender=workers[0], to=outsider) == consts.PRICE
-    assert outsider.balance == balance + consts.PRICE
+    owed = market.credit(workers[0])
+    assert owed == consts.PRICE - m.burn_of(consts.PRICE) + consts.COLLATERAL
+    assert market.withdraw(sender=workers[0], to=outsider) == owed
+    assert outsider.balance == balance + owed
 
 
 def test_task__unknown__task_not_found(market):
@@ -384,25 +590,36 @@ def test_task_event__every_event_with_a_task_id__is_a_task_event():
 
 def test_events__lifecycle_range__typed_in_chain_order(market, chain, requester, workers, task_in, consts):
     start = chain.blocks.head.number + 1
-    task, rh = task_in("Completed")
+    task, rh = task_in("Rated", rating=(4, 5))
     events = [e for e in market.events(start) if isinstance(e, m.TaskEvent) and e.task_id == task.task_id]
-    assert [e.name for e in events] == ["TaskPosted", "ResultSubmitted", "VerdictSubmitted", "TaskFinalized",
-                                        "Rated"]
-    posted, result, verdict, final, rated = events
+    assert [e.name for e in events] == ["TaskPosted", "ResultSubmitted", "VerdictSubmitted", "TaskRated"]
+    posted, result, verdict, rated = events
     assert isinstance(posted, m.TaskPosted) and posted.provider == workers[0].address
-    assert (posted.price, posted.validator_fee, posted.provider_locator) == (consts.PRICE, consts.FEE,
-                                                                             consts.LOCATOR)
+    assert (posted.price, posted.validator_fee, posted.locator) == (consts.PRICE, consts.FEE, consts.LOCATOR)
     assert (result.result_hash, result.validator, result.requester) == (rh, workers[1].address, requester.address)
-    assert verdict.accepted is True and final.paid == consts.PRICE and rated.rating == 4
+    assert (result.collateral, result.validator_locator) == (consts.COLLATERAL, consts.LOCATOR)
+    assert verdict.accepted is True and verdict.requester_locator == consts.LOCATOR
+    assert verdict.validator_paid == consts.FEE - m.burn_of(consts.FEE)
+    assert verdict.burned == m.burn_of(consts.PRICE) + m.burn_of(consts.FEE)
+    assert (rated.provider, rated.validator, rated.provider_rating, rated.validator_rating) == (
+        workers[0].address, workers[1].address, 4, 5)
     blocks = [(e.block_number, e.log_index) for e in events]
     assert blocks == sorted(blocks)
 
 
-def test_events__unnamed_parties__none_not_zero_address(market, chain, task_in):
+def test_events__pending_task__provider_none_not_zero_address(market, chain, task_in):
     start = chain.blocks.head.number + 1
-    task, _ = task_in("Pending", validator=None)
+    task, _ = task_in("Pending")
     [posted] = [e for e in market.events(start) if isinstance(e, m.TaskPosted)]
-    assert posted.provider is None and posted.validator is None
+    assert posted.provider is None and posted.validator == task.validator and posted.locator == b""
+
+
+def test_events__expired_silent_validator__payout_is_collateral(market, chain, task_in, consts):
+    start = chain.blocks.head.number + 1
+    task, _ = task_in("Expired", expire_from="Validating")
+    [expired] = [e for e in market.events(start) if isinstance(e, m.TaskExpired)]
+    assert (expired.previous_status, expired.refund, expired.payout) == (
+        m.Status.Validating, consts.PRICE + consts.FEE, consts.COLLATERAL)
 
 
 def test_events__empty_or_reversed_range__empty_list(market, chain):
@@ -412,36 +629,60 @@ def test_events__empty_or_reversed_range__empty_list(market, chain):
 
 
 def test_pools__tasks_in_each_state__listed(market, task_in, workers):
-    ids = {s: task_in(s)[0].task_id for s in ("Pending", "Executing", "AwaitingValidator", "Validating",
-                                              "Accepted")}
-    done = task_in("Completed")[0].task_id
+    ids = {s: task_in(s)[0].task_id for s in ("Pending", "Executing", "Validating")}
+    done = [task_in(s)[0].task_id for s in ("Completed", "Failed", "Rejected")]
     pools = market.pools()
     assert ids["Pending"] in pools.pending and ids["Executing"] in pools.executing
-    assert ids["AwaitingValidator"] in pools.awaiting_validator and ids["Validating"] in pools.validating
-    assert ids["Accepted"] in pools.accepted
-    assert done not in pools.pending + pools.executing + pools.validating + pools.accepted
+    assert ids["Validating"] in pools.validating
+    assert not set(done) & set(pools.pending + pools.executing + pools.validating)
     assert {w.address for w in workers} <= set(pools.available)
 
 
-def test_providers__ratings_and_prices__ranked_best_average_then_cheapest(market, requester, workers, post_task,
-                                                                           new_hash):
+def test_providers__ratings_and_prices__ranked_by_score_then_cheapest(market, requester, workers, task_in,
+                                                                       new_hash):
     provider, validator, provider2, validator2 = workers
-    for who, rating in ((provider, 3), (provider2, 5)):
-        task = post_task(provider=who, validator=validator)
-        rh = new_hash()
-        market.submit_result(task.task_id, rh, b"", b"", sender=who)
-        market.submit_verdict(task.task_id, rh, True, sender=validator)
-        market.finalize(task.task_id, rating, sender=requester)
-    market.update(new_hash(), 1, sender=validator2)  # unrated but cheapest
+    for who, rating in ((provider, 2), (provider2, 5)):
+        task, _ = task_in("Completed", provider=who)
+        market.rate(task.task_id, rating, sender=requester)
+    market.update(new_hash(), 1, sender=validator2)  # unrated (the 3-star prior) but cheapest
     ranked = [w.address for w in market.providers()]
-    assert ranked.index(provider2.address) < ranked.index(provider.address) < ranked.index(validator2.address)
-    assert ranked.index(validator2.address) < ranked.index(validator.address)  # unrated: cheaper first
+    assert ranked.index(provider2.address) < ranked.index(validator2.address) < ranked.index(provider.address)
+    assert ranked.index(validator2.address) < ranked.index(validator.address)  # both unrated: cheaper first
+
+
+def test_rank_key__one_cheap_five_star__below_much_paid_four_stars():
+    # the raw mean would put one self-dealt 5-star above forty paid 4-stars; the Bayesian score does not
+    def worker(address, count, total, weight_gwei):
+        prior = m.PRIOR_WEIGHT_GWEI
+        weighted = weight_gwei * total // count
+        score = (m.PRIOR_SCORE_MILLI * prior + 1000 * weighted) // (prior + weight_gwei)
+        record = m.Record(count=count, sum=total, weight_gwei=weight_gwei, weighted_gwei=weighted,
+                          average_milli=1000 * total // count, score_milli=score)
+        return m.Worker(address=address, worker_id=1, enc_key=b"k" * 32, price=1, registered=True, available=True,
+                        provider_record=record)
+
+    farmed = worker("0x" + "01" * 20, 1, 5, 1_000)  # one 5-star on a 1000-gwei task
+    honest = worker("0x" + "02" * 20, 40, 160, 400_000_000)  # forty 4-stars on 0.01-ether tasks
+    assert farmed.average_rating > honest.average_rating
+    assert sorted([farmed, honest], key=m.rank_key)[0] is honest
+    # neither was rated as a validator: the prior ties them, the address decides
+    assert sorted([honest, farmed], key=lambda w: m.rank_key(w, m.Role.Validator))[0] is farmed
+
+
+def test_validators__scores__ranked_by_validator_record(market, requester, workers, task_in):
+    provider, validator, provider2, validator2 = workers
+    market.set_trust(validator2, sender=provider)
+    for who, rating in ((validator, 1), (validator2, 5)):
+        task, _ = task_in("Completed", provider=provider, validator=who)
+        market.rate(task.task_id, 3, rating, sender=requester)
+    assert [w.address for w in market.validators(provider)] == [validator2.address, validator.address]
 
 
 def _one_by_one(market_contract, ratings_contract, task_ids, addresses):
     """What ape's own per-call path returns, for comparing with the batched reads."""
     tasks = [market_contract.getTask(i) for i in task_ids]
-    workers = [(market_contract.getWorker(a), tuple(ratings_contract.stats(a))) for a in addresses]
+    workers = [(market_contract.getWorker(a), ratings_contract.recordOf(a, 0), ratings_contract.recordOf(a, 1))
+               for a in addresses]
     return tasks, workers
 
 
@@ -467,13 +708,17 @@ def test_tasks__unknown_id_among_known__task_not_found(market, task_in):
 
 
 def test_workers__several__same_stats_as_ape(market, task_in, workers, market_contract, ratings_contract, outsider):
-    task_in("Completed")  # gives the provider a rating
+    task_in("Rated")  # gives the provider and the validator a rating
     addresses = [w.address for w in workers] + [outsider.address]
     ours = market.workers(addresses)
     _, theirs = _one_by_one(market_contract, ratings_contract, [], addresses)
-    assert [(w.worker_id, w.price, w.registered, w.available, w.rating_sum, w.rating_count) for w in ours] == [
-        (r.id, r.price, r.registered, r.available, s[0], s[1]) for r, s in theirs]
-    assert ours[0].rating_count == 1 and ours[-1].registered is False
+    assert [(w.worker_id, w.price, w.registered, w.available, w.missed) for w in ours] == [
+        (r.id, r.price, r.registered, r.available, r.missed) for r, _, _ in theirs]
+    assert [(w.provider_record.count, w.provider_record.weighted_gwei, w.provider_record.score_milli,
+             w.validator_record.count, w.validator_record.score_milli) for w in ours] == [
+        (p.count, p.weightedGwei, p.scoreMilli, v.count, v.scoreMilli) for _, p, v in theirs]
+    assert ours[0].rating_count == 1 and ours[1].validator_record.count == 1 and ours[-1].registered is False
+    assert ours[-1].provider_record == m.Record()
 
 
 def test_read_many__node_refuses_batches__same_answers_one_by_one(market, task_in, workers, monkeypatch):
@@ -489,7 +734,7 @@ def test_read_many__node_refuses_batches__same_answers_one_by_one(market, task_i
     real = market._call_one
     monkeypatch.setattr(market, "_call_one", lambda *a: single.append(a[0]) or real(*a))
     assert (market.tasks(ids), market.workers(workers), market.pools()) == batched
-    assert single.count("getTask") == 2 and single.count("ratings.stats") == len(workers)
+    assert single.count("getTask") == 2 and single.count("ratings.recordOf") == 2 * len(workers)
 
 
 def test_pools__more_tasks_than_a_page__every_id_listed(market, post_task, workers, monkeypatch):
@@ -535,15 +780,15 @@ def test_now__after_time_travel__the_pending_block_timestamp_as_ape_gives_it(mar
     assert chain.blocks.head.timestamp == target
 
 
-def test_task_transactions__completed_task__four_txs_two_from_requester_gas_from_receipts(market, task_in,
-                                                                                         requester, workers, chain):
+def test_task_transactions__rated_task__four_txs_two_from_requester_gas_from_receipts(market, task_in,
+                                                                                     requester, workers, chain):
     provider, validator, *_ = workers
     start = chain.blocks.head.number + 1
-    task, _ = task_in("Completed")
+    task, _ = task_in("Rated")
     txs = market.task_transactions(task.task_id, start_block=start)
     assert [(tx.sender, tx.events) for tx in txs] == [
         (requester.address, ("TaskPosted",)), (provider.address, ("ResultSubmitted",)),
-        (validator.address, ("VerdictSubmitted",)), (requester.address, ("TaskFinalized", "Rated"))]
+        (validator.address, ("VerdictSubmitted",)), (requester.address, ("TaskRated",))]
     for tx in txs:
         assert tx.gas_used == chain.provider.web3.eth.get_transaction_receipt(tx.transaction_hash)["gasUsed"] > 21_000
 
@@ -556,7 +801,7 @@ def test_events__hand_rolled_decoder__matches_ape_decoding(market, market_contra
                                                           chain):
     start = chain.blocks.head.number + 1
     receipt = market_contract.post(new_hash(), (workers[0].address, workers[1].address, 10**16, 10**15, 600),
-                                   b"\x01" * 77, b"", sender=requester, value=10**16 + 10**15)
+                                   b"\x01" * 77, sender=requester, value=10**16 + 10**15)
     [theirs] = receipt.decode_logs(market_contract.TaskPosted)
     [ours] = [e for e in market.events(start) if isinstance(e, m.TaskPosted)]
     args = theirs.event_arguments
@@ -564,7 +809,7 @@ def test_events__hand_rolled_decoder__matches_ape_decoding(market, market_contra
         args["taskId"], args["provider"], args["validator"], args["requester"])
     assert (ours.task_hash, ours.price, ours.validator_fee, ours.deadline) == (
         args["taskHash"], args["price"], args["validatorFee"], args["deadline"])
-    assert (ours.provider_locator, ours.validator_locator) == (b"\x01" * 77, b"")
+    assert ours.locator == b"\x01" * 77
     assert (ours.block_number, ours.log_index) == (theirs.block_number, theirs.log_index)
 
 
