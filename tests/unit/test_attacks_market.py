@@ -263,26 +263,35 @@ def test_attack_2a__rating_farm__costs_the_burn_and_buys_little_score(
 
     v1: ~0.2M gas per 5-star rating and no ether lost; the raw mean said 5.0 after one. v2: each farmed task
     burns 1% of the price and of the fee, and a rating weighs only the wei it paid, against a prior of 3 stars
-    weighing 0.01 ether: five farmed tasks at the asking price leave the score far from 5 stars.
+    weighing 0.01 ether: five cheap farmed tasks leave the score near the prior, and a score only moves with
+    paid volume, 1% of which is burned.
     """
+    cheap = 10**14
+    for w in (provider, validator):  # the farm asks little of itself
+        market.update(market.getWorker(w).encKey, cheap, True, sender=w)
     farm_before = sum(a.balance for a in (provider, validator, accomplice))
     gas = 0
     for i in range(5):
-        tid = post(provider, validator, sender=accomplice, price=ASKING, fee=ASKING)
+        tid = post(provider, validator, sender=accomplice, price=cheap, fee=cheap)
         h = keccak(f"farm{i}".encode())
-        r1 = market.submitResult(tid, h, b"", value=market.collateralFor(ASKING, ASKING), sender=provider)
+        r1 = market.submitResult(tid, h, b"", value=market.collateralFor(cheap, cheap), sender=provider)
         r2 = market.submitVerdict(tid, h, True, b"", sender=validator)
         r3 = market.rate(tid, 5, 5, sender=accomplice)
         gas += sum(r.total_fees_paid for r in (r1, r2, r3))
     for w in (provider, validator):
         gas += market.withdraw(sender=w).total_fees_paid
     burned = market.burned()
-    assert burned == 5 * (burn(ASKING) + burn(ASKING))
+    assert burned == 5 * (burn(cheap) + burn(cheap))
     farm_after = sum(a.balance for a in (provider, validator, accomplice))
     # (the accomplice's post transactions paid gas too: the farm lost at least the burn)
     assert farm_before - farm_after >= burned + gas
     assert ratings.stats(provider)[2] == 5000  # the raw mean is bought ...
-    assert ratings.scoreOf(provider, 0) < 3700  # ... the score is not
+    assert ratings.scoreOf(provider, 0) < 3100  # ... the score is not
+    assert ratings.scoreOf(validator, 1) < 3100
+    # the score follows the paid volume, and every farmed wei of it burned 1%
+    volume_gwei = 5 * (cheap - burn(cheap)) // 10**9
+    assert ratings.scoreOf(provider, 0) == (3000 * PRIOR_WEIGHT_GWEI + 5000 * volume_gwei) // (
+        PRIOR_WEIGHT_GWEI + volume_gwei)
     assert solvent(market, accounts)
 
 

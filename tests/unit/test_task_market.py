@@ -130,7 +130,7 @@ def test_update__registered__fields_changed_and_pool_membership_follows(mc, work
     receipt = mc.update(key, 7, False, sender=provider)
     w = mc.getWorker(provider)
     assert (w.encKey, w.price, w.available, w.poolIndex) == (key, 7, False, 0)
-    assert receipt.decode_logs(mc.WorkerUpdated)[0].available is False
+    assert not receipt.decode_logs(mc.WorkerUpdated)[0].available
     pool = list(mc.availableWorkers(0, 100))
     assert provider.address not in pool and {validator.address, provider2.address, validator2.address} <= set(pool)
     for i, addr in enumerate(pool):  # the worker swapped into the hole knows its new position
