@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.28;
 
-import {TestBase} from "./Vm.sol";
+import {TestBase, Vm} from "./Vm.sol";
 import {TaskMarket} from "../../contracts/TaskMarket.sol";
 import {Ratings} from "../../contracts/Ratings.sol";
 import {ITaskMarket} from "../../contracts/interfaces/ITaskMarket.sol";
@@ -10,10 +10,12 @@ import {ReentrantPayee} from "../../contracts/test/ReentrantPayee.sol";
 import {RevertingPayee} from "../../contracts/test/RevertingPayee.sol";
 import {ForceFeeder} from "../../contracts/test/ForceFeeder.sol";
 
-/// @notice Targeted attack scenarios and every guard of both contracts (the campaign's random walk reaches most
-///         of them; these make sure each one is hit and answers with the right custom error).
+/// @notice The on-chain paths of the fair-exchange attack table (1a, 1b, 1d, 1e, 2a, 2c, 2d, M5), the money of
+///         every settlement, and every guard of both contracts (the campaign's random walk reaches most of them;
+///         these make sure each one is hit and answers with the right custom error).
 contract TaskMarketAttacks is TestBase {
     TaskMarket internal market;
+    IRatings internal ratings;
     address internal requester = address(0xA11CE);
     address internal provider = address(0xB0B);
     address internal validator = address(0x7A1);
@@ -21,15 +23,27 @@ contract TaskMarketAttacks is TestBase {
     address internal outsider = address(0xBAD);
     uint96 internal constant PRICE = 1 ether;
     uint96 internal constant FEE = 0.1 ether;
+    uint96 internal constant ASKING = 0.5 ether;
     uint24 internal constant TIMEOUT = 100;
+    uint256 internal constant WINDOW = 60;
+    // derived as the contract derives them (1% burn, collateral = fee + 10% of the price, failure fee 10%)
+    uint256 internal constant COLLATERAL = FEE + PRICE / 10;
+    uint256 internal constant PRICE_BURN = PRICE / 100;
+    uint256 internal constant FEE_BURN = FEE / 100;
+    uint256 internal constant FAILURE_FEE = PRICE / 10;
+    bytes internal constant REPORT = hex"0102030405";
 
     function setUp() public {
         vm.warp(1_000_000);
-        market = new TaskMarket(50, 60, 10, 300);
-        _register(provider, 0.5 ether);
+        market = new TaskMarket(WINDOW, 10, 300);
+        ratings = market.ratings();
+        _register(provider, ASKING);
         _register(validator, 0);
         _register(other, 0);
+        _trust(provider, validator);
         vm.deal(requester, 100 ether);
+        vm.deal(provider, 100 ether);
+        vm.deal(other, 100 ether);
     }
 
     // ------------------------------------------------------------------ helpers
@@ -39,61 +53,387 @@ contract TaskMarketAttacks is TestBase {
         market.register(keccak256(abi.encode(w)), price, true);
     }
 
+    function _trust(address p, address v) internal {
+        vm.prank(p);
+        market.setTrust(v, true);
+    }
+
     function _terms(address p, address v) internal pure returns (ITaskMarket.Terms memory) {
         return ITaskMarket.Terms({provider: p, validator: v, price: PRICE, validatorFee: FEE, timeout: TIMEOUT});
     }
 
     function _post(address p, address v) internal returns (uint256 id) {
         vm.prank(requester);
-        id = market.post{value: PRICE + FEE}(keccak256("task"), _terms(p, v), "", "");
+        id = market.post{value: PRICE + FEE}(keccak256("task"), _terms(p, v), "task locator");
     }
 
     function _result(uint256 id, bytes32 h) internal {
-        vm.prank(provider);
-        market.submitResult(id, h, "", "");
+        _resultBy(provider, id, h);
+    }
+
+    function _resultBy(address p, uint256 id, bytes32 h) internal {
+        vm.deal(p, p.balance + COLLATERAL);
+        vm.prank(p);
+        market.submitResult{value: COLLATERAL}(id, h, "validator locator");
+    }
+
+    function _verdict(uint256 id, bytes32 h, bool accept) internal {
+        vm.prank(validator);
+        market.submitVerdict(id, h, accept, "requester locator");
     }
 
     function _status(uint256 id) internal view returns (ITaskMarket.Status) {
         return market.getTask(id).status;
     }
 
-    // ------------------------------------------------------------------ attacks
+    /// @dev balance == open escrow (price + fee) + collateral of Validating tasks + credits + burned (+ forced)
+    function _assertBooks(address[] memory accounts, uint256 forced) internal view {
+        uint256 held = market.burned() + forced;
+        for (uint256 i = 0; i < accounts.length; i++) {
+            held += market.creditOf(accounts[i]);
+        }
+        uint256[] memory open = market.openTasks(0, 100);
+        for (uint256 i = 0; i < open.length; i++) {
+            ITaskMarket.Task memory t = market.getTask(open[i]);
+            held += uint256(t.price) + t.validatorFee;
+            if (t.status == ITaskMarket.Status.Validating) held += market.collateralFor(t.price, t.validatorFee);
+        }
+        assertEq(address(market).balance, held, "balance != escrow + collateral + credits + burned");
+    }
+
+    function _parties() internal view returns (address[] memory a) {
+        a = new address[](5);
+        (a[0], a[1], a[2], a[3], a[4]) = (requester, provider, validator, other, outsider);
+    }
+
+    function _countLogs(Vm.Log[] memory logs, bytes32 topic) internal pure returns (uint256 n) {
+        for (uint256 i = 0; i < logs.length; i++) {
+            if (logs[i].topics.length != 0 && logs[i].topics[0] == topic) n++;
+        }
+    }
+
+    // ------------------------------------------------------------------ the honest paths and their money
+
+    /// The happy path: nothing opens the result for the requester before the accept; the accept pays the
+    /// provider (price less 1% plus its collateral back) and the validator (fee less 1%), burns 1% of both, and
+    /// releases the requester's locator in the same transaction.
+    function test_lifecycle__accept__paidAndDeliveredInOneStep() public {
+        vm.recordLogs();
+        uint256 id = _post(provider, validator);
+        assertTrue(_status(id) == ITaskMarket.Status.Executing, "executing");
+        _result(id, keccak256("r"));
+        assertTrue(_status(id) == ITaskMarket.Status.Validating, "validating");
+        assertTrue(market.resultOf(id) == keccak256("r"), "commitment");
+        assertEq(address(market).balance, PRICE + FEE + COLLATERAL, "escrow + collateral held");
+        Vm.Log[] memory before = vm.getRecordedLogs();
+        assertEq(_countLogs(before, ITaskMarket.VerdictSubmitted.selector), 0, "no requester locator before the verdict");
+
+        vm.recordLogs();
+        _verdict(id, keccak256("r"), true);
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        assertEq(_countLogs(logs, ITaskMarket.VerdictSubmitted.selector), 1, "the locator is released with the accept");
+        (,,,,, bytes memory loc) = abi.decode(logs[0].data, (bytes32, bool, uint256, uint256, uint256, bytes));
+        assertTrue(keccak256(loc) == keccak256("requester locator"), "requester locator emitted");
+        assertTrue(_status(id) == ITaskMarket.Status.Completed, "completed");
+        assertEq(market.creditOf(provider), PRICE - PRICE_BURN + COLLATERAL, "provider paid + collateral back");
+        assertEq(market.creditOf(validator), FEE - FEE_BURN, "validator paid");
+        assertEq(market.creditOf(requester), 0, "requester paid");
+        assertEq(market.burned(), PRICE_BURN + FEE_BURN, "1% of both burned");
+        assertEq(market.openTaskCount(), 0, "settled");
+        _assertBooks(_parties(), 0);
+
+        vm.prank(requester);
+        market.rate(id, 5, 4);
+        assertTrue(_status(id) == ITaskMarket.Status.Rated, "rated");
+        IRatings.Record memory p = ratings.recordOf(provider, IRatings.Role.Provider);
+        IRatings.Record memory v = ratings.recordOf(validator, IRatings.Role.Validator);
+        assertEq(p.count, 1, "provider count");
+        assertEq(p.weightGwei, (PRICE - PRICE_BURN) / 1 gwei, "provider weight = wei paid");
+        assertEq(p.weightedGwei, 5 * p.weightGwei, "provider weighted");
+        assertEq(v.count, 1, "validator count");
+        assertEq(v.weightGwei, (FEE - FEE_BURN) / 1 gwei, "validator weight = fee paid");
+        assertEq(ratings.recordOf(provider, IRatings.Role.Validator).count, 0, "roles kept apart");
+        vm.prank(requester);
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__WrongState.selector, id, ITaskMarket.Status.Rated));
+        market.rate(id, 5, 5);
+    }
+
+    /// 2d and garbage results: a reject refunds the requester (who never held the result), pays the validator out
+    /// of the provider's collateral and burns the rest; the provider gets nothing and loses its collateral.
+    function test_submitVerdict__reject__collateralPaysJudgeRestBurned() public {
+        uint256 id = _post(provider, validator);
+        _result(id, keccak256("garbage"));
+        vm.recordLogs();
+        _verdict(id, keccak256("garbage"), false);
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        (,, uint256 providerPaid, uint256 validatorPaid, uint256 burn, bytes memory loc) =
+            abi.decode(logs[0].data, (bytes32, bool, uint256, uint256, uint256, bytes));
+        assertEq(loc.length, 0, "no locator on a reject");
+        assertEq(providerPaid, 0, "provider paid nothing");
+        assertEq(validatorPaid, FEE - FEE_BURN, "validator paid from the collateral");
+        assertEq(burn, COLLATERAL - (FEE - FEE_BURN), "rest of the collateral burned");
+        assertTrue(_status(id) == ITaskMarket.Status.Rejected, "rejected");
+        assertEq(market.creditOf(requester), PRICE + FEE, "requester refunded price + fee");
+        assertEq(market.creditOf(validator), FEE - FEE_BURN, "the loser paid the judge");
+        assertEq(market.creditOf(provider), 0, "provider loses its collateral");
+        assertEq(market.burned(), burn, "burned total");
+        _assertBooks(_parties(), 0);
+    }
+
+    // ------------------------------------------------------------------ the attack table
+
+    /// 1a: a requester's own validator (a second address) can never judge a provider that does not trust it:
+    /// refused at post and at assignProvider.
+    function test_post__untrustedValidator__refusedAtPostAndAssign() public {
+        address puppet = address(0x5EC0);
+        _register(puppet, 0);
+        vm.prank(requester);
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__ValidatorNotTrusted.selector, provider, puppet));
+        market.post{value: PRICE + FEE}(keccak256("t"), _terms(provider, puppet), "");
+        uint256 id = _post(address(0), puppet); // pending: no provider consented to anything yet
+        vm.prank(requester);
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__ValidatorNotTrusted.selector, provider, puppet));
+        market.assignProvider(id, provider, "");
+        // trust is the provider's own, and it can take it back
+        _trust(provider, puppet);
+        assertTrue(market.trusts(provider, puppet), "trusted");
+        vm.prank(provider);
+        market.setTrust(puppet, false);
+        assertTrue(!market.trusts(provider, puppet), "untrusted");
+        vm.prank(requester);
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__ValidatorNotTrusted.selector, provider, puppet));
+        market.assignProvider(id, provider, "");
+        vm.prank(provider);
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__InvalidValidator.selector, provider));
+        market.setTrust(provider, true);
+        vm.prank(provider);
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__InvalidValidator.selector, address(0)));
+        market.setTrust(address(0), true);
+    }
+
+    /// 1b: a silent validator: the requester is refunded but never got a requester locator (nothing that opens
+    /// the result was ever emitted for it), the provider gets its collateral back, the validator's record counts
+    /// a missed verdict and it earns nothing.
+    function test_expire__silentValidator__refundedWithoutResultCollateralBackMissedCounted() public {
+        vm.recordLogs();
+        uint256 id = _post(provider, validator);
+        _result(id, keccak256("r"));
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__DeadlineNotReached.selector, id, block.timestamp + WINDOW));
+        market.expire(id);
+        vm.warp(block.timestamp + WINDOW + 1);
+        vm.prank(validator);
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__DeadlinePassed.selector, id, block.timestamp - 1));
+        market.submitVerdict(id, keccak256("r"), true, "late");
+        vm.prank(outsider);
+        market.expire(id);
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        assertEq(_countLogs(logs, ITaskMarket.VerdictSubmitted.selector), 0, "no requester locator ever");
+        assertEq(_countLogs(logs, ITaskMarket.TaskExpired.selector), 1, "expired");
+        assertTrue(_status(id) == ITaskMarket.Status.Expired, "expired");
+        assertEq(market.creditOf(requester), PRICE + FEE, "requester refunded");
+        assertEq(market.creditOf(provider), COLLATERAL, "provider's collateral back");
+        assertEq(market.creditOf(validator), 0, "silent validator earns nothing");
+        assertEq(market.getWorker(validator).missed, 1, "missed verdict on its record");
+        vm.prank(requester);
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__WrongState.selector, id, ITaskMarket.Status.Expired));
+        market.rate(id, 1, 0);
+        _assertBooks(_parties(), 0);
+    }
+
+    /// 1d: a rigged validate mode (or a crashing script) ends the task at once with a report: the requester pays
+    /// the failure fee (10% of the price; the provider keeps it less the 1% burn) and gets the rest back.
+    function test_reportFailure__riggedValidateMode__requesterPaysFailureFee() public {
+        uint256 id = _post(provider, validator);
+        vm.prank(provider);
+        market.reportFailure(id, REPORT);
+        assertTrue(_status(id) == ITaskMarket.Status.Failed, "failed");
+        uint256 burn = FAILURE_FEE / 100;
+        assertEq(market.creditOf(provider), FAILURE_FEE - burn, "provider keeps the failure fee less the burn");
+        assertEq(market.creditOf(requester), PRICE - FAILURE_FEE + FEE, "requester pays the failure fee, no more");
+        assertEq(market.creditOf(validator), 0, "validator not involved");
+        assertEq(market.burned(), burn, "burned");
+        assertEq(market.openTaskCount(), 0, "settled at once");
+        _assertBooks(_parties(), 0);
+        // the failed task is rated like any paid task, the validator not at all
+        vm.prank(requester);
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__InvalidRating.selector, 3));
+        market.rate(id, 2, 3);
+        vm.prank(requester);
+        market.rate(id, 2, 0);
+        IRatings.Record memory p = ratings.recordOf(provider, IRatings.Role.Provider);
+        assertEq(p.weightGwei, (FAILURE_FEE - burn) / 1 gwei, "weight = the failure fee paid");
+        assertEq(ratings.recordOf(validator, IRatings.Role.Validator).count, 0, "validator unrated");
+    }
+
+    /// Failure reports are bounded (1..1024 bytes), only from the provider, only while executing, in time.
+    function test_reportFailure__guards__eachRefusedWithItsError() public {
+        uint256 id = _post(provider, validator);
+        vm.startPrank(provider);
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__InvalidReport.selector, 0));
+        market.reportFailure(id, "");
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__InvalidReport.selector, 1025));
+        market.reportFailure(id, new bytes(1025));
+        market.reportFailure(id, new bytes(1024));
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__WrongState.selector, id, ITaskMarket.Status.Failed));
+        market.reportFailure(id, REPORT);
+        vm.stopPrank();
+        vm.prank(validator);
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__NotProvider.selector, id, validator));
+        market.reportFailure(id, REPORT);
+        uint256 late = _post(provider, validator);
+        vm.warp(block.timestamp + TIMEOUT + 1);
+        vm.prank(provider);
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__DeadlinePassed.selector, late, block.timestamp - 1));
+        market.reportFailure(late, REPORT);
+    }
+
+    /// 1e: a rejected task (and any settled task that paid nobody) cannot be rated, so a competitor cannot be
+    /// dragged down by rejecting its work.
+    function test_rate__rejectedTask__refused() public {
+        uint256 id = _post(provider, validator);
+        _result(id, keccak256("r"));
+        _verdict(id, keccak256("r"), false);
+        vm.prank(requester);
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__WrongState.selector, id, ITaskMarket.Status.Rejected));
+        market.rate(id, 1, 1);
+        assertEq(ratings.recordOf(provider, IRatings.Role.Provider).count, 0, "no rating recorded");
+        uint256 cancelled = _post(address(0), validator);
+        vm.prank(requester);
+        market.cancel(cancelled);
+        vm.prank(requester);
+        vm.expectRevert(
+            abi.encodeWithSelector(ITaskMarket.TaskMarket__WrongState.selector, cancelled, ITaskMarket.Status.Cancelled)
+        );
+        market.rate(cancelled, 1, 0);
+    }
+
+    /// 2a: a self-dealt rating (own requester, own provider, own trusted validator) burns 1% of what it moves
+    /// and weighs only the wei it paid; a farm of 0-price tasks buys no weight at all, so the score stays at the
+    /// prior while an honest, paid record moves it.
+    function test_rate__selfDealtFarm__burnsOnePercentWeighsOnlyWhatItPaid() public {
+        address farmer = address(0xFA12);
+        address farmValidator = address(0xFA13);
+        _register(farmer, 0);
+        _register(farmValidator, 0);
+        _trust(farmer, farmValidator);
+        vm.deal(requester, 1000 ether);
+        // ten 0-price, 0-fee tasks rated 5: no weight, no score change
+        for (uint256 i = 0; i < 10; i++) {
+            vm.prank(requester);
+            uint256 id = market.post(
+                keccak256(abi.encode(i)),
+                ITaskMarket.Terms({provider: farmer, validator: farmValidator, price: 0, validatorFee: 0, timeout: TIMEOUT}),
+                ""
+            );
+            vm.prank(farmer);
+            market.submitResult(id, keccak256(abi.encode("r", i)), "");
+            vm.prank(farmValidator);
+            market.submitVerdict(id, keccak256(abi.encode("r", i)), true, "");
+            vm.prank(requester);
+            market.rate(id, 5, 5);
+        }
+        IRatings.Record memory r = ratings.recordOf(farmer, IRatings.Role.Provider);
+        assertEq(r.count, 10, "ten ratings");
+        assertEq(r.averageMilli, 5000, "raw average 5");
+        assertEq(r.weightGwei, 0, "no weight");
+        assertEq(ratings.scoreOf(farmer, IRatings.Role.Provider), 3000, "score stays at the prior");
+        // one paid self-dealt task: 1% of price and fee burned, weight = exactly what the farmer was paid
+        uint256 burnedBefore = market.burned();
+        vm.prank(requester);
+        uint256 paid = market.post{value: PRICE + FEE}(
+            keccak256("paid"), _terms(farmer, farmValidator), ""
+        );
+        _resultBy(farmer, paid, keccak256("paid r"));
+        vm.prank(farmValidator);
+        market.submitVerdict(paid, keccak256("paid r"), true, "");
+        vm.prank(requester);
+        market.rate(paid, 5, 5);
+        assertEq(market.burned() - burnedBefore, PRICE_BURN + FEE_BURN, "the farm burned 1% of what it moved");
+        r = ratings.recordOf(farmer, IRatings.Role.Provider);
+        assertEq(r.weightGwei, (PRICE - PRICE_BURN) / 1 gwei, "weighs what it paid");
+        uint256 prior = Ratings(address(ratings)).PRIOR_WEIGHT_GWEI();
+        assertEq(
+            ratings.scoreOf(farmer, IRatings.Role.Provider),
+            (3000 * prior + 5000 * r.weightGwei) / (prior + r.weightGwei),
+            "Bayesian score"
+        );
+        assertEq(ratings.recordOf(farmValidator, IRatings.Role.Validator).weightGwei, (FEE - FEE_BURN) / 1 gwei, "v");
+        // the plain average and count still show the farm; only the score discounts it
+        (uint256 sum, uint256 count, uint256 avg) = ratings.stats(farmer);
+        assertEq(sum, 55, "sum");
+        assertEq(count, 11, "count");
+        assertEq(avg, 5000, "average");
+    }
+
+    /// 2c: a completed task keeps its rating open for ever: no deadline passes that lets the provider dodge it
+    /// (expire refuses a settled task), and the requester rates long after.
+    function test_rate__afterCompletion__cannotBeDodged() public {
+        uint256 id = _post(provider, validator);
+        _result(id, keccak256("r"));
+        _verdict(id, keccak256("r"), true);
+        vm.warp(block.timestamp + 365 days);
+        vm.prank(provider);
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__WrongState.selector, id, ITaskMarket.Status.Completed));
+        market.expire(id);
+        vm.prank(provider);
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__NotRequester.selector, id, provider));
+        market.rate(id, 5, 5);
+        vm.prank(requester);
+        market.rate(id, 1, 0);
+        assertEq(ratings.recordOf(provider, IRatings.Role.Provider).sum, 1, "the requester's rating recorded");
+        assertEq(ratings.recordOf(validator, IRatings.Role.Validator).count, 0, "validator left unrated (0)");
+    }
+
+    /// M5: no worker is drafted as a validator below its asking price (its consent to the fee).
+    function test_post__feeBelowValidatorAskingPrice__refused() public {
+        vm.prank(validator);
+        market.update(keccak256("v2"), 0.2 ether, true);
+        vm.prank(requester);
+        vm.expectRevert(
+            abi.encodeWithSelector(ITaskMarket.TaskMarket__PriceTooLow.selector, validator, 0.2 ether, FEE)
+        );
+        market.post{value: PRICE + FEE}(keccak256("t"), _terms(provider, validator), "");
+        ITaskMarket.Terms memory t = _terms(provider, validator);
+        t.validatorFee = 0.2 ether;
+        vm.prank(requester);
+        market.post{value: PRICE + 0.2 ether}(keccak256("t"), t, "");
+        // a validator is required
+        vm.prank(requester);
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__InvalidValidator.selector, address(0)));
+        market.post{value: PRICE + FEE}(keccak256("t"), _terms(provider, address(0)), "");
+    }
+
+    // ------------------------------------------------------------------ payees, force-feeding, copiers
 
     /// A payee that re-enters withdraw from its receive hook gets its credit once, never twice.
     function test_withdraw__reentrantPayee__reentryRefusedPaidOnce() public {
         ReentrantPayee attacker = new ReentrantPayee(address(market));
         vm.prank(address(attacker));
         market.register(keccak256("attacker"), 0, true);
+        _trust(address(attacker), validator);
         uint256 id = _post(address(attacker), validator);
-        vm.prank(address(attacker));
-        market.submitResult(id, keccak256("r"), "", "");
-        vm.prank(validator);
-        market.submitVerdict(id, keccak256("r"), true);
-        vm.prank(requester);
-        market.finalize(id, 5);
-        // leave only the attacker's own credit in the market: a second payout would have to come from nowhere
+        _resultBy(address(attacker), id, keccak256("r"));
+        _verdict(id, keccak256("r"), true);
+        // leave only the attacker's own credit in the market (and the burn): a second payout would take others'
         vm.prank(validator);
         market.withdraw();
 
         attacker.setAttack(abi.encodeCall(TaskMarket.withdraw, ()));
+        uint256 owed = PRICE - PRICE_BURN + COLLATERAL;
         uint256 before = address(attacker).balance;
         vm.prank(address(attacker));
         market.withdraw();
-        assertEq(address(attacker).balance - before, PRICE, "attacker paid once");
+        assertEq(address(attacker).balance - before, owed, "attacker paid once");
         assertEq(attacker.attempts(), 1, "attempted");
         assertEq(attacker.successes(), 0, "re-entry refused");
         assertTrue(attacker.lastError() == ITaskMarket.TaskMarket__Reentrancy.selector, "refused by the lock");
-        assertEq(address(market).balance, 0, "market empty");
+        assertEq(address(market).balance, market.burned(), "only the burn is left");
 
         // re-entering through withdrawTo is refused the same way
         attacker.setAttack(abi.encodeCall(TaskMarket.withdrawTo, (payable(address(attacker)))));
-        uint256 id3 = _post(address(0), address(0));
-        vm.prank(requester);
-        market.assignProvider(id3, address(attacker), "");
+        uint256 id2 = _post(address(attacker), validator);
         vm.prank(address(attacker));
-        market.submitResult(id3, keccak256("r3"), "", "");
-        vm.warp(block.timestamp + 51);
-        market.expire(id3); // the requester named no validator: the provider is paid
+        market.reportFailure(id2, REPORT);
         vm.prank(address(attacker));
         market.withdraw();
         assertEq(attacker.successes(), 0, "re-entry through withdrawTo refused");
@@ -106,29 +446,27 @@ contract TaskMarketAttacks is TestBase {
         RevertingPayee payee = new RevertingPayee(address(market));
         vm.prank(address(payee));
         market.register(keccak256("payee"), 0, true);
+        _trust(address(payee), validator);
         uint256 id = _post(address(payee), validator);
-        vm.prank(address(payee));
-        market.submitResult(id, keccak256("r"), "", "");
-        vm.prank(validator);
-        market.submitVerdict(id, keccak256("r"), true);
-        vm.prank(requester);
-        market.finalize(id, 4);
+        _resultBy(address(payee), id, keccak256("r"));
+        _verdict(id, keccak256("r"), true);
+        uint256 owed = PRICE - PRICE_BURN + COLLATERAL;
 
         vm.prank(address(payee));
-        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__TransferFailed.selector, address(payee), PRICE));
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__TransferFailed.selector, address(payee), owed));
         market.withdraw();
-        assertEq(market.creditOf(address(payee)), PRICE, "credit kept after a failed withdraw");
+        assertEq(market.creditOf(address(payee)), owed, "credit kept after a failed withdraw");
 
         uint256 before = validator.balance;
         vm.prank(validator);
         market.withdraw();
-        assertEq(validator.balance - before, FEE, "the validator is paid regardless");
+        assertEq(validator.balance - before, FEE - FEE_BURN, "the validator is paid regardless");
 
         address wallet = address(0xCAFE);
         vm.prank(address(payee));
         market.withdrawTo(payable(wallet));
-        assertEq(wallet.balance, PRICE, "credit recovered through withdrawTo");
-        assertEq(address(market).balance, 0, "market empty");
+        assertEq(wallet.balance, owed, "credit recovered through withdrawTo");
+        assertEq(address(market).balance, market.burned(), "only the burn is left");
     }
 
     /// Ether forced in by selfdestruct is nobody's credit and breaks no accounting: every task still settles.
@@ -138,84 +476,65 @@ contract TaskMarketAttacks is TestBase {
         feeder.feed(payable(address(market)));
         assertEq(address(market).balance, PRICE + FEE + 3 ether, "forced in");
         _result(id, keccak256("r"));
-        vm.prank(validator);
-        market.submitVerdict(id, keccak256("r"), false);
-        vm.prank(requester);
-        market.finalize(id, 1);
-        assertEq(market.creditOf(requester), PRICE, "requester refunded the price only");
-        assertEq(market.creditOf(validator), FEE, "validator paid the fee only");
+        _assertBooks(_parties(), 3 ether);
+        _verdict(id, keccak256("r"), false);
+        _assertBooks(_parties(), 3 ether);
         vm.prank(requester);
         market.withdraw();
         vm.prank(validator);
         market.withdraw();
-        assertEq(address(market).balance, 3 ether, "only the forced ether remains");
+        assertEq(address(market).balance, 3 ether + market.burned(), "only the forced ether and the burn remain");
         vm.prank(outsider);
         vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__NothingToWithdraw.selector, outsider));
         market.withdraw();
     }
 
     /// A copier (another provider) replaying a committed result hash commits it to its own task only: the honest
-    /// task keeps its commitment and is paid; the copied task is bound to its own commitment and, judged on its own
-    /// (the package names another task), rejected: the copier gets nothing.
+    /// task keeps its commitment and is paid; the copied task is judged on its own (the package names another
+    /// task) and rejected: the copier loses its collateral.
     function test_submitResult__copierReplaysCommitment__boundToItsOwnTask() public {
         address copier = address(0xC0C0);
         _register(copier, 0);
-        uint256 honest = _post(provider, address(0));
-        uint256 copied = _post(copier, address(0));
+        _trust(copier, validator);
+        uint256 honest = _post(provider, validator);
+        uint256 copied = _post(copier, validator);
         bytes32 h = keccak256("honest result");
         _result(honest, h);
-        vm.prank(copier);
-        market.submitResult(copied, h, "", "");
+        _resultBy(copier, copied, h);
         assertTrue(market.resultOf(honest) == h, "honest commitment kept");
         assertTrue(market.resultOf(copied) == h, "copied commitment bound to the copier's task");
-        // once per task
+        vm.deal(copier, COLLATERAL);
         vm.prank(copier);
         vm.expectRevert(
-            abi.encodeWithSelector(
-                ITaskMarket.TaskMarket__WrongState.selector, copied, ITaskMarket.Status.AwaitingValidator
-            )
+            abi.encodeWithSelector(ITaskMarket.TaskMarket__WrongState.selector, copied, ITaskMarket.Status.Validating)
         );
-        market.submitResult(copied, keccak256("copier's second try"), "", "");
-        // each task binds only its own commitment
-        bytes32 other = keccak256("other");
-        vm.prank(requester);
-        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__WrongResult.selector, honest, other));
-        market.assignValidator(honest, validator, other, "");
-        vm.prank(requester);
-        market.assignValidator(honest, validator, h, "");
-        vm.prank(requester);
-        market.assignValidator(copied, validator, h, "");
+        market.submitResult{value: COLLATERAL}(copied, keccak256("copier's second try"), "");
+        bytes32 wrong = keccak256("other");
         vm.prank(validator);
-        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__WrongResult.selector, copied, other));
-        market.submitVerdict(copied, other, true);
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__WrongResult.selector, copied, wrong));
+        market.submitVerdict(copied, wrong, true, "");
 
-        vm.prank(validator);
-        market.submitVerdict(honest, h, true);
-        vm.prank(validator);
-        market.submitVerdict(copied, h, false); // the package's meta.json names the honest task
-        vm.prank(requester);
-        market.finalize(honest, 5);
-        vm.prank(requester);
-        market.finalize(copied, 1);
-        assertEq(market.creditOf(provider), PRICE, "honest provider paid");
-        assertEq(market.creditOf(copier), 0, "copier paid nothing");
-        assertEq(market.creditOf(requester), PRICE, "copied task's price refunded");
+        _verdict(honest, h, true);
+        _verdict(copied, h, false); // the package's meta.json names the honest task
+        assertEq(market.creditOf(provider), PRICE - PRICE_BURN + COLLATERAL, "honest provider paid");
+        assertEq(market.creditOf(copier), 0, "copier paid nothing, collateral lost");
+        assertEq(market.creditOf(requester), PRICE + FEE, "copied task refunded");
     }
 
-    /// An outsider calling every state-changing function on every task state is refused with the right error.
+    /// An outsider calling every state-changing function is refused with the right error.
     function test_everyFunction__outsider__refusedWithCustomError() public {
-        uint256 id = _post(provider, address(0));
+        uint256 id = _post(provider, validator);
         vm.startPrank(outsider);
         vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__NotRequester.selector, id, outsider));
         market.assignProvider(id, provider, "");
-        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__NotRequester.selector, id, outsider));
-        market.assignValidator(id, validator, bytes32(0), "");
         vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__NotProvider.selector, id, outsider));
-        market.submitResult(id, keccak256("x"), "", "");
+        market.submitResult(id, keccak256("x"), "");
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__NotProvider.selector, id, outsider));
+        market.reportFailure(id, REPORT);
         vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__NotValidator.selector, id, outsider));
-        market.submitVerdict(id, keccak256("x"), true);
+        market.submitVerdict(id, keccak256("x"), true, "");
         vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__NotRequester.selector, id, outsider));
-        market.finalize(id, 5);
+        market.rate(id, 5, 0);
         vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__NotRequester.selector, id, outsider));
         market.cancel(id);
         vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__DeadlineNotReached.selector, id, 1_000_000 + 100));
@@ -228,22 +547,34 @@ contract TaskMarketAttacks is TestBase {
         market.update(keccak256("k"), 0, true);
         vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__NotAWorker.selector, outsider));
         market.leave();
-        IRatings ratings = market.ratings();
         vm.expectRevert(abi.encodeWithSelector(IRatings.Ratings__NotMarket.selector, outsider));
-        ratings.rate(provider, id, outsider, 5);
+        ratings.rate(provider, 5, 1 ether, validator, 5, 1 ether);
         vm.expectRevert(abi.encodeWithSelector(IRatings.Ratings__NotMarket.selector, outsider));
         ratings.track(outsider);
+        // a registered worker that is not the task's validator (the provider itself) is refused too
+        vm.stopPrank();
+        vm.prank(provider);
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__NotValidator.selector, id, provider));
+        market.submitVerdict(id, keccak256("x"), true, "");
+        vm.prank(other);
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__NotProvider.selector, id, other));
+        market.submitResult(id, keccak256("x"), "");
         // unknown tasks
+        vm.startPrank(outsider);
         vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__TaskNotFound.selector, 99));
-        market.submitResult(99, keccak256("x"), "", "");
+        market.submitResult(99, keccak256("x"), "");
         vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__TaskNotFound.selector, 99));
-        market.submitVerdict(99, keccak256("x"), true);
+        market.reportFailure(99, REPORT);
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__TaskNotFound.selector, 99));
+        market.submitVerdict(99, keccak256("x"), true, "");
         vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__TaskNotFound.selector, 99));
         market.expire(99);
         vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__TaskNotFound.selector, 99));
         market.cancel(99);
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__TaskNotFound.selector, 99));
+        market.rate(99, 5, 0);
         vm.stopPrank();
-        // the outsider's calls changed nothing
+        // the outsiders' calls changed nothing
         assertTrue(_status(id) == ITaskMarket.Status.Executing, "state unchanged");
         assertEq(address(market).balance, PRICE + FEE, "escrow unchanged");
     }
@@ -256,98 +587,58 @@ contract TaskMarketAttacks is TestBase {
         vm.prank(outsider);
         market.expire(id);
         assertEq(market.creditOf(requester), PRICE + FEE, "full refund");
+        assertEq(market.creditOf(provider), 0, "silent provider earns nothing");
+        assertEq(market.getWorker(validator).missed, 0, "the validator missed nothing");
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__WrongState.selector, id, ITaskMarket.Status.Expired));
+        market.expire(id);
     }
 
     function test_expire__pendingUnassigned__requesterRefunded() public {
-        uint256 id = _post(address(0), address(0));
+        uint256 id = _post(address(0), validator);
         vm.warp(block.timestamp + TIMEOUT + 1);
         market.expire(id);
         assertEq(market.creditOf(requester), PRICE + FEE, "full refund");
     }
 
-    function test_expire__silentValidator__refundedOrReplaced() public {
-        uint256 id = _post(provider, validator);
-        _result(id, keccak256("r"));
-        vm.prank(requester);
-        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__DeadlineNotReached.selector, id, block.timestamp + 60));
-        market.assignValidator(id, other, keccak256("r"), "");
-        vm.warp(block.timestamp + 61);
-        vm.prank(requester);
-        market.assignValidator(id, other, keccak256("r"), ""); // replaced the silent validator
-        vm.prank(validator);
-        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__NotValidator.selector, id, validator));
-        market.submitVerdict(id, keccak256("r"), true);
-        vm.warp(block.timestamp + 61);
-        market.expire(id);
-        assertEq(market.creditOf(requester), PRICE + FEE, "refund after the second silence");
-        assertEq(market.creditOf(validator) + market.creditOf(other) + market.creditOf(provider), 0, "nobody else");
-    }
-
-    function test_expire__noValidatorNamed__providerPaidFeeBack() public {
-        uint256 id = _post(provider, address(0));
-        _result(id, keccak256("r"));
-        vm.warp(block.timestamp + 51);
-        vm.prank(requester);
-        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__DeadlinePassed.selector, id, block.timestamp - 1));
-        market.assignValidator(id, validator, keccak256("r"), "");
-        market.expire(id);
-        assertEq(market.creditOf(provider), PRICE, "provider paid");
-        assertEq(market.creditOf(requester), FEE, "unspent fee back");
-    }
-
-    function test_expire__silentRequesterAfterAccept__providerPaid() public {
-        uint256 id = _post(provider, validator);
-        _result(id, keccak256("r"));
-        vm.prank(validator);
-        market.submitVerdict(id, keccak256("r"), true);
-        vm.warp(block.timestamp + 51);
-        market.expire(id);
-        assertEq(market.creditOf(provider), PRICE, "provider paid");
-        assertEq(market.creditOf(validator), FEE, "validator paid");
-        vm.prank(requester);
-        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__WrongState.selector, id, ITaskMarket.Status.Expired));
-        market.finalize(id, 1);
-        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__WrongState.selector, id, ITaskMarket.Status.Expired));
-        market.expire(id);
-    }
-
-    // ------------------------------------------------------------------ guards of the happy path
+    // ------------------------------------------------------------------ guards of the lifecycle
 
     function test_lifecycle__guards__eachRefusedWithItsError() public {
         vm.startPrank(requester);
         vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__ZeroTaskHash.selector));
-        market.post{value: PRICE + FEE}(bytes32(0), _terms(provider, validator), "", "");
+        market.post{value: PRICE + FEE}(bytes32(0), _terms(provider, validator), "");
         ITaskMarket.Terms memory t = _terms(provider, validator);
         t.timeout = 5;
         vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__TimeoutOutOfBounds.selector, 5, 10, 300));
-        market.post{value: PRICE + FEE}(keccak256("t"), t, "", "");
+        market.post{value: PRICE + FEE}(keccak256("t"), t, "");
+        t.timeout = 301;
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__TimeoutOutOfBounds.selector, 301, 10, 300));
+        market.post{value: PRICE + FEE}(keccak256("t"), t, "");
         vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__WrongDeposit.selector, PRICE + FEE, PRICE));
-        market.post{value: PRICE}(keccak256("t"), _terms(provider, validator), "", "");
+        market.post{value: PRICE}(keccak256("t"), _terms(provider, validator), "");
         vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__InvalidProvider.selector, requester));
-        market.post{value: PRICE + FEE}(keccak256("t"), _terms(requester, validator), "", "");
+        market.post{value: PRICE + FEE}(keccak256("t"), _terms(requester, validator), "");
         vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__InvalidValidator.selector, requester));
-        market.post{value: PRICE + FEE}(keccak256("t"), _terms(provider, requester), "", "");
+        market.post{value: PRICE + FEE}(keccak256("t"), _terms(provider, requester), "");
         vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__InvalidProvider.selector, validator));
-        market.post{value: PRICE + FEE}(keccak256("t"), _terms(validator, validator), "", "");
+        market.post{value: PRICE + FEE}(keccak256("t"), _terms(validator, validator), "");
         vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__NotAWorker.selector, outsider));
-        market.post{value: PRICE + FEE}(keccak256("t"), _terms(outsider, validator), "", "");
+        market.post{value: PRICE + FEE}(keccak256("t"), _terms(outsider, validator), "");
         vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__NotAWorker.selector, outsider));
-        market.post{value: PRICE + FEE}(keccak256("t"), _terms(provider, outsider), "", "");
+        market.post{value: PRICE + FEE}(keccak256("t"), _terms(provider, outsider), "");
         t = _terms(provider, validator);
         t.price = 0.1 ether;
-        vm.expectRevert(
-            abi.encodeWithSelector(ITaskMarket.TaskMarket__PriceTooLow.selector, provider, 0.5 ether, 0.1 ether)
-        );
-        market.post{value: 0.1 ether + FEE}(keccak256("t"), t, "", "");
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__PriceTooLow.selector, provider, ASKING, 0.1 ether));
+        market.post{value: 0.1 ether + FEE}(keccak256("t"), t, "");
         vm.stopPrank();
         vm.prank(other);
         market.update(keccak256("o"), 0, false);
+        _trust(provider, other);
         vm.prank(requester);
         vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__WorkerUnavailable.selector, other));
-        market.post{value: PRICE + FEE}(keccak256("t"), _terms(other, validator), "", "");
+        market.post{value: PRICE + FEE}(keccak256("t"), _terms(other, validator), "");
         vm.prank(requester);
         vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__WorkerUnavailable.selector, other));
-        market.post{value: PRICE + FEE}(keccak256("t"), _terms(provider, other), "", "");
+        market.post{value: PRICE + FEE}(keccak256("t"), _terms(provider, other), "");
 
         uint256 id = _post(address(0), validator);
         vm.startPrank(requester);
@@ -356,13 +647,11 @@ contract TaskMarketAttacks is TestBase {
         vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__InvalidProvider.selector, validator));
         market.assignProvider(id, validator, "");
         vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__WrongState.selector, id, ITaskMarket.Status.Pending));
-        market.assignValidator(id, other, bytes32(0), "");
-        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__WrongState.selector, id, ITaskMarket.Status.Pending));
-        market.finalize(id, 3);
-        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__InvalidRating.selector, 0));
-        market.finalize(id, 0);
-        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__InvalidRating.selector, 6));
-        market.finalize(id, 6);
+        market.rate(id, 3, 0);
+        vm.expectRevert(
+            abi.encodeWithSelector(ITaskMarket.TaskMarket__DeadlineNotReached.selector, id, block.timestamp + TIMEOUT)
+        );
+        market.expire(id);
         market.assignProvider(id, provider, "");
         vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__WrongState.selector, id, ITaskMarket.Status.Executing));
         market.assignProvider(id, provider, "");
@@ -372,52 +661,44 @@ contract TaskMarketAttacks is TestBase {
 
         vm.prank(validator);
         vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__WrongState.selector, id, ITaskMarket.Status.Executing));
-        market.submitVerdict(id, keccak256("r"), true);
-        vm.prank(provider);
+        market.submitVerdict(id, keccak256("r"), true, "");
+        vm.startPrank(provider);
         vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__ZeroResultHash.selector));
-        market.submitResult(id, bytes32(0), "", "");
+        market.submitResult{value: COLLATERAL}(id, bytes32(0), "");
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__WrongDeposit.selector, COLLATERAL, 0));
+        market.submitResult(id, keccak256("r"), "");
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__WrongDeposit.selector, COLLATERAL, COLLATERAL + 1));
+        market.submitResult{value: COLLATERAL + 1}(id, keccak256("r"), "");
+        vm.stopPrank();
+        assertEq(market.collateralFor(PRICE, FEE), COLLATERAL, "collateralFor");
         _result(id, keccak256("r"));
         vm.prank(provider);
         vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__WrongState.selector, id, ITaskMarket.Status.Validating));
-        market.submitResult(id, keccak256("r2"), "", "");
-        vm.warp(block.timestamp + 61);
+        market.submitResult{value: COLLATERAL}(id, keccak256("r2"), "");
+        vm.prank(provider);
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__WrongState.selector, id, ITaskMarket.Status.Validating));
+        market.reportFailure(id, REPORT);
+        vm.prank(requester);
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__WrongState.selector, id, ITaskMarket.Status.Validating));
+        market.rate(id, 5, 0);
+        _verdict(id, keccak256("r"), true);
         vm.prank(validator);
-        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__DeadlinePassed.selector, id, block.timestamp - 1));
-        market.submitVerdict(id, keccak256("r"), true);
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__WrongState.selector, id, ITaskMarket.Status.Completed));
+        market.submitVerdict(id, keccak256("r"), true, "");
         vm.startPrank(requester);
-        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__InvalidValidator.selector, address(0)));
-        market.assignValidator(id, address(0), keccak256("r"), "");
-        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__InvalidValidator.selector, validator));
-        market.assignValidator(id, validator, keccak256("r"), "");
-        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__InvalidValidator.selector, provider));
-        market.assignValidator(id, provider, keccak256("r"), "");
-        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__InvalidValidator.selector, requester));
-        market.assignValidator(id, requester, keccak256("r"), "");
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__InvalidRating.selector, 0));
+        market.rate(id, 0, 0);
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__InvalidRating.selector, 6));
+        market.rate(id, 6, 0);
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__InvalidRating.selector, 6));
+        market.rate(id, 5, 6);
         vm.stopPrank();
 
-        uint256 late = _post(provider, address(0));
+        uint256 late = _post(provider, validator);
         vm.warp(block.timestamp + TIMEOUT + 1);
         vm.prank(provider);
         vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__DeadlinePassed.selector, late, block.timestamp - 1));
-        market.submitResult(late, keccak256("late"), "", "");
-    }
-
-    function test_finalize__afterReject__closedAndRated() public {
-        uint256 id = _post(provider, validator);
-        _result(id, keccak256("r"));
-        vm.prank(validator);
-        market.submitVerdict(id, keccak256("r"), false);
-        vm.prank(requester);
-        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__WrongState.selector, id, ITaskMarket.Status.Rejected));
-        market.expire(id);
-        vm.prank(requester);
-        market.finalize(id, 2);
-        assertTrue(_status(id) == ITaskMarket.Status.Closed, "closed");
-        (uint256 sum, uint256 count, uint256 avg) = market.ratings().stats(provider);
-        assertEq(sum, 2, "sum");
-        assertEq(count, 1, "count");
-        assertEq(avg, 2000, "average");
-        assertEq(market.openTaskCount(), 0, "no open task");
+        market.submitResult{value: COLLATERAL}(late, keccak256("late"), "");
     }
 
     // ------------------------------------------------------------------ registry and pools
@@ -446,12 +727,13 @@ contract TaskMarketAttacks is TestBase {
         market.register(keccak256("out"), 0, false);
         vm.prank(outsider); // becomes available
         market.update(keccak256("out2"), 0, true);
-        // re-register keeps the old id
+        // re-register keeps the old id and record
         uint32 oldId = market.getWorker(provider).id;
         vm.prank(provider);
         market.register(keccak256("again"), 0, true);
         assertEq(market.getWorker(provider).id, oldId, "permanent id");
         assertEq(market.workerAddress(oldId), provider, "id resolves");
+        assertTrue(market.trusts(provider, validator), "trust kept across leave and comeback");
         vm.prank(provider); // still available: no change
         market.update(keccak256("again"), 2, true);
         address[] memory page = market.availableWorkers(0, 10);
@@ -461,8 +743,8 @@ contract TaskMarketAttacks is TestBase {
     }
 
     function test_pools__openTasksPaged__statusFilter() public {
-        uint256 a = _post(address(0), address(0));
-        uint256 b = _post(provider, address(0));
+        uint256 a = _post(address(0), validator);
+        uint256 b = _post(provider, validator);
         uint256 c = _post(address(0), validator);
         assertEq(market.openTaskCount(), 3, "three open");
         (uint256[] memory pending, uint256 next) = market.tasksInStatus(ITaskMarket.Status.Pending, 0, 10);
@@ -476,38 +758,62 @@ contract TaskMarketAttacks is TestBase {
         assertEq(ids.length, 2, "two open");
         assertEq(ids[0], c, "swapped");
         assertEq(ids[1], b, "kept");
+        assertEq(market.getTask(c).poolIndex, 0, "moved task's index updated");
         assertEq(market.openTasks(1, 1).length, 1, "limited page");
         assertEq(market.openTasks(9, 1).length, 0, "past the end");
         vm.prank(requester);
         market.cancel(c);
+        assertEq(market.creditOf(requester), 2 * (PRICE + FEE), "both refunded");
         assertEq(market.lastTaskId(), 3, "ids");
+        ITaskMarket.Task memory none2 = market.getTask(42);
+        assertTrue(none2.status == ITaskMarket.Status.None && none2.requester == address(0), "no such task");
     }
 
     // ------------------------------------------------------------------ Ratings in isolation (we are its market)
 
-    function test_ratings__direct__onlyMarketValidRange() public {
+    function test_ratings__direct__onlyMarketValidRangeBayesianScore() public {
         Ratings r = new Ratings();
-        assertEq(uint160(r.market()), uint160(address(this)), "deployer is the market");
+        assertEq(r.market(), address(this), "deployer is the market");
+        assertEq(r.scoreOf(provider, IRatings.Role.Provider), 3000, "the prior, never rated");
+        assertEq(r.recordOf(provider, IRatings.Role.Provider).weightGwei, 0, "untracked: no weight");
         r.track(provider);
         r.track(provider); // idempotent
         vm.expectRevert(abi.encodeWithSelector(IRatings.Ratings__InvalidRating.selector, 0));
-        r.rate(provider, 1, requester, 0);
+        r.rate(provider, 0, 1 ether, validator, 0, 0);
         vm.expectRevert(abi.encodeWithSelector(IRatings.Ratings__InvalidRating.selector, 6));
-        r.rate(provider, 1, requester, 6);
+        r.rate(provider, 6, 1 ether, validator, 0, 0);
+        vm.expectRevert(abi.encodeWithSelector(IRatings.Ratings__InvalidRating.selector, 6));
+        r.rate(provider, 5, 1 ether, validator, 6, 0);
         (,, uint256 avg0) = r.stats(provider);
         assertEq(avg0, 0, "no rating yet");
-        r.rate(provider, 1, requester, 5);
-        r.rate(provider, 2, requester, 4);
+        r.rate(provider, 5, 0.01 ether, validator, 4, 0.001 ether); // validator never tracked: still recorded
+        r.rate(provider, 4, 0.01 ether, validator, 0, 0.001 ether);
         (uint256 sum, uint256 count, uint256 avg) = r.stats(provider);
         assertEq(sum, 9, "sum");
         assertEq(count, 2, "count");
         assertEq(avg, 4500, "average");
+        // prior weight 0.01 ether at 3 stars + 0.02 ether at 4.5 stars -> 4.0
+        assertEq(r.scoreOf(provider, IRatings.Role.Provider), 4000, "Bayesian score");
+        IRatings.Record memory v = r.recordOf(validator, IRatings.Role.Validator);
+        assertEq(v.count, 1, "validator rated once (0 = not rated)");
+        assertEq(v.weightGwei, 1_000_000, "weight in gwei");
+        assertEq(v.scoreMilli, uint256(3000 * 10_000_000 + 4000 * 1_000_000) / 11_000_000, "validator score");
     }
 
     function test_constructor__invalidWindows__reverts() public {
         vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__InvalidWindows.selector));
-        new TaskMarket(0, 60, 10, 300);
+        new TaskMarket(0, 10, 300);
         vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__InvalidWindows.selector));
-        new TaskMarket(50, 60, 301, 300);
+        new TaskMarket(60, 0, 300);
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__InvalidWindows.selector));
+        new TaskMarket(60, 301, 300);
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__InvalidWindows.selector));
+        new TaskMarket(60, 10, uint256(type(uint24).max) + 1);
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__InvalidWindows.selector));
+        new TaskMarket(uint256(type(uint24).max) + 1, 10, 300);
+        TaskMarket m = new TaskMarket(60, 10, 300);
+        assertEq(m.validationWindow(), 60, "window");
+        assertEq(m.minTimeout(), 10, "min");
+        assertEq(m.maxTimeout(), 300, "max");
     }
 }

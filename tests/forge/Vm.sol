@@ -10,6 +10,15 @@ interface Vm {
     function deal(address account, uint256 balance) external;
     function expectRevert(bytes calldata revertData) external;
     function label(address account, string calldata name) external;
+
+    struct Log {
+        bytes32[] topics;
+        bytes data;
+        address emitter;
+    }
+
+    function recordLogs() external;
+    function getRecordedLogs() external returns (Log[] memory logs);
 }
 
 /// @notice forge's console (shown with -vv), without forge-std.
