@@ -107,13 +107,20 @@ def fast_env(args: argparse.Namespace) -> dict[str, str]:
     return env
 
 
-def make_workspace(parent: Path, name: str) -> Path:
-    """A scratch copy of what forge compiles, with the repository's toolchain linked in."""
+def make_workspace(parent: Path, name: str, forge_tests: list[str]) -> Path:
+    """A scratch copy of what forge compiles, with the repository's toolchain linked in.
+
+    ``forge_tests``: the files of tests/forge to copy (empty: all of them); forge compiles every file there.
+    """
     ws = parent / name
     for rel in COPIED:
         src, dst = ROOT / rel, ws / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
+        if src.is_dir() and rel == "tests/forge" and forge_tests:
+            dst.mkdir(parents=True, exist_ok=True)
+            for f in forge_tests:
+                shutil.copy2(src / f, dst / f)
+        elif src.is_dir():
             shutil.copytree(src, dst)
         else:
             shutil.copy2(src, dst)
@@ -239,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--invariant-depth", type=int,
                     default=int(os.environ.get("ICHAIN_MUTATION_INVARIANT_DEPTH", 100)))
     ap.add_argument("--match-path", default="", help="forge --match-path (default: the whole forge suite)")
+    ap.add_argument("--forge-tests", nargs="*", default=[],
+                    help="only these files of tests/forge are copied and compiled (default: all)")
     ap.add_argument("--limit", type=int, default=0, help="test only the first N mutants per file (a quick look)")
     ap.add_argument("--sample", type=int, default=1,
                     help="test one mutant in N, chosen by a hash of the mutant (deterministic; 1: all)")
@@ -253,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
 
     with tempfile.TemporaryDirectory(prefix="ichain-mutation-") as tmp:
-        workspaces = [make_workspace(Path(tmp), f"w{i}") for i in range(max(1, args.jobs))]
+        workspaces = [make_workspace(Path(tmp), f"w{i}", args.forge_tests) for i in range(max(1, args.jobs))]
         env = fast_env(args)
         # Baseline: the unmutated suite must pass in every copy (and each copy's build cache is warmed).
         for ws in workspaces:
@@ -267,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mutation: baseline passes ({baseline:.1f} s for {len(workspaces)} copies); generating mutants",
               flush=True)
 
-        gen_ws = make_workspace(Path(tmp), "gen")
+        gen_ws = make_workspace(Path(tmp), "gen", args.forge_tests)
         pool = Pool(workspaces, args)
         reports: dict[str, ContractReport] = {}
         tested: list[Mutant] = []
@@ -324,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
                 "(tools/mutation.py)",
         "operators": list(operators),
         "test_command": " ".join(forge_test_cmd(args)),
+        "forge_tests": args.forge_tests or sorted(p.name for p in (ROOT / "tests" / "forge").glob("*.sol")),
         "profile": {"optimizer": False, "fuzz_runs": args.fuzz_runs, "invariant_runs": args.invariant_runs,
                     "invariant_depth": args.invariant_depth},
         "limit_per_file": args.limit or None,
