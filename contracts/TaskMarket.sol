@@ -273,13 +273,13 @@ contract TaskMarket is ITaskMarket {
 
         uint256 price = t.price;
         uint256 providerPaid;
-        uint256 validatorPaid;
+        uint256 validatorPaid = 0; // a failed task paid the validator nothing (and its rating must be 0)
         if (status == Status.Completed) {
             providerPaid = price - price * BURN_BPS / _BPS;
             uint256 fee = t.validatorFee;
             validatorPaid = fee - fee * BURN_BPS / _BPS;
         } else {
-            // a failed task paid the provider the failure fee and the validator nothing (it is not rated)
+            // a failed task paid the provider the failure fee
             (providerPaid,) = _failurePay(price);
         }
         address provider = _workerAt[t.providerId];
@@ -564,9 +564,9 @@ contract TaskMarket is ITaskMarket {
 
     /// @dev The failure fee a provider keeps (less the burn) and the burn.
     function _failurePay(uint256 price) private pure returns (uint256 paid, uint256 burn) {
-        uint256 failureFee = price * FAILURE_BPS / _BPS;
-        burn = failureFee * BURN_BPS / _BPS;
-        paid = failureFee - burn;
+        // both from the price (one rounding each), so no product of a rounded quotient
+        burn = price * (FAILURE_BPS * BURN_BPS) / (_BPS * _BPS);
+        paid = price * FAILURE_BPS / _BPS - burn;
     }
 
     function _credit(address account, uint256 amount) private {

@@ -9,8 +9,9 @@ import {ReentrantPayee} from "../../contracts/test/ReentrantPayee.sol";
 import {RevertingPayee} from "../../contracts/test/RevertingPayee.sol";
 
 /// @notice The deep campaign (tools/audit.sh: 256 runs x 500 calls): after every handler call the market must
-///         agree with the ghost ledger, and at the end of every run, once all deadlines have passed,
-///         permissionless calls must hand every wei to its rightful owner.
+///         agree with the ghost ledger (balance == open escrow + collateral of Validating tasks + credits + burned
+///         + force-fed), and at the end of every run, once all deadlines have passed, permissionless calls must hand
+///         every wei to its rightful owner, leaving only the burn and the force-fed ether.
 contract TaskMarketInvariants is TestBase {
     using Statuses for ITaskMarket.Status;
 
@@ -20,8 +21,8 @@ contract TaskMarketInvariants is TestBase {
     RevertingPayee internal reverting;
 
     function setUp() public {
-        // short windows so that random time jumps (1..250 s) cross every deadline often
-        market = new TaskMarket(100, 100, 10, 300);
+        // short windows so that random time jumps (1..400 s) cross every deadline often
+        market = new TaskMarket(100, 10, 300);
         reentrant = new ReentrantPayee(address(market));
         reverting = new RevertingPayee(address(market));
         handler = new MarketHandler(market, reentrant, reverting);
@@ -42,22 +43,29 @@ contract TaskMarketInvariants is TestBase {
             assertEq(c, handler.ghostCredit(actors[i]), "credit != ledger");
             credits += c;
         }
-        // balance == open escrows + unwithdrawn credits (+ ether forced in by selfdestruct, owned by nobody)
+        // balance == open escrows + collateral of Validating tasks + unwithdrawn credits + burned
+        // (+ ether forced in by selfdestruct, owned by nobody)
         assertEq(
-            address(market).balance, handler.ghostEscrow() + credits + handler.ghostForced(), "balance != escrow + credits"
+            address(market).balance,
+            handler.ghostEscrow() + handler.ghostCollateral() + credits + handler.ghostBurned() + handler.ghostForced(),
+            "balance != escrow + collateral + credits + burned + forced"
         );
+        assertEq(market.burned(), handler.ghostBurned(), "burned != ledger");
         // the open-task pool is exactly the set of tasks holding escrow, and holds what the ledger says
         uint256 open = market.openTaskCount();
         assertEq(open, handler.openCount(), "open-task count");
         uint256[] memory ids = market.openTasks(0, open);
         uint256 escrow;
+        uint256 collateral;
         for (uint256 i = 0; i < ids.length; i++) {
             ITaskMarket.Task memory t = market.getTask(ids[i]);
             assertTrue(t.status.holdsEscrow(), "a settled task is in the open pool");
             assertEq(t.poolIndex, i, "pool index");
-            escrow += t.status == ITaskMarket.Status.Accepted ? t.price : uint256(t.price) + t.validatorFee;
+            escrow += uint256(t.price) + t.validatorFee;
+            if (t.status == ITaskMarket.Status.Validating) collateral += market.collateralFor(t.price, t.validatorFee);
         }
         assertEq(escrow, handler.ghostEscrow(), "sum of open escrows != ledger");
+        assertEq(collateral, handler.ghostCollateral(), "sum of Validating collateral != ledger");
         // the available-worker pool is exactly the available workers
         uint256 available;
         for (uint256 i = 0; i < actors.length; i++) {
@@ -107,14 +115,28 @@ contract TaskMarketInvariants is TestBase {
             // everything the rules gave this account reached it: by earlier withdraws or just now
             assertEq(handler.entitled(a), handler.received(a) + handler.ghostCredit(a), "ledger mismatch");
         }
-        assertEq(address(market).balance, handler.ghostForced(), "ether left in the market beyond the forced-in");
+        assertEq(
+            address(market).balance,
+            handler.ghostForced() + market.burned(),
+            "ether left in the market beyond the burn and the forced-in"
+        );
+        assertEq(handler.ghostCollateral(), 0, "collateral left after the sweep");
         // what the run reached (forge test -vv): successful calls per operation, refused calls
         string[8] memory ops =
-            ["post", "assignProvider", "assignValidator", "submitResult", "verdict", "finalize", "cancel", "expire"];
+            ["post", "assignProvider", "submitResult", "reportFailure", "verdict", "rate", "cancel", "expire"];
         for (uint8 i = 0; i < 8; i++) {
             console.log(ops[i], handler.successes(i));
         }
         console.log("refused calls", handler.expectedReverts());
+        console.log("  refused posts", handler.refusedIn(MarketHandler.post.selector));
+        console.log("  refused results", handler.refusedIn(MarketHandler.submitResult.selector));
+        console.log("  refused verdicts", handler.refusedIn(MarketHandler.submitVerdict.selector));
+        console.log("  refused ratings", handler.refusedIn(MarketHandler.rate.selector));
+        console.log("  refused expiries", handler.refusedIn(MarketHandler.expire.selector));
+        console.log("  refused withdrawals", handler.refusedIn(MarketHandler.withdraw.selector));
+        console.log("  refused worker ops", handler.refusedIn(MarketHandler.workerOp.selector));
         console.log("copier replays (own task only)", handler.copierReplays());
+        console.log("untrusted pairings refused", handler.untrustedRefusals());
+        console.log("burned", market.burned());
     }
 }
