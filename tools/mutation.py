@@ -301,7 +301,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "mutation.json"))
     ap.add_argument("--verbose", action="store_true", help="print every mutant, not only survivors")
     ap.add_argument("--root", default=str(ROOT), help="repository to measure (default: this one)")
+    ap.add_argument("--annotate", action="store_true",
+                    help="run nothing: fill in the survivors' 'why' of --out from tools/mutation_survivors.json")
     args = ap.parse_args(argv)
+    if args.annotate:
+        return annotate(Path(args.out))
     ROOT = Path(args.root).resolve()
     os.environ["PATH"] = f"{ROOT / '.tools' / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"  # forge, solc
     logging.getLogger("Slither-Mutate").setLevel(logging.WARNING)
@@ -407,6 +411,21 @@ def main(argv: list[str] | None = None) -> int:
               f"({c['kill_pct']}%; {c['uncompilable']} uncompilable, {c['duplicates']} duplicates, "
               f"{c['skipped']} skipped on weak lines)")
     print(f"mutation: total {result['total']['kill_pct']}% killed in {result['seconds']} s -> {out}")
+    return 0
+
+
+def annotate(out: Path) -> int:
+    """Re-read a written report and attach each survivor's explanation (the notes may be written after a run)."""
+    notes: dict[str, str] = json.loads(SURVIVOR_NOTES.read_text()) if SURVIVOR_NOTES.exists() else {}
+    result = json.loads(out.read_text())
+    unexplained = 0
+    for c in result["contracts"].values():
+        for sv in c["survivors"]:
+            key = "|".join((sv["file"], sv["mutator"], sv["original"], sv["mutant"]))
+            sv["why"] = notes.get(key, "unexplained")
+            unexplained += sv["why"] == "unexplained"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"mutation: {out}: {unexplained} survivor(s) without an explanation")
     return 0
 
 

@@ -1006,3 +1006,14 @@ def test_result_of__before_and_after_submit__zero_then_hash(mc, task_in):
     assert mc.resultOf(task.task_id) == bytes(32)
     task2, rh = task_in("Validating")
     assert mc.resultOf(task2.task_id) == rh
+
+
+def test_pages__limit_past_the_end__cut_at_the_set_size(mc, task_in, workers):
+    """A page whose limit reaches past the end stops at the last element (never reads beyond the set)."""
+    task_in("Pending")
+    count = mc.openTaskCount()
+    assert list(mc.openTasks(count - 1, 10)) == [mc.openTasks(0, count)[-1]]
+    ids, cursor = mc.tasksInStatus(int(Status.Pending), count - 1, 10)
+    assert cursor == count and len(ids) == 1
+    workers_count = mc.availableWorkerCount()
+    assert list(mc.availableWorkers(workers_count - 1, 10)) == [mc.availableWorkers(0, workers_count)[-1]]
