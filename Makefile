@@ -7,7 +7,7 @@ PY := $(CURDIR)/.venv/bin/python
 TRANSPORT ?= direct
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test check audit bench clean
+.PHONY: setup demo test check audit mutation bench clean
 
 setup:
 	@tools/setup.sh
@@ -28,6 +28,13 @@ check: setup
 # Static analysis, deep invariant campaign, branch coverage (see tools/audit.sh).
 audit: setup
 	@tools/audit.sh
+
+# Mutation testing of the contracts (not part of make test: about an hour on 2 cores): slither-mutate's
+# operators, each mutant built and run against the forge suite; writes bench/results/mutation.json.
+# MUTATION_ARGS passes options (e.g. --sample 4, --operators RR,CR, --jobs 1); see tools/mutation.py --help.
+MUTATION_ARGS ?=
+mutation: setup
+	@$(CURDIR)/.venv-audit/bin/python tools/mutation.py $(MUTATION_ARGS)
 
 bench: setup
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

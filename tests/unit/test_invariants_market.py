@@ -5,17 +5,20 @@ speed: transactions sent as they are, a revert's custom error read from its trac
 in one JSON-RPC batch per step). Blocks are exactly 1 s apart, so deadlines are judged deterministically. After
 every step it checks, against the chain:
 
-* solvency: the market's balance == the escrow of every open task + every unwithdrawn credit (+ ether forced in
-  by selfdestruct, which is nobody's);
+* solvency: the market's balance == the escrow of every open task (price + fee) + the collateral of every
+  Validating task + every unwithdrawn credit + the burned total (+ ether forced in by selfdestruct, which is
+  nobody's);
 * only allowed state transitions: each successful call moves its task along the protocol's table (who may move
   it, from which state, to which, before or after the deadline), and no other task changes;
-* money goes by rule: the credits a transition creates are exactly the escrow it releases, to the parties the
-  rules name, and no party is paid twice for a task;
+* money goes by rule: the credits and the burn a transition creates are exactly the escrow it releases (plus
+  the collateral it takes in), to the parties the rules name (accept, reject, failure, each expiry), no party is
+  paid twice for a task, a silent validator's missed count grows by one, and a rating weighs the wei it paid;
 * every revert is one of the market's own custom errors (never a panic or a bare revert), and calls the rules
   say must work (expire after a deadline, a due withdraw, the right party's due action) do work.
 
 At the end of every example all deadlines pass, an outsider settles every task with permissionless calls and
-everyone withdraws: each account must receive exactly what the rules gave it and only forced-in ether remains.
+everyone withdraws: each account must receive exactly what the rules gave it and only the burned and the
+forced-in ether remain.
 Each example starts from an anvil snapshot and reverts to it, and every transaction is mined before the step
 that sent it ends: hypothesis replays examples to shrink them, so each must start from the same chain head
 (checked) and run the same way.
@@ -35,14 +38,33 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 from web3 import Web3
 
-REVIEW, VALIDATION, MIN_TIMEOUT, MAX_TIMEOUT = 100, 100, 10, 300
+VALIDATION, MIN_TIMEOUT, MAX_TIMEOUT = 100, 10, 300
+BPS, BURN_BPS, COLLATERAL_BPS, FAILURE_BPS, MAX_REPORT = 10_000, 100, 1000, 1000, 1024
 # The issue's floor; ICHAIN_SM_EXAMPLES lowers it for a quick local look (the figures printed say so).
 EXAMPLES, STEPS = int(os.environ.get("ICHAIN_SM_EXAMPLES", 200)), 30
 GAS = 1_000_000
 
 # Status values (ITaskMarket.Status)
-NONE, PENDING, EXECUTING, AWAITING, VALIDATING, ACCEPTED, REJECTED, COMPLETED, CLOSED, CANCELLED, EXPIRED = range(11)
-OPEN = {PENDING, EXECUTING, AWAITING, VALIDATING, ACCEPTED}
+NONE, PENDING, EXECUTING, VALIDATING, COMPLETED, FAILED, REJECTED, RATED, CANCELLED, EXPIRED = range(10)
+OPEN = {PENDING, EXECUTING, VALIDATING}
+ZERO = "0x" + "00" * 20
+
+
+def burn_of(amount: int) -> int:
+    return amount * BURN_BPS // BPS
+
+
+def collateral_of(price: int, fee: int) -> int:
+    return fee + price * COLLATERAL_BPS // BPS
+
+
+def pay_of_rated(task: dict, status: int) -> tuple[int, int]:
+    """The wei a Completed / Failed task paid its provider and its validator: the weights of their ratings."""
+    price, fee = task["price"], task["fee"]
+    if status == COMPLETED:
+        return price - burn_of(price), fee - burn_of(fee)
+    failure_fee = price * FAILURE_BPS // BPS
+    return failure_fee - burn_of(failure_fee), 0
 TASK_KEYS = ("requester", "status", "deadline", "pool_index", "timeout", "provider", "price", "validator", "fee")
 TASK_TYPE = "(address,uint8,uint32,uint32,uint24,address,uint96,address,uint96)"
 
@@ -53,6 +75,7 @@ class Env:
 
     w3: object
     market: object  # web3 contract
+    ratings: object  # web3 contract
     feeder_abi: list
     feeder_bytecode: str
     actors: list[str]
@@ -100,7 +123,7 @@ def _error_selectors(abi: list[dict]) -> dict[bytes, str]:
 
 @pytest.fixture(scope="module")
 def env(project, accounts, chain):
-    """A market with short windows and 6 funded actors, 5 of them registered workers."""
+    """A market with short windows and 6 funded actors, 5 of them registered workers each trusting the others."""
     owner = accounts[0]
     # A lean web3 on ape's anvil: without ape's middlewares (ENS lookups, gas strategies) a call costs ~5x less.
     w3 = Web3(Web3.HTTPProvider(chain.provider.web3.provider.endpoint_uri))
@@ -109,19 +132,27 @@ def env(project, accounts, chain):
     w3.provider.make_request("anvil_setBlockTimestampInterval", [1])
     # Raw eth_sendTransaction from the test accounts, whichever of them anvil holds keys for.
     w3.provider.make_request("anvil_autoImpersonateAccount", [True])
-    deployed = project.TaskMarket.deploy(REVIEW, VALIDATION, MIN_TIMEOUT, MAX_TIMEOUT, sender=owner)
+    deployed = project.TaskMarket.deploy(VALIDATION, MIN_TIMEOUT, MAX_TIMEOUT, sender=owner)
     abi = _abi_json(deployed.contract_type)
-    abi += _abi_json(project.Ratings.contract_type)  # errors raised through the market's calls
+    ratings_abi = _abi_json(project.Ratings.contract_type)
+    abi += [e for e in ratings_abi if e["type"] == "error"]  # errors raised through the market's calls
     market = w3.eth.contract(address=deployed.address, abi=abi)
+    ratings = w3.eth.contract(address=deployed.ratings(), abi=ratings_abi)
     actors = [a.address for a in accounts[1:7]]
     for i, a in enumerate(actors[:5]):
         # Mined before the first example's snapshot: one still pooled would be mined into the first example only.
         tx = market.functions.register(keccak(text=f"key{i}"), i * 10**15, True).transact({"from": a, "gas": GAS})
         assert mined(w3, tx)["status"] == 1, f"actor {i} could not register"
+    for a in actors[:5]:  # a provider can only be paired with a validator it trusts: start from full trust
+        for v in actors[:5]:
+            if v != a:
+                tx = market.functions.setTrust(v, True).transact({"from": a, "gas": GAS})
+                assert mined(w3, tx)["status"] == 1, "setTrust failed"
     feeder = project.ForceFeeder.contract_type
     yield Env(
         w3=w3,
         market=market,
+        ratings=ratings,
         feeder_abi=_abi_json(feeder),
         feeder_bytecode=feeder.deployment_bytecode.bytecode,
         actors=actors,
@@ -170,8 +201,9 @@ class MarketMachine(RuleBasedStateMachine):
     def task(self, task_id: int) -> dict:
         return dict(zip(TASK_KEYS, self.m.functions.getTask(task_id).call()))
 
-    def read_all(self, last: int) -> tuple[list[dict], dict[str, int], int, int]:
-        """Every task, every actor's credit, the open-task count and the balance, in one JSON-RPC batch."""
+    def read_all(self, last: int) -> tuple[list[dict], dict[str, int], int, int, int]:
+        """Every task, every actor's credit, the burned total, the open-task count and the balance, in one
+        JSON-RPC batch."""
         m = self.m
 
         def call(name: str, *args) -> tuple[str, list]:
@@ -179,7 +211,7 @@ class MarketMachine(RuleBasedStateMachine):
 
         requests = [call("getTask", i) for i in range(1, last + 1)]
         requests += [call("creditOf", a) for a in self.env.actors]
-        requests += [call("openTaskCount"), ("eth_getBalance", [m.address, "latest"])]
+        requests += [call("burned"), call("openTaskCount"), ("eth_getBalance", [m.address, "latest"])]
         requests += [("eth_getBlockByNumber", ["latest", False])]
         answers = [r["result"] for r in self.w3.provider.make_batch_request(requests)]
         self.time = int(answers.pop()["timestamp"], 16)
@@ -189,8 +221,8 @@ class MarketMachine(RuleBasedStateMachine):
         for t in tasks:  # same spelling as web3's own decoding (checksummed addresses)
             for k in ("requester", "provider", "validator"):
                 t[k] = self.w3.to_checksum_address(t[k])
-        credits = {a: int.from_bytes(raw, "big") for a, raw in zip(self.env.actors, out[last:-1])}
-        return tasks, credits, int.from_bytes(out[-1], "big"), balance
+        credits = {a: int.from_bytes(raw, "big") for a, raw in zip(self.env.actors, out[last:-2])}
+        return tasks, credits, int.from_bytes(out[-2], "big"), int.from_bytes(out[-1], "big"), balance
 
     def send(self, fn, sender: str, value: int = 0) -> tuple[bool, str | None, dict]:
         """Send the transaction (mined even when it reverts); returns (ok, custom error name, receipt).
@@ -227,64 +259,89 @@ class MarketMachine(RuleBasedStateMachine):
 
     # ------------------------------------------------------------------ the rules of the protocol
 
-    def settle(self, task_id: int, before: dict, caller: str, op: str) -> None:
-        """Check a successful call's transition, then book the money it moved."""
+    def settle(self, task_id: int, before: dict, caller: str, op: str, deposit: int = 0,
+               burned_before: int = 0, extra: dict | None = None) -> None:
+        """Check a successful call's transition, then book the money it moved (``deposit``: wei it took in)."""
         after = self.task(task_id)
         f, t = before["status"], after["status"]
         deadline_passed = self.now() > before["deadline"]
         allowed = {
             "post": f == NONE and after["requester"] == caller
-            and t == (PENDING if int(after["provider"], 16) == 0 else EXECUTING),
+            and t == (PENDING if int(after["provider"], 16) == 0 else EXECUTING)
+            and after["validator"] not in (ZERO, caller, after["provider"])
+            and (t == PENDING or self.trusts(after["provider"], after["validator"])),
             "assign_provider": f == PENDING and t == EXECUTING and caller == before["requester"]
-            and after["provider"] not in (before["requester"], after["validator"]),
-            "assign_validator": t == VALIDATING and caller == before["requester"]
-            and ((f == AWAITING and not deadline_passed) or (f == VALIDATING and deadline_passed
-                                                              and after["validator"] != before["validator"]))
-            and after["validator"] not in (before["requester"], before["provider"]),
-            "submit_result": f == EXECUTING and caller == before["provider"] and not deadline_passed
-            and t == (AWAITING if int(before["validator"], 16) == 0 else VALIDATING),
+            and after["provider"] not in (before["requester"], after["validator"])
+            and self.trusts(after["provider"], after["validator"]),
+            "submit_result": f == EXECUTING and t == VALIDATING and caller == before["provider"]
+            and not deadline_passed,
+            "report_failure": f == EXECUTING and t == FAILED and caller == before["provider"] and not deadline_passed,
             "submit_verdict": f == VALIDATING and caller == before["validator"] and not deadline_passed
-            and t in (ACCEPTED, REJECTED),
-            "finalize": caller == before["requester"] and (f, t) in ((ACCEPTED, COMPLETED), (REJECTED, CLOSED)),
+            and t == (COMPLETED if (extra or {}).get("accept") else REJECTED),
+            "rate": caller == before["requester"] and f in (COMPLETED, FAILED) and t == RATED,
             "cancel": f == PENDING and t == CANCELLED and caller == before["requester"],
             "expire": f in OPEN and deadline_passed and t == EXPIRED,
         }[op]
         assert allowed, f"illegal transition {f} -> {t} by {op} from {caller}"
         if f != NONE:
-            assert (after["requester"], after["price"], after["fee"]) == (
-                before["requester"], before["price"], before["fee"]), "a task's requester or amounts changed"
+            assert (after["requester"], after["price"], after["fee"], after["validator"]) == (
+                before["requester"], before["price"], before["fee"], before["validator"]), \
+                "a task's requester, amounts or validator changed"
 
         price, fee = before["price"], before["fee"]
+        coll = collateral_of(price, fee)
+        failure_fee = price * FAILURE_BPS // BPS
         pay = {"requester": 0, "provider": 0, "validator": 0}
+        burn = 0
         if t == CANCELLED:
             pay["requester"] = price + fee
-        elif (f, t) == (VALIDATING, ACCEPTED):
-            pay["validator"] = fee
+        elif (f, t) == (VALIDATING, COMPLETED):
+            pay["provider"] = price - burn_of(price) + coll
+            pay["validator"] = fee - burn_of(fee)
+            burn = burn_of(price) + burn_of(fee)
         elif t == REJECTED:
-            pay["requester"], pay["validator"] = price, fee
-        elif t == COMPLETED:
-            pay["provider"] = price
+            pay["requester"] = price + fee
+            pay["validator"] = fee - burn_of(fee)
+            burn = coll - pay["validator"]
+        elif t == FAILED:
+            pay["provider"] = failure_fee - burn_of(failure_fee)
+            pay["requester"] = price + fee - failure_fee
+            burn = burn_of(failure_fee)
         elif t == EXPIRED:
-            if f == AWAITING:
-                pay["provider"], pay["requester"] = price, fee
-            elif f == ACCEPTED:
-                pay["provider"] = price
-            else:
-                pay["requester"] = price + fee
+            pay["requester"] = price + fee
+            if f == VALIDATING:
+                pay["provider"] = coll  # the silent validator's task: the provider's collateral back
         if op == "post":
-            assert self.escrow(after) == after["price"] + after["fee"], "post: escrow != deposit"
+            assert self.escrow(after) == after["price"] + after["fee"] == deposit, "post: escrow != deposit"
             self.tasks[task_id] = self.fingerprint(after)
             return
-        released = self.escrow(before) - self.escrow(after)
-        assert released == sum(pay.values()), f"{op}: escrow released {released} != credited {sum(pay.values())}"
+        burned = self.m.functions.burned().call()
+        assert burned - burned_before == burn, f"{op}: burned {burned - burned_before} != {burn} by the rules"
+        released = self.escrow(before) + deposit - self.escrow(after)
+        assert released == sum(pay.values()) + burn, (
+            f"{op}: escrow released {released} != credited {sum(pay.values())} + burned {burn}")
         for role, amount in pay.items():
             if amount:
                 key = (task_id, role)
                 self.paid[key] = self.paid.get(key, 0) + 1
                 assert self.paid[key] == 1, f"task {task_id} paid its {role} twice"
-                to = caller if op == "submit_verdict" and role == "validator" else before[role]
-                self.entitled[to] = self.entitled.get(to, 0) + amount
+                self.entitled[before[role]] = self.entitled.get(before[role], 0) + amount
+        if extra and "missed" in extra:  # expire: the validator's record counts a silence, only a silence
+            grew = self.m.functions.getWorker(before["validator"]).call()[6] - extra["missed"]
+            assert grew == (1 if f == VALIDATING else 0), f"expire from {f}: missed grew by {grew}"
+        if extra and "records" in extra:  # rate: each record weighs the wei the task paid
+            weights = {"provider": pay_of_rated(before, extra["status"])[0],
+                       "validator": pay_of_rated(before, extra["status"])[1]}
+            for role, idx in (("provider", 0), ("validator", 1)):
+                rec = self.env.ratings.functions.recordOf(before[role], idx).call()
+                old = extra["records"][role]
+                rated = extra["ratings"][idx] != 0
+                assert rec[0] - old[0] == rated, f"rate: {role} count moved by {rec[0] - old[0]}"
+                assert rec[2] - old[2] == (weights[role] // 10**9 if rated else 0), f"rate: {role} weight wrong"
         self.tasks[task_id] = self.fingerprint(after)
+
+    def trusts(self, provider: str, validator: str) -> bool:
+        return self.m.functions.trusts(provider, validator).call()
 
     @staticmethod
     def fingerprint(t: dict) -> tuple:
@@ -292,15 +349,22 @@ class MarketMachine(RuleBasedStateMachine):
 
     @staticmethod
     def escrow(t: dict) -> int:
-        if t["status"] == ACCEPTED:
-            return t["price"]  # the validator was paid at the verdict
-        return t["price"] + t["fee"] if t["status"] in OPEN else 0
+        """What a task holds: price + fee while open, plus the provider's collateral while Validating."""
+        if t["status"] not in OPEN:
+            return 0
+        held = t["price"] + t["fee"]
+        return held + (collateral_of(t["price"], t["fee"]) if t["status"] == VALIDATING else 0)
 
-    def act(self, op: str, task_id: int, caller: str, fn, must_work: bool, value: int = 0) -> bool:
+    def act(self, op: str, task_id: int, caller: str, fn, must_work: bool, value: int = 0,
+            extra: dict | None = None) -> bool:
         before = self.cached(task_id) if task_id <= self.last else self.task(task_id)
+        burned_before = self.m.functions.burned().call()
         ok, error, _ = self.send(fn, caller, value)
         if ok:
-            self.settle(task_id, before, caller, op)
+            self.settle(task_id, before, caller, op, deposit=value, burned_before=burned_before, extra=extra)
+            done = self.env.stats.setdefault("done", {})
+            key = op if op != "submit_verdict" else ("accept" if (extra or {}).get("accept") else "reject")
+            done[key] = done.get(key, 0) + 1
         else:
             assert not must_work, f"{op} on task {task_id} by {caller} was refused: {error}"
         return ok
@@ -310,17 +374,33 @@ class MarketMachine(RuleBasedStateMachine):
     actor = st.integers(0, 5)
     seed = st.integers(0, 2**16)
 
-    @rule(who=actor, prov=st.integers(0, 8), val=st.integers(0, 8),
-          price=st.integers(0, 2 * 10**18), fee=st.integers(0, 10**17), timeout=st.integers(5, 320))
+    # Amounts around the workers' asking prices (0 .. 4e15, moved by worker_op): hypothesis favours small
+    # integers, and a uniform draw would make nearly every post fail on a fee below the validator's price.
+    amount = st.sampled_from([0, 10**15, 4 * 10**15, 10**16, 3 * 10**16, 10**18])
+
+    @rule(who=actor, prov=st.integers(0, 7), val=st.integers(0, 6), price=amount, fee=amount,
+          timeout=st.integers(5, 320))
     def post(self, who, prov, val, price, fee, timeout):
         a = self.env.actors
         requester = a[who]
-        zero = "0x" + "00" * 20
-        provider = zero if prov > 5 else a[prov]
-        validator = zero if val > 5 else a[val]
+        provider = ZERO if prov > 5 else a[prov]
+        validator = ZERO if val > 5 else a[val]
         task_id = self.m.functions.lastTaskId().call() + 1
-        fn = self.m.functions.post(keccak(text=f"task{task_id}"), (provider, validator, price, fee, timeout), b"", b"")
+        fn = self.m.functions.post(keccak(text=f"task{task_id}"), (provider, validator, price, fee, timeout), b"")
         self.act("post", task_id, requester, fn, must_work=False, value=price + fee)
+
+    @rule(who=actor, prov=st.integers(0, 4), val=st.integers(0, 4), named=st.booleans(),
+          timeout=st.integers(MIN_TIMEOUT, 120))
+    def post_paired(self, who, prov, val, named, timeout):
+        """A post that the rules allow unless trust or prices moved: three distinct registered parties."""
+        a = self.env.actors
+        parties = [x for x in a[:5] if x != a[who]]
+        provider = parties[prov % len(parties)]
+        validator = [x for x in parties if x != provider][val % (len(parties) - 1)]
+        task_id = self.m.functions.lastTaskId().call() + 1
+        terms = (provider if named else ZERO, validator, 10**17, 3 * 10**16, timeout)
+        fn = self.m.functions.post(keccak(text=f"task{task_id}"), terms, b"")
+        self.act("post", task_id, a[who], fn, must_work=False, value=10**17 + 3 * 10**16)
 
     @rule(task=seed, who=st.integers(0, 7), prov=actor)
     def assign_provider(self, task, who, prov):
@@ -331,37 +411,51 @@ class MarketMachine(RuleBasedStateMachine):
         self.act("assign_provider", tid, caller,
                  self.m.functions.assignProvider(tid, self.env.actors[prov], b"loc"), must_work=False)
 
-    @rule(task=seed, who=st.integers(0, 7), val=actor, right=st.booleans())
-    def assign_validator(self, task, who, val, right):
-        if (tid := self.pick_task(task)) is None:
-            return
-        t = self.cached(tid)
-        caller = t["requester"] if who > 5 else self.env.actors[who]
-        h = self.results.get(tid, b"\0" * 32) if right else keccak(text=f"wrong{tid}")
-        ok = self.act("assign_validator", tid, caller,
-                      self.m.functions.assignValidator(tid, self.env.actors[val], h, b"loc"), must_work=False)
-        assert not ok or h == self.results.get(tid), "a validator was named for another commitment"
+    @rule(who=actor, val=actor, trusted=st.booleans())
+    def set_trust(self, who, val, trusted):
+        a = self.env.actors
+        ok, error, _ = self.send(self.m.functions.setTrust(a[val], trusted), a[who])
+        assert ok == (who != val), f"setTrust by {who} of {val}: {error}"
+        if ok:
+            assert self.trusts(a[who], a[val]) == trusted
 
-    @rule(task=seed, who=st.integers(0, 7), copy=st.booleans(), pick=seed)
-    def submit_result(self, task, who, copy, pick):
+    @rule(task=seed, who=st.integers(0, 7), copy=st.booleans(), pick=seed, short=st.booleans())
+    def submit_result(self, task, who, copy, pick, short):
         if (tid := self.pick_task(task)) is None:
             return
         t = self.cached(tid)
-        caller = t["provider"] if who > 5 else self.env.actors[who]
+        # (a Pending task has no provider: the zero address cannot send, an outsider stands in)
+        caller = t["provider"] if who > 5 and t["provider"] != ZERO else self.env.actors[who % 6]
         replay = copy and bool(self.committed)
         self.nonce += 1
         h = self.committed[pick % len(self.committed)] if replay else keccak(text=f"result{tid}.{self.nonce}")
+        coll = collateral_of(t["price"], t["fee"])
+        value = coll - 1 if short and coll else coll
         # A commitment binds only its own task: the assigned provider may commit any hash, a copied one too
         # (the validator rejects a copied package, whose meta names another task); it never touches the source.
-        must = (caller == t["provider"] and t["status"] == EXECUTING and self.time < t["deadline"])
-        source = next((o for o, hh in self.results.items() if hh == h and o != tid), None) if replay else None
         # (blocks are 1 s apart: the transaction lands at now() + 1)
-        ok = self.act("submit_result", tid, caller, self.m.functions.submitResult(tid, h, b"r", b"v"), must)
+        must = (caller == t["provider"] and t["status"] == EXECUTING and self.time < t["deadline"]
+                and value == coll)
+        source = next((o for o, hh in self.results.items() if hh == h and o != tid), None) if replay else None
+        ok = self.act("submit_result", tid, caller, self.m.functions.submitResult(tid, h, b"v"), must, value=value)
+        assert not ok or value == coll, "a result was committed with the wrong collateral"
         if ok:
             self.results[tid] = h
             self.committed.append(h)
         if ok and source is not None:
             assert self.m.functions.resultOf(source).call() == h, "a copier's replay changed another task's commitment"
+
+    @rule(task=seed, who=st.integers(0, 7), length=st.sampled_from([0, 1, 7, MAX_REPORT, MAX_REPORT + 1]))
+    def report_failure(self, task, who, length):
+        if (tid := self.pick_task(task)) is None:
+            return
+        t = self.cached(tid)
+        # (a Pending task has no provider: the zero address cannot send, an outsider stands in)
+        caller = t["provider"] if who > 5 and t["provider"] != ZERO else self.env.actors[who % 6]
+        must = (caller == t["provider"] and t["status"] == EXECUTING and self.time < t["deadline"]
+                and 1 <= length <= MAX_REPORT)
+        ok = self.act("report_failure", tid, caller, self.m.functions.reportFailure(tid, b"\x01" * length), must)
+        assert not ok or 1 <= length <= MAX_REPORT, f"a report of {length} bytes was accepted"
 
     @rule(task=seed, who=st.integers(0, 7), accept=st.booleans(), wrong=st.booleans())
     def submit_verdict(self, task, who, accept, wrong):
@@ -371,16 +465,21 @@ class MarketMachine(RuleBasedStateMachine):
         caller = t["validator"] if who > 5 else self.env.actors[who]
         h = keccak(text=f"wrong{tid}") if wrong else self.results.get(tid, b"\0" * 32)
         must = (not wrong and caller == t["validator"] and t["status"] == VALIDATING and self.time < t["deadline"])
-        self.act("submit_verdict", tid, caller, self.m.functions.submitVerdict(tid, h, accept), must)
+        self.act("submit_verdict", tid, caller, self.m.functions.submitVerdict(tid, h, accept, b"r-loc"), must,
+                 extra={"accept": accept})
 
-    @rule(task=seed, who=st.integers(0, 7), rating=st.integers(0, 6))
-    def finalize(self, task, who, rating):
+    @rule(task=seed, who=st.integers(0, 7), provider_rating=st.integers(0, 6), validator_rating=st.integers(0, 6))
+    def rate(self, task, who, provider_rating, validator_rating):
         if (tid := self.pick_task(task)) is None:
             return
         t = self.cached(tid)
         caller = t["requester"] if who > 5 else self.env.actors[who]
-        must = caller == t["requester"] and 1 <= rating <= 5 and t["status"] in (ACCEPTED, REJECTED)
-        self.act("finalize", tid, caller, self.m.functions.finalize(tid, rating), must)
+        must = (caller == t["requester"] and t["status"] in (COMPLETED, FAILED) and 1 <= provider_rating <= 5
+                and validator_rating <= 5 and (validator_rating == 0 or t["status"] == COMPLETED))
+        r = self.env.ratings.functions
+        records = {"provider": r.recordOf(t["provider"], 0).call(), "validator": r.recordOf(t["validator"], 1).call()}
+        self.act("rate", tid, caller, self.m.functions.rate(tid, provider_rating, validator_rating), must,
+                 extra={"records": records, "ratings": (provider_rating, validator_rating), "status": t["status"]})
 
     @rule(task=seed, who=st.integers(0, 7))
     def cancel(self, task, who):
@@ -399,7 +498,8 @@ class MarketMachine(RuleBasedStateMachine):
         caller = self.env.outsider if who == 6 else self.env.actors[who]
         # the transaction lands at now() + 1 (blocks 1 s apart), so "passed" is judged against that
         must = t["status"] in OPEN and self.time >= t["deadline"]
-        self.act("expire", tid, caller, self.m.functions.expire(tid), must)
+        missed = self.m.functions.getWorker(t["validator"]).call()[6]
+        self.act("expire", tid, caller, self.m.functions.expire(tid), must, extra={"missed": missed})
 
     @rule(who=actor)
     def withdraw(self, who):
@@ -451,7 +551,7 @@ class MarketMachine(RuleBasedStateMachine):
     def solvent_and_consistent(self):
         self.env.stats["steps"] += 1
         last = self.m.functions.lastTaskId().call()
-        tasks, credits, open_pool, balance = self.read_all(last)
+        tasks, credits, burned, open_pool, balance = self.read_all(last)
         self.last, self.seen = last, tasks
         escrow, open_count = 0, 0
         for tid, t in enumerate(tasks, start=1):
@@ -462,8 +562,8 @@ class MarketMachine(RuleBasedStateMachine):
             escrow += self.escrow(t)
             open_count += t["status"] in OPEN
         total = sum(credits.values())
-        assert balance == escrow + total + self.forced, (
-            f"balance {balance} != escrow {escrow} + credits {total} + forced {self.forced}")
+        assert balance == escrow + total + burned + self.forced, (
+            f"balance {balance} != escrow {escrow} + credits {total} + burned {burned} + forced {self.forced}")
         assert open_pool == open_count, "open-task pool out of step"
         for a in self.env.actors:  # owed by rule == withdrawn + still credited
             assert self.entitled[a] == self.received[a] + credits[a], f"{a}'s credit differs from the rules"
@@ -477,20 +577,23 @@ class MarketMachine(RuleBasedStateMachine):
     def sweep(self) -> None:
         """All deadlines pass; an outsider settles every open task; everyone withdraws."""
         last = self.m.functions.lastTaskId().call()
-        self.jump(MAX_TIMEOUT + REVIEW + VALIDATION + 1)
+        self.jump(MAX_TIMEOUT + VALIDATION + 1)
         for tid in range(1, last + 1):
             if self.task(tid)["status"] in OPEN:
                 before = self.task(tid)
+                burned = self.m.functions.burned().call()
+                missed = self.m.functions.getWorker(before["validator"]).call()[6]
                 ok, error, _ = self.send(self.m.functions.expire(tid), self.env.outsider)
                 assert ok, f"task {tid} could not be expired after all deadlines: {error}"
-                self.settle(tid, before, self.env.outsider, "expire")
+                self.settle(tid, before, self.env.outsider, "expire", burned_before=burned, extra={"missed": missed})
         assert self.m.functions.openTaskCount().call() == 0, "tasks still open after all deadlines"
         for a in self.env.actors:
             if self.credit(a):
                 self.withdraw_all(a, must=True)
         for a in self.env.actors:
             assert self.received[a] == self.entitled[a], f"{a} received {self.received[a]} != owed {self.entitled[a]}"
-        assert self.w3.eth.get_balance(self.m.address) == self.forced, "ether left beyond the forced-in"
+        left = self.w3.eth.get_balance(self.m.address)
+        assert left == self.forced + self.m.functions.burned().call(), "ether left beyond the burned and forced-in"
 
 
 def test_force_feed_rule__invariant_read_right_after__balance_includes_the_fed_ether(env: Env) -> None:
@@ -530,5 +633,10 @@ def test_market__random_calls_actors_and_time__invariants_hold(env):
     s = env.stats
     steps = s["steps"] - s["examples"]  # invariant checks minus the one before each example's first step
     print(f"\nstate machine: {s['examples']} examples, {steps} steps ({steps / s['examples']:.1f} per example; "
-          f"{s['tx']} transactions, {s['reverts']} refused calls) in {time.monotonic() - started:.1f} s")
+          f"{s['tx']} transactions, {s['reverts']} refused calls) in {time.monotonic() - started:.1f} s; "
+          f"successful calls: {dict(sorted(s.get('done', {}).items()))}")
     assert s["examples"] >= EXAMPLES and steps >= EXAMPLES * STEPS
+    if EXAMPLES >= 50:  # a full campaign walks every transition of the protocol
+        missing = {"post", "assign_provider", "submit_result", "report_failure", "accept", "reject", "rate",
+                   "cancel", "expire"} - set(s.get("done", {}))
+        assert not missing, f"transitions never taken: {sorted(missing)}"

@@ -1,10 +1,18 @@
-"""TaskMarket: every function, its success and every revert (custom errors), called on the contract directly.
+"""TaskMarket (protocol v2): every function, its success, every revert (custom errors) and the money of each path.
 
-Set-up goes through the SDK fixtures (tests/conftest.py); the calls under test go to the raw contract so the
-contract's own checks are what is exercised (the SDK's pre-checks are tested in test_market_sdk.py).
+Set-up goes through the SDK fixtures (tests/conftest.py: ``workers``, ``post_task``, ``task_in``); the calls under
+test go to the raw contract, so the contract's own checks are what is exercised (the SDK's pre-checks would
+refuse most of these calls before a transaction; they are tested in test_market_sdk.py).
+
+Amounts with the fixtures' PRICE = 1e16 and FEE = 1e15 (BURN 1%, COLLATERAL fee + 10% of the price, FAILURE 10%):
+collateral 2e15; accept: provider price - 1% + collateral, validator fee - 1%, burned 1% of both; reject: requester
+price + fee, validator fee - 1% out of the collateral, the rest of the collateral burned; failure: provider
+10% of the price - 1% of that, requester the rest, burned 1% of the failure fee.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import ape
 import pytest
@@ -13,6 +21,7 @@ from ape.api.address import BaseAddress
 from ichain.market import Status
 
 ZERO = "0x0000000000000000000000000000000000000000"
+BPS = 10_000
 
 
 @pytest.fixture
@@ -20,29 +29,68 @@ def mc(market_contract):
     return market_contract
 
 
-def terms(provider: BaseAddress | None = None, validator: BaseAddress | None = None, price: int = 10**16,
-          fee: int = 10**15, timeout: int = 600) -> tuple[str, str, int, int, int]:
-    """The post() terms tuple; an unnamed party is the zero address."""
-    return (provider.address if provider is not None else ZERO, validator.address if validator is not None else ZERO,
-            price, fee, timeout)
+def terms(provider: BaseAddress | str | None = None, validator: BaseAddress | str | None = None,
+          price: int = 10**16, fee: int = 10**15, timeout: int = 600) -> tuple[str, str, int, int, int]:
+    """The post() terms tuple (provider, validator, price, fee, timeout); an unnamed party is the zero address."""
+
+    def addr(x: BaseAddress | str | None) -> str:
+        return ZERO if x is None else (x if isinstance(x, str) else x.address)
+
+    return addr(provider), addr(validator), price, fee, timeout
 
 
 def status(mc, task_id) -> Status:
     return Status(int(mc.getTask(task_id).status))
 
 
+def collateral(price: int, fee: int) -> int:
+    return fee + price * 1000 // BPS
+
+
+def burn(amount: int) -> int:
+    return amount * 100 // BPS
+
+
+def credits(mc, *who: Any) -> list[int]:
+    return [mc.creditOf(w) for w in who]
+
+
+def escrow_held(mc) -> int:
+    """What the open tasks hold: price + fee each, plus the collateral of those Validating."""
+    total = 0
+    for tid in mc.openTasks(0, 10_000):
+        t = mc.getTask(tid)
+        total += t.price + t.validatorFee
+        if Status(int(t.status)) == Status.Validating:
+            total += collateral(t.price, t.validatorFee)
+    return total
+
+
+def assert_solvent(mc, accounts) -> None:
+    """balance == open escrow + collateral + every credit + burned (the test accounts hold every credit)."""
+    balance = ape.chain.provider.get_balance(mc.address)
+    owed = sum(mc.creditOf(a) for a in accounts)
+    assert balance == escrow_held(mc) + owed + mc.burned()
+
+
 # ====================================================================== constructor
-@pytest.mark.parametrize("windows", [(0, 1, 1, 2), (1, 0, 1, 2), (1, 1, 0, 2), (1, 1, 3, 2), (1, 1, 1, 2**24),
-                                     (2**24, 1, 1, 2), (1, 2**24, 1, 2)])
+@pytest.mark.parametrize("windows", [(0, 1, 2), (1, 0, 2), (1, 3, 2), (1, 1, 2**24), (2**24, 1, 2)])
 def test_constructor__invalid_windows__reverts(project, deployer, windows):
     with ape.reverts(project.TaskMarket.TaskMarket__InvalidWindows):
         project.TaskMarket.deploy(*windows, sender=deployer)
 
 
 def test_constructor__valid_windows__immutables_set_and_ratings_deployed(mc, ratings_contract, consts):
-    assert (mc.reviewWindow(), mc.validationWindow(), mc.minTimeout(), mc.maxTimeout()) == (
-        consts.REVIEW_WINDOW, consts.VALIDATION_WINDOW, consts.MIN_TIMEOUT, consts.MAX_TIMEOUT)
+    assert (mc.validationWindow(), mc.minTimeout(), mc.maxTimeout()) == (
+        consts.VALIDATION_WINDOW, consts.MIN_TIMEOUT, consts.MAX_TIMEOUT)
     assert ratings_contract.market() == mc.address
+    assert (mc.BURN_BPS(), mc.COLLATERAL_BPS(), mc.FAILURE_BPS(), mc.MAX_REPORT_BYTES()) == (100, 1000, 1000, 1024)
+    assert mc.burned() == 0
+
+
+def test_constructor__edge_windows__accepted(project, deployer):
+    m = project.TaskMarket.deploy(2**24 - 1, 2**24 - 1, 2**24 - 1, sender=deployer)
+    assert (m.validationWindow(), m.minTimeout(), m.maxTimeout()) == (2**24 - 1,) * 3
 
 
 # ====================================================================== register / update / leave
@@ -50,11 +98,12 @@ def test_register__new_worker__stored_available_and_event(mc, outsider, new_hash
     key = new_hash()
     receipt = mc.register(key, 123, True, sender=outsider)
     w = mc.getWorker(outsider)
-    assert (w.encKey, w.price, w.registered, w.available) == (key, 123, True, True)
+    assert (w.encKey, w.price, w.registered, w.available, w.missed) == (key, 123, True, True, 0)
     assert w.id > 0 and mc.workerAddress(w.id) == outsider.address
     assert outsider.address in mc.availableWorkers(0, 100)
     assert mc.creditOf(outsider) == 0
-    assert [e.worker for e in receipt.decode_logs(mc.WorkerRegistered)] == [outsider.address]
+    [event] = receipt.decode_logs(mc.WorkerRegistered)
+    assert (event.worker, event.encKey, event.price, event.available) == (outsider.address, key, 123, True)
 
 
 def test_register__unavailable__not_in_pool(mc, outsider, new_hash):
@@ -78,22 +127,36 @@ def test_register__twice__reverts(mc, outsider, new_hash):
 def test_update__registered__fields_changed_and_pool_membership_follows(mc, workers, new_hash):
     provider, validator, provider2, validator2 = workers
     key = new_hash()
-    mc.update(key, 7, False, sender=provider)
+    receipt = mc.update(key, 7, False, sender=provider)
     w = mc.getWorker(provider)
-    assert (w.encKey, w.price, w.available) == (key, 7, False)
+    assert (w.encKey, w.price, w.available, w.poolIndex) == (key, 7, False, 0)
+    assert not receipt.decode_logs(mc.WorkerUpdated)[0].available
     pool = list(mc.availableWorkers(0, 100))
     assert provider.address not in pool and {validator.address, provider2.address, validator2.address} <= set(pool)
-    # the worker swapped into the hole knows its new position
-    for i, addr in enumerate(pool):
+    for i, addr in enumerate(pool):  # the worker swapped into the hole knows its new position
         assert mc.getWorker(addr).poolIndex == i
     mc.update(key, 7, True, sender=provider)
     assert provider.address in mc.availableWorkers(0, 100)
 
 
+def test_update__last_in_pool_leaves__no_swap_needed(mc, outsider, new_hash):
+    mc.register(new_hash(), 1, True, sender=outsider)
+    count = mc.availableWorkerCount()
+    assert mc.availableWorkers(count - 1, 1)[0] == outsider.address
+    mc.update(new_hash(), 1, False, sender=outsider)
+    assert mc.availableWorkerCount() == count - 1 and outsider.address not in mc.availableWorkers(0, 100)
+
+
 def test_update__same_availability__pool_unchanged(mc, workers, new_hash):
-    provider = workers[0]
     before = list(mc.availableWorkers(0, 100))
-    mc.update(new_hash(), 5, True, sender=provider)
+    mc.update(new_hash(), 5, True, sender=workers[0])
+    assert list(mc.availableWorkers(0, 100)) == before
+
+
+def test_update__unavailable_stays_unavailable__pool_unchanged(mc, outsider, new_hash):
+    mc.register(new_hash(), 1, False, sender=outsider)
+    before = list(mc.availableWorkers(0, 100))
+    mc.update(new_hash(), 2, False, sender=outsider)
     assert list(mc.availableWorkers(0, 100)) == before
 
 
@@ -107,12 +170,12 @@ def test_update__zero_key__reverts(mc, workers):
         mc.update(bytes(32), 1, True, sender=workers[0])
 
 
-def test_leave__registered__removed_and_id_kept_on_return(mc, workers, new_hash):
+def test_leave__registered__removed_key_cleared_and_id_kept_on_return(mc, workers, new_hash):
     provider = workers[0]
     worker_id = mc.getWorker(provider).id
     receipt = mc.leave(sender=provider)
     w = mc.getWorker(provider)
-    assert (w.registered, w.available, w.id) == (False, False, worker_id)
+    assert (w.registered, w.available, w.id, w.encKey, w.price) == (False, False, worker_id, bytes(32), 0)
     assert provider.address not in mc.availableWorkers(0, 100)
     assert len(receipt.decode_logs(mc.WorkerLeft)) == 1
     mc.register(new_hash(), 1, True, sender=provider)
@@ -127,94 +190,184 @@ def test_leave__unavailable_worker__pool_untouched(mc, outsider, new_hash):
 
 
 def test_leave__not_a_worker__reverts(mc, outsider):
-    with ape.reverts(mc.TaskMarket__NotAWorker):
+    with ape.reverts(mc.TaskMarket__NotAWorker, account=outsider.address):
         mc.leave(sender=outsider)
+
+
+def test_leave__open_task__carries_on_and_settles(mc, workers, task_in, requester, consts):
+    provider, validator, *_ = workers
+    task, rh = task_in("Validating")
+    mc.leave(sender=provider)
+    mc.leave(sender=validator)
+    mc.submitVerdict(task.task_id, rh, True, consts.LOCATOR, sender=validator)
+    assert status(mc, task.task_id) == Status.Completed
+    assert mc.creditOf(provider) > 0
+
+
+# ====================================================================== setTrust / trusts
+def test_set_trust__trust_then_untrust__stored_and_events(mc, outsider, workers):
+    validator = workers[1]
+    receipt = mc.setTrust(validator, True, sender=outsider)
+    assert mc.trusts(outsider, validator)
+    [event] = receipt.decode_logs(mc.TrustChanged)
+    assert (event.event_arguments["provider"], event.validator, event.trusted) == (
+        outsider.address, validator.address, True)
+    mc.setTrust(validator, False, sender=outsider)
+    assert not mc.trusts(outsider, validator)
+
+
+def test_set_trust__directional__validator_does_not_trust_back(mc, workers):
+    provider, validator, *_ = workers
+    assert mc.trusts(provider, validator) and not mc.trusts(validator, provider)
+
+
+@pytest.mark.parametrize("who", ["zero", "self"])
+def test_set_trust__zero_or_self__reverts(mc, outsider, who):
+    target = ZERO if who == "zero" else outsider.address
+    with ape.reverts(mc.TaskMarket__InvalidValidator, validator=target):
+        mc.setTrust(target, True, sender=outsider)
+
+
+def test_set_trust__untrust_after_post__running_task_keeps_its_validator(mc, workers, task_in, consts):
+    provider, validator, *_ = workers
+    task, rh = task_in("Validating")
+    mc.setTrust(validator, False, sender=provider)
+    mc.submitVerdict(task.task_id, rh, True, consts.LOCATOR, sender=validator)
+    assert status(mc, task.task_id) == Status.Completed
 
 
 # ====================================================================== post
 def test_post__provider_and_validator__executing_escrowed_and_event(mc, requester, workers, new_hash, consts):
     provider, validator, *_ = workers
     task_hash = new_hash()
-    receipt = mc.post(task_hash, terms(provider, validator), b"p-loc", b"v-loc", sender=requester,
-                      value=10**16 + 10**15)
+    receipt = mc.post(task_hash, terms(provider, validator), b"p-loc", sender=requester,
+                      value=consts.PRICE + consts.FEE)
     tid = mc.lastTaskId()
     t = mc.getTask(tid)
     assert Status(t.status) == Status.Executing
     assert (t.requester, t.provider, t.validator) == (requester.address, provider.address, validator.address)
-    assert (t.price, t.validatorFee, t.timeout) == (10**16, 10**15, 600)
+    assert (t.price, t.validatorFee, t.timeout) == (consts.PRICE, consts.FEE, 600)
     assert t.deadline == receipt.timestamp + 600
-    assert tid in mc.openTasks(0, 1000)
+    assert tid in mc.openTasks(0, 1000) and mc.getTask(tid).poolIndex == mc.openTaskCount() - 1
+    assert mc.resultOf(tid) == bytes(32)
     [event] = receipt.decode_logs(mc.TaskPosted)
-    assert (event.taskId, event.taskHash, event.providerLocator, event.validatorLocator) == (
-        tid, task_hash, b"p-loc", b"v-loc")
+    assert (event.taskId, event.taskHash, event.locator, event.price, event.validatorFee, event.deadline) == (
+        tid, task_hash, b"p-loc", consts.PRICE, consts.FEE, t.deadline)
     args = event.event_arguments  # `provider` is also an attribute of ape's log objects
     assert (args["provider"], args["validator"], args["requester"]) == (provider.address, validator.address,
                                                                          requester.address)
 
 
-def test_post__no_provider_no_validator__pending(mc, requester, new_hash, workers):
-    mc.post(new_hash(), terms(), b"", b"", sender=requester, value=10**16 + 10**15)
+def test_post__no_provider__pending_with_validator(mc, requester, workers, new_hash, consts):
+    validator = workers[1]
+    mc.post(new_hash(), terms(None, validator), b"", sender=requester, value=consts.PRICE + consts.FEE)
     tid = mc.lastTaskId()
-    assert status(mc, tid) == Status.Pending
+    t = mc.getTask(tid)
+    assert (Status(t.status), t.provider, t.validator) == (Status.Pending, ZERO, validator.address)
     assert tid in mc.tasksInStatus(int(Status.Pending), 0, 1000)[0]
 
 
 def test_post__zero_task_hash__reverts(mc, requester, workers):
     with ape.reverts(mc.TaskMarket__ZeroTaskHash):
-        mc.post(bytes(32), terms(), b"", b"", sender=requester, value=10**16 + 10**15)
+        mc.post(bytes(32), terms(None, workers[1]), b"", sender=requester, value=10**16 + 10**15)
 
 
 @pytest.mark.parametrize("timeout", [59, 86_401])
-def test_post__timeout_out_of_bounds__reverts(mc, requester, new_hash, timeout):
-    with ape.reverts(mc.TaskMarket__TimeoutOutOfBounds, timeout=timeout):
-        mc.post(new_hash(), terms(timeout=timeout), b"", b"", sender=requester, value=10**16 + 10**15)
+def test_post__timeout_out_of_bounds__reverts(mc, requester, workers, new_hash, timeout, consts):
+    with ape.reverts(mc.TaskMarket__TimeoutOutOfBounds, timeout=timeout, minTimeout=consts.MIN_TIMEOUT,
+                     maxTimeout=consts.MAX_TIMEOUT):
+        mc.post(new_hash(), terms(None, workers[1], timeout=timeout), b"", sender=requester, value=10**16 + 10**15)
+
+
+@pytest.mark.parametrize("timeout", [60, 86_400])
+def test_post__timeout_at_bounds__accepted(mc, requester, workers, new_hash, timeout):
+    mc.post(new_hash(), terms(None, workers[1], timeout=timeout), b"", sender=requester, value=10**16 + 10**15)
+    assert mc.getTask(mc.lastTaskId()).timeout == timeout
 
 
 @pytest.mark.parametrize("value", [0, 10**16, 10**16 + 10**15 + 1])
-def test_post__wrong_deposit__reverts(mc, requester, new_hash, value):
+def test_post__wrong_deposit__reverts(mc, requester, workers, new_hash, value):
     with ape.reverts(mc.TaskMarket__WrongDeposit, expected=10**16 + 10**15, sent=value):
-        mc.post(new_hash(), terms(), b"", b"", sender=requester, value=value)
+        mc.post(new_hash(), terms(None, workers[1]), b"", sender=requester, value=value)
+
+
+@pytest.mark.parametrize("who", ["zero", "requester"])
+def test_post__no_or_self_validator__reverts(mc, workers, requester, new_hash, who):
+    sender = workers[1] if who == "requester" else requester
+    target = ZERO if who == "zero" else workers[1].address
+    with ape.reverts(mc.TaskMarket__InvalidValidator, validator=target):
+        mc.post(new_hash(), terms(None, target), b"", sender=sender, value=10**16 + 10**15)
+
+
+def test_post__validator_not_a_worker__reverts(mc, requester, outsider, workers, new_hash):
+    with ape.reverts(mc.TaskMarket__NotAWorker, account=outsider.address):
+        mc.post(new_hash(), terms(None, outsider), b"", sender=requester, value=10**16 + 10**15)
+
+
+def test_post__validator_unavailable__reverts(mc, requester, workers, new_hash):
+    validator = workers[1]
+    mc.update(mc.getWorker(validator).encKey, 1, False, sender=validator)
+    with ape.reverts(mc.TaskMarket__WorkerUnavailable, worker=validator.address):
+        mc.post(new_hash(), terms(None, validator), b"", sender=requester, value=10**16 + 10**15)
+
+
+def test_post__fee_below_validator_asking__reverts(mc, requester, workers, new_hash, consts):
+    """M5: a validator is never drafted below its asking price (a fee of 0 against a paid validator)."""
+    validator = workers[1]
+    with ape.reverts(mc.TaskMarket__PriceTooLow, worker=validator.address, asking=consts.ASKING, offered=0):
+        mc.post(new_hash(), terms(None, validator, fee=0), b"", sender=requester, value=10**16)
+
+
+def test_post__fee_equal_to_asking__accepted(mc, requester, workers, new_hash, consts):
+    mc.post(new_hash(), terms(None, workers[1], fee=consts.ASKING), b"", sender=requester,
+            value=10**16 + consts.ASKING)
+    assert status(mc, mc.lastTaskId()) == Status.Pending
 
 
 def test_post__requester_as_provider__reverts(mc, workers, new_hash):
-    provider = workers[0]
+    provider, validator, *_ = workers
     with ape.reverts(mc.TaskMarket__InvalidProvider, provider=provider.address):
-        mc.post(new_hash(), terms(provider), b"", b"", sender=provider, value=10**16 + 10**15)
+        mc.post(new_hash(), terms(provider, validator), b"", sender=provider, value=10**16 + 10**15)
 
 
 def test_post__provider_is_validator__reverts(mc, requester, workers, new_hash):
-    provider = workers[0]
-    with ape.reverts(mc.TaskMarket__InvalidProvider):
-        mc.post(new_hash(), terms(provider, provider), b"", b"", sender=requester, value=10**16 + 10**15)
+    validator = workers[1]
+    with ape.reverts(mc.TaskMarket__InvalidProvider, provider=validator.address):
+        mc.post(new_hash(), terms(validator, validator), b"", sender=requester, value=10**16 + 10**15)
 
 
-def test_post__requester_as_validator__reverts(mc, workers, new_hash):
-    provider, validator, *_ = workers
-    with ape.reverts(mc.TaskMarket__InvalidValidator, validator=validator.address):
-        mc.post(new_hash(), terms(provider, validator), b"", b"", sender=validator, value=10**16 + 10**15)
-
-
-@pytest.mark.parametrize("role", ["provider", "validator"])
-def test_post__party_not_a_worker__reverts(mc, requester, outsider, workers, new_hash, role):
-    args = terms(outsider, None) if role == "provider" else terms(None, outsider)
+def test_post__provider_not_a_worker__reverts(mc, requester, outsider, workers, new_hash):
     with ape.reverts(mc.TaskMarket__NotAWorker, account=outsider.address):
-        mc.post(new_hash(), args, b"", b"", sender=requester, value=10**16 + 10**15)
+        mc.post(new_hash(), terms(outsider, workers[1]), b"", sender=requester, value=10**16 + 10**15)
 
 
-@pytest.mark.parametrize("role", ["provider", "validator"])
-def test_post__party_unavailable__reverts(mc, requester, workers, new_hash, role):
-    worker = workers[0]
-    mc.update(mc.getWorker(worker).encKey, 1, False, sender=worker)
-    args = terms(worker, None) if role == "provider" else terms(None, worker)
-    with ape.reverts(mc.TaskMarket__WorkerUnavailable, worker=worker.address):
-        mc.post(new_hash(), args, b"", b"", sender=requester, value=10**16 + 10**15)
+def test_post__provider_unavailable__reverts(mc, requester, workers, new_hash):
+    provider, validator, *_ = workers
+    mc.update(mc.getWorker(provider).encKey, 1, False, sender=provider)
+    with ape.reverts(mc.TaskMarket__WorkerUnavailable, worker=provider.address):
+        mc.post(new_hash(), terms(provider, validator), b"", sender=requester, value=10**16 + 10**15)
 
 
-def test_post__price_below_asking__reverts(mc, requester, workers, new_hash):
-    provider = workers[0]
+def test_post__price_below_provider_asking__reverts(mc, requester, workers, new_hash):
+    provider, validator, *_ = workers
     asking = mc.getWorker(provider).price
     with ape.reverts(mc.TaskMarket__PriceTooLow, worker=provider.address, asking=asking, offered=asking - 1):
-        mc.post(new_hash(), terms(provider, price=asking - 1), b"", b"", sender=requester, value=asking - 1 + 10**15)
+        mc.post(new_hash(), terms(provider, validator, price=asking - 1), b"", sender=requester,
+                value=asking - 1 + 10**15)
+
+
+def test_post__provider_does_not_trust_validator__reverts(mc, requester, workers, new_hash):
+    """2: the provider's consent: a requester cannot pair it with a validator outside its trusted set."""
+    provider, _, _, validator2 = workers
+    with ape.reverts(mc.TaskMarket__ValidatorNotTrusted, provider=provider.address, validator=validator2.address):
+        mc.post(new_hash(), terms(provider, validator2), b"", sender=requester, value=10**16 + 10**15)
+
+
+def test_post__trust_withdrawn__reverts(mc, requester, workers, new_hash):
+    provider, validator, *_ = workers
+    mc.setTrust(validator, False, sender=provider)
+    with ape.reverts(mc.TaskMarket__ValidatorNotTrusted):
+        mc.post(new_hash(), terms(provider, validator), b"", sender=requester, value=10**16 + 10**15)
 
 
 # ====================================================================== assignProvider
@@ -226,8 +379,8 @@ def test_assign_provider__pending__executing_with_fresh_deadline(mc, requester, 
     assert (Status(t.status), t.provider) == (Status.Executing, workers[0].address)
     assert t.deadline == receipt.timestamp + t.timeout
     [event] = receipt.decode_logs(mc.ProviderAssigned)
-    assert (event.taskId, event.event_arguments["provider"], event.locator) == (task.task_id, workers[0].address,
-                                                                                 b"loc")
+    assert (event.taskId, event.event_arguments["provider"], event.requester, event.price, event.deadline,
+            event.locator) == (task.task_id, workers[0].address, requester.address, t.price, t.deadline, b"loc")
 
 
 def test_assign_provider__unknown_task__reverts(mc, requester, workers):
@@ -241,387 +394,511 @@ def test_assign_provider__not_requester__reverts(mc, outsider, workers, task_in)
         mc.assignProvider(task.task_id, workers[0], b"", sender=outsider)
 
 
-def test_assign_provider__not_pending__reverts(mc, requester, workers, task_in):
-    task, _ = task_in("Executing")
-    with ape.reverts(mc.TaskMarket__WrongState, taskId=task.task_id, status=int(Status.Executing)):
-        mc.assignProvider(task.task_id, workers[2], b"", sender=requester)
+@pytest.mark.parametrize("state", ["Executing", "Cancelled"])
+def test_assign_provider__not_pending__reverts(mc, requester, workers, task_in, state):
+    task, _ = task_in(state)
+    with ape.reverts(mc.TaskMarket__WrongState, taskId=task.task_id, status=int(Status[state])):
+        mc.assignProvider(task.task_id, workers[0], b"", sender=requester)
 
 
 @pytest.mark.parametrize("who", ["zero", "requester", "validator"])
 def test_assign_provider__invalid_party__reverts(mc, requester, workers, task_in, who):
     task, _ = task_in("Pending")  # validator named at post
     party = {"zero": ZERO, "requester": requester.address, "validator": workers[1].address}[who]
-    with ape.reverts(mc.TaskMarket__InvalidProvider):
+    with ape.reverts(mc.TaskMarket__InvalidProvider, provider=party):
         mc.assignProvider(task.task_id, party, b"", sender=requester)
 
 
 def test_assign_provider__not_a_worker__reverts(mc, requester, outsider, task_in):
     task, _ = task_in("Pending")
-    with ape.reverts(mc.TaskMarket__NotAWorker):
+    with ape.reverts(mc.TaskMarket__NotAWorker, account=outsider.address):
         mc.assignProvider(task.task_id, outsider, b"", sender=requester)
 
 
 def test_assign_provider__unavailable__reverts(mc, requester, workers, task_in):
     task, _ = task_in("Pending")
-    mc.update(mc.getWorker(workers[2]).encKey, 1, False, sender=workers[2])
-    with ape.reverts(mc.TaskMarket__WorkerUnavailable):
-        mc.assignProvider(task.task_id, workers[2], b"", sender=requester)
+    mc.update(mc.getWorker(workers[0]).encKey, 1, False, sender=workers[0])
+    with ape.reverts(mc.TaskMarket__WorkerUnavailable, worker=workers[0].address):
+        mc.assignProvider(task.task_id, workers[0], b"", sender=requester)
 
 
 def test_assign_provider__price_too_low__reverts(mc, requester, workers, task_in):
     task, _ = task_in("Pending")
-    mc.update(mc.getWorker(workers[2]).encKey, 10**17, True, sender=workers[2])
-    with ape.reverts(mc.TaskMarket__PriceTooLow):
+    mc.update(mc.getWorker(workers[0]).encKey, 10**17, True, sender=workers[0])
+    with ape.reverts(mc.TaskMarket__PriceTooLow, worker=workers[0].address, asking=10**17, offered=task.price):
+        mc.assignProvider(task.task_id, workers[0], b"", sender=requester)
+
+
+def test_assign_provider__provider_does_not_trust_validator__reverts(mc, requester, workers, task_in):
+    task, _ = task_in("Pending")  # validator = workers[1], trusted by workers[0] only
+    with ape.reverts(mc.TaskMarket__ValidatorNotTrusted, provider=workers[2].address, validator=workers[1].address):
         mc.assignProvider(task.task_id, workers[2], b"", sender=requester)
 
 
 # ====================================================================== submitResult
-def test_submit_result__with_validator__validating_and_event(mc, workers, task_in, new_hash, consts):
+def test_submit_result__executing__validating_collateral_held_and_event(mc, requester, workers, task_in, new_hash,
+                                                                       consts):
     provider, validator, *_ = workers
     task, _ = task_in("Executing")
     rh = new_hash()
-    receipt = mc.submitResult(task.task_id, rh, b"r-loc", b"v-loc", sender=provider)
+    balance = ape.chain.provider.get_balance(mc.address)
+    receipt = mc.submitResult(task.task_id, rh, b"v-loc", sender=provider, value=consts.COLLATERAL)
     t = mc.getTask(task.task_id)
     assert Status(t.status) == Status.Validating
     assert t.deadline == receipt.timestamp + consts.VALIDATION_WINDOW
     assert mc.resultOf(task.task_id) == rh
+    assert ape.chain.provider.get_balance(mc.address) == balance + consts.COLLATERAL
     [event] = receipt.decode_logs(mc.ResultSubmitted)
-    assert (event.resultHash, event.validator, event.requesterLocator, event.validatorLocator) == (
-        rh, validator.address, b"r-loc", b"v-loc")
+    args = event.event_arguments
+    assert (args["provider"], args["validator"], args["requester"]) == (provider.address, validator.address,
+                                                                         requester.address)
+    assert (event.resultHash, event.collateral, event.deadline, event.validatorLocator) == (
+        rh, consts.COLLATERAL, t.deadline, b"v-loc")
 
 
-def test_submit_result__no_validator__awaiting_validator(mc, workers, task_in, new_hash, consts):
-    task, _ = task_in("Executing", validator=None)
-    receipt = mc.submitResult(task.task_id, new_hash(), b"r", b"", sender=workers[0])
-    t = mc.getTask(task.task_id)
-    assert (Status(t.status), t.deadline) == (Status.AwaitingValidator, receipt.timestamp + consts.REVIEW_WINDOW)
-    assert receipt.decode_logs(mc.ResultSubmitted)[0].validator == ZERO
+def test_submit_result__event__carries_nothing_for_the_requester(mc, workers, task_in, new_hash, consts):
+    """1: the requester gets nothing that opens the result before the accept: the event has one locator, the
+    validator's, and the task's view holds only the hash."""
+    task, _ = task_in("Executing")
+    receipt = mc.submitResult(task.task_id, new_hash(), b"only-for-v", sender=workers[0], value=consts.COLLATERAL)
+    [event] = receipt.decode_logs(mc.ResultSubmitted)
+    assert [k for k, v in event.event_arguments.items() if isinstance(v, bytes) and len(v) != 32] == [
+        "validatorLocator"]
+
+
+def test_collateral_for__formula__fee_plus_tenth_of_price(mc, consts):
+    assert mc.collateralFor(consts.PRICE, consts.FEE) == consts.COLLATERAL == collateral(consts.PRICE, consts.FEE)
+    assert mc.collateralFor(0, 0) == 0
+    assert mc.collateralFor(9, 5) == 5  # rounds down
+    assert mc.collateralFor(2**96 - 1, 2**96 - 1) == collateral(2**96 - 1, 2**96 - 1)
+
+
+@pytest.mark.parametrize("delta", [-1, 1, "zero"])
+def test_submit_result__wrong_collateral__reverts(mc, workers, task_in, new_hash, consts, delta):
+    task, _ = task_in("Executing")
+    sent = 0 if delta == "zero" else consts.COLLATERAL + delta
+    with ape.reverts(mc.TaskMarket__WrongDeposit, expected=consts.COLLATERAL, sent=sent):
+        mc.submitResult(task.task_id, new_hash(), b"", sender=workers[0], value=sent)
+
+
+def test_submit_result__zero_hash__reverts(mc, workers, task_in, consts):
+    task, _ = task_in("Executing")
+    with ape.reverts(mc.TaskMarket__ZeroResultHash):
+        mc.submitResult(task.task_id, bytes(32), b"", sender=workers[0], value=consts.COLLATERAL)
 
 
 def test_submit_result__unknown_task__reverts(mc, workers, new_hash):
-    with ape.reverts(mc.TaskMarket__TaskNotFound):
-        mc.submitResult(999, new_hash(), b"", b"", sender=workers[0])
+    with ape.reverts(mc.TaskMarket__TaskNotFound, taskId=999):
+        mc.submitResult(999, new_hash(), b"", sender=workers[0])
 
 
-@pytest.mark.parametrize("who", ["outsider", "other_worker", "requester"])
-def test_submit_result__not_provider__reverts(mc, requester, outsider, workers, task_in, new_hash, who):
+@pytest.mark.parametrize("who", ["outsider", "other_worker", "requester", "validator"])
+def test_submit_result__not_provider__reverts(mc, requester, outsider, workers, task_in, new_hash, consts, who):
     task, _ = task_in("Executing")
-    caller = {"outsider": outsider, "other_worker": workers[2], "requester": requester}[who]
+    caller = {"outsider": outsider, "other_worker": workers[2], "requester": requester, "validator": workers[1]}[who]
     with ape.reverts(mc.TaskMarket__NotProvider, taskId=task.task_id, caller=caller.address):
-        mc.submitResult(task.task_id, new_hash(), b"", b"", sender=caller)
+        mc.submitResult(task.task_id, new_hash(), b"", sender=caller, value=consts.COLLATERAL)
 
 
-def test_submit_result__twice__reverts(mc, workers, task_in, new_hash):
-    task, _ = task_in("Validating")
-    with ape.reverts(mc.TaskMarket__WrongState, status=int(Status.Validating)):
-        mc.submitResult(task.task_id, new_hash(), b"", b"", sender=workers[0])
+def test_submit_result__pending_task_unregistered_caller__not_provider(mc, outsider, task_in, new_hash):
+    """A Pending task's provider id is 0: an account never registered (id 0) is not its provider."""
+    task, _ = task_in("Pending")
+    with ape.reverts(mc.TaskMarket__NotProvider, taskId=task.task_id, caller=outsider.address):
+        mc.submitResult(task.task_id, new_hash(), b"", sender=outsider)
 
 
-def test_submit_result__after_deadline__reverts(mc, workers, task_in, new_hash, past_deadline):
+@pytest.mark.parametrize("state", ["Validating", "Failed", "Completed", "Rejected"])
+def test_submit_result__not_executing__reverts(mc, workers, task_in, new_hash, consts, state):
+    task, _ = task_in(state)
+    with ape.reverts(mc.TaskMarket__WrongState, taskId=task.task_id, status=int(Status[state])):
+        mc.submitResult(task.task_id, new_hash(), b"", sender=workers[0], value=consts.COLLATERAL)
+
+
+def test_submit_result__after_deadline__reverts(mc, workers, task_in, new_hash, past_deadline, consts):
+    task, _ = task_in("Executing")
+    past_deadline(task.task_id)
+    deadline = mc.getTask(task.task_id).deadline
+    with ape.reverts(mc.TaskMarket__DeadlinePassed, taskId=task.task_id, deadline=deadline):
+        mc.submitResult(task.task_id, new_hash(), b"", sender=workers[0], value=consts.COLLATERAL)
+
+
+def test_submit_result__at_deadline__accepted(mc, workers, task_in, new_hash, consts, chain):
+    task, _ = task_in("Executing")
+    chain.pending_timestamp = mc.getTask(task.task_id).deadline
+    mc.submitResult(task.task_id, new_hash(), b"", sender=workers[0], value=consts.COLLATERAL)
+    assert status(mc, task.task_id) == Status.Validating
+
+
+# ====================================================================== reportFailure
+def test_report_failure__executing__failed_fee_kept_rest_refunded_and_event(mc, requester, workers, task_in, consts,
+                                                                         accounts):
+    provider = workers[0]
+    task, _ = task_in("Executing")
+    burned, (r0, p0) = mc.burned(), credits(mc, requester, provider)
+    receipt = mc.reportFailure(task.task_id, consts.REPORT, sender=provider)
+    failure_fee = consts.PRICE * 1000 // BPS
+    paid, burnt = failure_fee - burn(failure_fee), burn(failure_fee)
+    refund = consts.PRICE + consts.FEE - failure_fee
+    assert status(mc, task.task_id) == Status.Failed
+    assert mc.creditOf(provider) - p0 == paid
+    assert mc.creditOf(requester) - r0 == refund
+    assert mc.burned() - burned == burnt
+    assert mc.creditOf(workers[1]) == 0  # the validator did nothing and gets nothing
+    assert task.task_id not in mc.openTasks(0, 1000)
+    [event] = receipt.decode_logs(mc.TaskFailed)
+    assert (event.taskId, event.event_arguments["provider"], event.requester, event.providerPaid, event.refund,
+            event.burned, event.report) == (task.task_id, provider.address, requester.address, paid, refund,
+                                            burnt, consts.REPORT)
+    assert_solvent(mc, accounts)
+
+
+@pytest.mark.parametrize("length", [1, 1024])
+def test_report_failure__report_at_length_bounds__accepted(mc, workers, task_in, length):
+    task, _ = task_in("Executing")
+    mc.reportFailure(task.task_id, b"r" * length, sender=workers[0])
+    assert status(mc, task.task_id) == Status.Failed
+
+
+@pytest.mark.parametrize("length", [0, 1025])
+def test_report_failure__report_length_out_of_bounds__reverts(mc, workers, task_in, length):
+    task, _ = task_in("Executing")
+    with ape.reverts(mc.TaskMarket__InvalidReport, length=length):
+        mc.reportFailure(task.task_id, b"r" * length, sender=workers[0])
+
+
+def test_report_failure__unknown_task__reverts(mc, workers, consts):
+    with ape.reverts(mc.TaskMarket__TaskNotFound, taskId=999):
+        mc.reportFailure(999, consts.REPORT, sender=workers[0])
+
+
+@pytest.mark.parametrize("who", ["outsider", "requester", "validator"])
+def test_report_failure__not_provider__reverts(mc, requester, outsider, workers, task_in, consts, who):
+    task, _ = task_in("Executing")
+    caller = {"outsider": outsider, "requester": requester, "validator": workers[1]}[who]
+    with ape.reverts(mc.TaskMarket__NotProvider, taskId=task.task_id, caller=caller.address):
+        mc.reportFailure(task.task_id, consts.REPORT, sender=caller)
+
+
+@pytest.mark.parametrize("state", ["Validating", "Failed", "Expired"])
+def test_report_failure__not_executing__reverts(mc, workers, task_in, consts, state):
+    """Once the result is committed (Validating) the provider cannot back out with a cheaper failure."""
+    task, _ = task_in(state)
+    with ape.reverts(mc.TaskMarket__WrongState, taskId=task.task_id, status=int(Status[state])):
+        mc.reportFailure(task.task_id, consts.REPORT, sender=workers[0])
+
+
+def test_report_failure__after_deadline__reverts(mc, workers, task_in, past_deadline, consts):
     task, _ = task_in("Executing")
     past_deadline(task.task_id)
     with ape.reverts(mc.TaskMarket__DeadlinePassed):
-        mc.submitResult(task.task_id, new_hash(), b"", b"", sender=workers[0])
+        mc.reportFailure(task.task_id, consts.REPORT, sender=workers[0])
 
 
-def test_submit_result__zero_hash__reverts(mc, workers, task_in):
-    task, _ = task_in("Executing")
-    with ape.reverts(mc.TaskMarket__ZeroResultHash):
-        mc.submitResult(task.task_id, bytes(32), b"", b"", sender=workers[0])
-
-
-def test_submit_result__copier_replays_commitment__bound_to_its_own_task(mc, workers, task_in, post_task):
-    """A second provider replaying another task's result hash commits it to its own task only: the commitment is
-    keyed by the task, so the original task keeps its own and nothing collides."""
-    task, rh = task_in("Validating")
-    copied = post_task(provider=workers[2], validator=workers[1])
-    mc.submitResult(copied.task_id, rh, b"", b"", sender=workers[2])
-    assert (mc.resultOf(task.task_id), mc.resultOf(copied.task_id)) == (rh, rh)
-    assert Status(mc.getTask(task.task_id).status) == Status.Validating
-
-
-def test_result_of__uncommitted_task__zero(mc, task_in):
-    task, _ = task_in("Executing")
-    assert mc.resultOf(task.task_id) == bytes(32)
-    assert mc.resultOf(999) == bytes(32)
-
-
-# ====================================================================== assignValidator
-def test_assign_validator__awaiting__validating_and_event(mc, requester, workers, task_in, consts):
-    task, rh = task_in("AwaitingValidator")
-    receipt = mc.assignValidator(task.task_id, workers[3], rh, b"v", sender=requester)
-    t = mc.getTask(task.task_id)
-    assert (Status(t.status), t.validator) == (Status.Validating, workers[3].address)
-    assert t.deadline == receipt.timestamp + consts.VALIDATION_WINDOW
-    [event] = receipt.decode_logs(mc.ValidatorAssigned)
-    assert (event.resultHash, event.locator, event.validatorFee) == (rh, b"v", consts.FEE)
-
-
-def test_assign_validator__silent_validator_after_deadline__replaced(mc, requester, workers, task_in,
-                                                                      past_deadline):
-    task, rh = task_in("Validating")
-    past_deadline(task.task_id)
-    mc.assignValidator(task.task_id, workers[3], rh, b"", sender=requester)
-    t = mc.getTask(task.task_id)
-    assert (Status(t.status), t.validator) == (Status.Validating, workers[3].address)
-    mc.submitVerdict(task.task_id, rh, True, sender=workers[3])
-    assert status(mc, task.task_id) == Status.Accepted
-
-
-def test_assign_validator__validating_before_deadline__reverts(mc, requester, workers, task_in):
-    task, rh = task_in("Validating")
-    with ape.reverts(mc.TaskMarket__DeadlineNotReached):
-        mc.assignValidator(task.task_id, workers[3], rh, b"", sender=requester)
-
-
-def test_assign_validator__awaiting_after_review_window__reverts(mc, requester, workers, task_in, past_deadline):
-    task, rh = task_in("AwaitingValidator")
-    past_deadline(task.task_id)
-    with ape.reverts(mc.TaskMarket__DeadlinePassed):
-        mc.assignValidator(task.task_id, workers[3], rh, b"", sender=requester)
-
-
-def test_assign_validator__unknown_task__reverts(mc, requester, workers, new_hash):
-    with ape.reverts(mc.TaskMarket__TaskNotFound):
-        mc.assignValidator(999, workers[3], new_hash(), b"", sender=requester)
-
-
-def test_assign_validator__not_requester__reverts(mc, outsider, workers, task_in):
-    task, rh = task_in("AwaitingValidator")
-    with ape.reverts(mc.TaskMarket__NotRequester):
-        mc.assignValidator(task.task_id, workers[3], rh, b"", sender=outsider)
-
-
-def test_assign_validator__executing__reverts(mc, requester, workers, task_in, new_hash):
-    task, _ = task_in("Executing")
-    with ape.reverts(mc.TaskMarket__WrongState, status=int(Status.Executing)):
-        mc.assignValidator(task.task_id, workers[3], new_hash(), b"", sender=requester)
-
-
-@pytest.mark.parametrize("who", ["zero", "requester", "provider", "current"])
-def test_assign_validator__invalid_party__reverts(mc, requester, workers, task_in, past_deadline, who):
-    task, rh = task_in("Validating" if who == "current" else "AwaitingValidator")
-    if who == "current":
-        past_deadline(task.task_id)
-    party = {"zero": ZERO, "requester": requester.address, "provider": workers[0].address,
-             "current": workers[1].address}[who]
-    with ape.reverts(mc.TaskMarket__InvalidValidator):
-        mc.assignValidator(task.task_id, party, rh, b"", sender=requester)
-
-
-def test_assign_validator__not_a_worker__reverts(mc, requester, outsider, task_in):
-    task, rh = task_in("AwaitingValidator")
-    with ape.reverts(mc.TaskMarket__NotAWorker):
-        mc.assignValidator(task.task_id, outsider, rh, b"", sender=requester)
-
-
-def test_assign_validator__unavailable__reverts(mc, requester, workers, task_in):
-    task, rh = task_in("AwaitingValidator")
-    mc.update(mc.getWorker(workers[3]).encKey, 1, False, sender=workers[3])
-    with ape.reverts(mc.TaskMarket__WorkerUnavailable):
-        mc.assignValidator(task.task_id, workers[3], rh, b"", sender=requester)
-
-
-def test_assign_validator__wrong_result_hash__reverts(mc, requester, workers, task_in, new_hash):
-    task, _ = task_in("AwaitingValidator")
-    with ape.reverts(mc.TaskMarket__WrongResult):
-        mc.assignValidator(task.task_id, workers[3], new_hash(), b"", sender=requester)
+def test_report_failure__zero_price__nothing_paid_fee_refunded(mc, requester, workers, post_task, consts, outsider,
+                                                              new_hash):
+    provider, validator, *_ = workers
+    mc.update(mc.getWorker(provider).encKey, 0, True, sender=provider)
+    task = post_task(price=0)
+    r0 = mc.creditOf(requester)
+    receipt = mc.reportFailure(task.task_id, consts.REPORT, sender=provider)
+    event = receipt.decode_logs(mc.TaskFailed)[0]
+    assert (event.providerPaid, event.refund, event.burned) == (0, consts.FEE, 0)
+    assert mc.creditOf(requester) - r0 == consts.FEE
 
 
 # ====================================================================== submitVerdict
-def test_submit_verdict__accept__accepted_validator_credited(mc, workers, task_in, consts):
+def test_submit_verdict__accept__completed_paid_burned_and_locator_released(mc, requester, workers, task_in, consts,
+                                                                          accounts):
+    provider, validator, *_ = workers
     task, rh = task_in("Validating")
-    receipt = mc.submitVerdict(task.task_id, rh, True, sender=workers[1])
-    t = mc.getTask(task.task_id)
-    assert (Status(t.status), t.deadline) == (Status.Accepted, receipt.timestamp + consts.REVIEW_WINDOW)
-    assert mc.creditOf(workers[1]) == consts.FEE
-    assert task.task_id in mc.openTasks(0, 1000)
-    [event] = receipt.decode_logs(mc.VerdictSubmitted)
-    assert (event.accepted, event.resultHash, event.validatorFee) == (True, rh, consts.FEE)
-
-
-def test_submit_verdict__reject__requester_refunded_validator_paid_task_closed_to_escrow(
-        mc, requester, workers, task_in, consts):
-    task, rh = task_in("Validating")
-    mc.submitVerdict(task.task_id, rh, False, sender=workers[1])
-    assert status(mc, task.task_id) == Status.Rejected
-    assert mc.creditOf(requester) == consts.PRICE
-    assert mc.creditOf(workers[1]) == consts.FEE
-    assert mc.creditOf(workers[0]) == 0
+    burned, (r0, p0, v0) = mc.burned(), credits(mc, requester, provider, validator)
+    receipt = mc.submitVerdict(task.task_id, rh, True, b"r-loc", sender=validator)
+    provider_paid = consts.PRICE - burn(consts.PRICE) + consts.COLLATERAL
+    validator_paid = consts.FEE - burn(consts.FEE)
+    burnt = burn(consts.PRICE) + burn(consts.FEE)
+    assert status(mc, task.task_id) == Status.Completed
+    assert credits(mc, requester, provider, validator) == [r0, p0 + provider_paid, v0 + validator_paid]
+    assert mc.burned() - burned == burnt
     assert task.task_id not in mc.openTasks(0, 1000)
+    [event] = receipt.decode_logs(mc.VerdictSubmitted)
+    assert (event.taskId, event.validator, event.requester, event.resultHash, event.accepted, event.providerPaid,
+            event.validatorPaid, event.burned, event.requesterLocator) == (
+        task.task_id, validator.address, requester.address, rh, True, provider_paid, validator_paid, burnt, b"r-loc")
+    assert_solvent(mc, accounts)
+
+
+def test_submit_verdict__reject__requester_refunded_validator_paid_from_collateral_rest_burned(
+        mc, requester, workers, task_in, consts, accounts):
+    provider, validator, *_ = workers
+    task, rh = task_in("Validating")
+    burned, (r0, p0, v0) = mc.burned(), credits(mc, requester, provider, validator)
+    receipt = mc.submitVerdict(task.task_id, rh, False, b"ignored", sender=validator)
+    validator_paid = consts.FEE - burn(consts.FEE)
+    burnt = consts.COLLATERAL - validator_paid
+    assert status(mc, task.task_id) == Status.Rejected
+    assert credits(mc, requester, provider, validator) == [r0 + consts.PRICE + consts.FEE, p0, v0 + validator_paid]
+    assert mc.burned() - burned == burnt
+    assert task.task_id not in mc.openTasks(0, 1000)
+    [event] = receipt.decode_logs(mc.VerdictSubmitted)
+    assert (event.accepted, event.providerPaid, event.validatorPaid, event.burned, event.requesterLocator) == (
+        False, 0, validator_paid, burnt, b"")  # a reject releases nothing to the requester
+    assert_solvent(mc, accounts)
 
 
 def test_submit_verdict__unknown_task__reverts(mc, workers, new_hash):
-    with ape.reverts(mc.TaskMarket__TaskNotFound):
-        mc.submitVerdict(999, new_hash(), True, sender=workers[1])
+    with ape.reverts(mc.TaskMarket__TaskNotFound, taskId=999):
+        mc.submitVerdict(999, new_hash(), True, b"", sender=workers[1])
 
 
-@pytest.mark.parametrize("who", ["outsider", "provider", "requester"])
+@pytest.mark.parametrize("who", ["outsider", "provider", "requester", "other_validator"])
 def test_submit_verdict__not_validator__reverts(mc, requester, outsider, workers, task_in, who):
     task, rh = task_in("Validating")
-    caller = {"outsider": outsider, "provider": workers[0], "requester": requester}[who]
-    with ape.reverts(mc.TaskMarket__NotValidator):
-        mc.submitVerdict(task.task_id, rh, True, sender=caller)
+    caller = {"outsider": outsider, "provider": workers[0], "requester": requester,
+              "other_validator": workers[3]}[who]
+    with ape.reverts(mc.TaskMarket__NotValidator, taskId=task.task_id, caller=caller.address):
+        mc.submitVerdict(task.task_id, rh, True, b"", sender=caller)
 
 
-def test_submit_verdict__twice__reverts(mc, workers, task_in):
-    task, rh = task_in("Accepted")
-    with ape.reverts(mc.TaskMarket__WrongState, status=int(Status.Accepted)):
-        mc.submitVerdict(task.task_id, rh, False, sender=workers[1])
+@pytest.mark.parametrize("state", ["Executing", "Completed", "Rejected", "Failed"])
+def test_submit_verdict__not_validating__reverts(mc, workers, task_in, new_hash, state):
+    task, rh = task_in(state)
+    with ape.reverts(mc.TaskMarket__WrongState, taskId=task.task_id, status=int(Status[state])):
+        mc.submitVerdict(task.task_id, rh or new_hash(), False, b"", sender=workers[1])
 
 
 def test_submit_verdict__after_deadline__reverts(mc, workers, task_in, past_deadline):
     task, rh = task_in("Validating")
     past_deadline(task.task_id)
-    with ape.reverts(mc.TaskMarket__DeadlinePassed):
-        mc.submitVerdict(task.task_id, rh, True, sender=workers[1])
+    deadline = mc.getTask(task.task_id).deadline
+    with ape.reverts(mc.TaskMarket__DeadlinePassed, taskId=task.task_id, deadline=deadline):
+        mc.submitVerdict(task.task_id, rh, True, b"", sender=workers[1])
 
 
-def test_submit_verdict__other_commitment__reverts(mc, workers, task_in):
+def test_submit_verdict__at_deadline__accepted(mc, workers, task_in, chain):
+    task, rh = task_in("Validating")
+    chain.pending_timestamp = mc.getTask(task.task_id).deadline
+    mc.submitVerdict(task.task_id, rh, False, b"", sender=workers[1])
+    assert status(mc, task.task_id) == Status.Rejected
+
+
+def test_submit_verdict__other_commitment__reverts(mc, workers, task_in, new_hash):
     task, _ = task_in("Validating")
-    _, other_rh = task_in("Validating")
-    with ape.reverts(mc.TaskMarket__WrongResult):
-        mc.submitVerdict(task.task_id, other_rh, True, sender=workers[1])
+    other = new_hash()
+    with ape.reverts(mc.TaskMarket__WrongResult, taskId=task.task_id, resultHash=other):
+        mc.submitVerdict(task.task_id, other, True, b"", sender=workers[1])
 
 
-# ====================================================================== finalize
-def test_finalize__accepted__provider_paid_rated_and_closed(mc, ratings_contract, requester, workers, task_in,
-                                                            consts):
-    task, _ = task_in("Accepted")
-    receipt = mc.finalize(task.task_id, 5, sender=requester)
-    assert status(mc, task.task_id) == Status.Completed
-    assert mc.creditOf(workers[0]) == consts.PRICE
-    assert task.task_id not in mc.openTasks(0, 1000)
-    assert tuple(ratings_contract.stats(workers[0])) == (5, 1, 5000)
-    [event] = receipt.decode_logs(mc.TaskFinalized)
-    assert (event.rating, event.paid, event.event_arguments["provider"]) == (5, consts.PRICE, workers[0].address)
-    [rated] = receipt.decode_logs(ratings_contract.Rated)
-    assert (rated.worker, rated.taskId, rated.rater, rated.rating) == (workers[0].address, task.task_id,
-                                                                       requester.address, 5)
+# ====================================================================== rate
+def test_rate__completed__rated_weighted_by_wei_paid_and_event(mc, ratings_contract, requester, workers, task_in,
+                                                             consts):
+    provider, validator, *_ = workers
+    task, _ = task_in("Completed")
+    receipt = mc.rate(task.task_id, 5, 4, sender=requester)
+    assert status(mc, task.task_id) == Status.Rated
+    p = ratings_contract.recordOf(provider, 0)
+    v = ratings_contract.recordOf(validator, 1)
+    provider_gwei = (consts.PRICE - burn(consts.PRICE)) // 10**9
+    validator_gwei = (consts.FEE - burn(consts.FEE)) // 10**9
+    assert (p.count, p.sum, p.weightGwei, p.weightedGwei) == (1, 5, provider_gwei, 5 * provider_gwei)
+    assert (v.count, v.sum, v.weightGwei, v.weightedGwei) == (1, 4, validator_gwei, 4 * validator_gwei)
+    assert ratings_contract.recordOf(provider, 1).count == 0 and ratings_contract.recordOf(validator, 0).count == 0
+    [event] = receipt.decode_logs(mc.TaskRated)
+    assert (event.taskId, event.event_arguments["provider"], event.requester, event.validator,
+            event.providerRating, event.validatorRating) == (task.task_id, provider.address, requester.address,
+                                                             validator.address, 5, 4)
 
 
-def test_finalize__rejected__rating_only_no_payment(mc, ratings_contract, requester, workers, task_in):
-    task, _ = task_in("Rejected")
-    receipt = mc.finalize(task.task_id, 1, sender=requester)
-    assert status(mc, task.task_id) == Status.Closed
-    assert mc.creditOf(workers[0]) == 0
-    assert tuple(ratings_contract.stats(workers[0])) == (1, 1, 1000)
-    assert receipt.decode_logs(mc.TaskFinalized)[0].paid == 0
+def test_rate__completed_validator_unrated__only_provider_record(mc, ratings_contract, requester, workers, task_in):
+    task, _ = task_in("Completed")
+    mc.rate(task.task_id, 3, 0, sender=requester)
+    assert ratings_contract.recordOf(workers[0], 0).count == 1
+    assert ratings_contract.recordOf(workers[1], 1).count == 0
 
 
-def test_finalize__unknown_task__reverts(mc, requester):
-    with ape.reverts(mc.TaskMarket__TaskNotFound):
-        mc.finalize(999, 5, sender=requester)
+def test_rate__failed__provider_weighted_by_failure_fee_validator_untouched(mc, ratings_contract, requester,
+                                                                           workers, task_in, consts):
+    task, _ = task_in("Failed")
+    mc.rate(task.task_id, 2, 0, sender=requester)
+    failure_fee = consts.PRICE * 1000 // BPS
+    p = ratings_contract.recordOf(workers[0], 0)
+    assert (p.count, p.sum, p.weightGwei) == (1, 2, (failure_fee - burn(failure_fee)) // 10**9)
+    assert ratings_contract.recordOf(workers[1], 1).count == 0
+    assert status(mc, task.task_id) == Status.Rated
 
 
-def test_finalize__not_requester__reverts(mc, outsider, task_in):
-    task, _ = task_in("Accepted")
-    with ape.reverts(mc.TaskMarket__NotRequester):
-        mc.finalize(task.task_id, 5, sender=outsider)
+def test_rate__failed_with_validator_rating__reverts(mc, requester, task_in):
+    task, _ = task_in("Failed")
+    with ape.reverts(mc.TaskMarket__InvalidRating, rating=3):
+        mc.rate(task.task_id, 4, 3, sender=requester)
 
 
-@pytest.mark.parametrize("rating", [0, 6, 255])
-def test_finalize__rating_out_of_range__reverts(mc, requester, task_in, rating):
-    task, _ = task_in("Accepted")
-    with ape.reverts(mc.TaskMarket__InvalidRating, rating=rating):
-        mc.finalize(task.task_id, rating, sender=requester)
+@pytest.mark.parametrize("ratings", [(0, 0), (6, 0), (255, 1)])
+def test_rate__provider_rating_out_of_range__reverts(mc, requester, task_in, ratings):
+    task, _ = task_in("Completed")
+    with ape.reverts(mc.TaskMarket__InvalidRating, rating=ratings[0]):
+        mc.rate(task.task_id, *ratings, sender=requester)
 
 
-@pytest.mark.parametrize("state", ["Executing", "Validating", "Completed", "Closed"])
-def test_finalize__wrong_state__reverts(mc, requester, task_in, state):
+@pytest.mark.parametrize("validator_rating", [6, 255])
+def test_rate__validator_rating_out_of_range__reverts(mc, requester, task_in, validator_rating):
+    task, _ = task_in("Completed")
+    with ape.reverts(mc.TaskMarket__InvalidRating, rating=validator_rating):
+        mc.rate(task.task_id, 5, validator_rating, sender=requester)
+
+
+@pytest.mark.parametrize("ratings", [(1, 1), (5, 5)])
+def test_rate__ratings_at_bounds__accepted(mc, requester, task_in, ratings):
+    task, _ = task_in("Completed")
+    mc.rate(task.task_id, *ratings, sender=requester)
+    assert status(mc, task.task_id) == Status.Rated
+
+
+def test_rate__twice__reverts(mc, requester, task_in):
+    task, _ = task_in("Rated")
+    with ape.reverts(mc.TaskMarket__WrongState, taskId=task.task_id, status=int(Status.Rated)):
+        mc.rate(task.task_id, 5, 5, sender=requester)
+
+
+def test_rate__unknown_task__reverts(mc, requester):
+    with ape.reverts(mc.TaskMarket__TaskNotFound, taskId=999):
+        mc.rate(999, 5, 0, sender=requester)
+
+
+@pytest.mark.parametrize("who", ["outsider", "provider", "validator"])
+def test_rate__not_requester__reverts(mc, outsider, workers, task_in, who):
+    task, _ = task_in("Completed")
+    caller = {"outsider": outsider, "provider": workers[0], "validator": workers[1]}[who]
+    with ape.reverts(mc.TaskMarket__NotRequester, taskId=task.task_id, caller=caller.address):
+        mc.rate(task.task_id, 5, 0, sender=caller)
+
+
+@pytest.mark.parametrize("state", ["Pending", "Executing", "Validating", "Rejected", "Cancelled", "Expired"])
+def test_rate__unpaid_or_open_task__reverts(mc, requester, task_in, state):
+    """Only a task whose price was paid (Completed, or Failed with its failure fee) takes a rating."""
     task, _ = task_in(state)
+    with ape.reverts(mc.TaskMarket__WrongState, taskId=task.task_id, status=int(Status[state])):
+        mc.rate(task.task_id, 1, 0, sender=requester)
+
+
+def test_rate__completed_long_after__still_accepted(mc, requester, task_in, advance):
+    """2c: a Completed task has no deadline to dodge its rating by: the requester rates whenever it likes."""
+    task, _ = task_in("Completed")
+    advance(10 * 86_400)
     with ape.reverts(mc.TaskMarket__WrongState):
-        mc.finalize(task.task_id, 3, sender=requester)
+        mc.expire(task.task_id, sender=requester)
+    mc.rate(task.task_id, 1, 0, sender=requester)
+    assert status(mc, task.task_id) == Status.Rated
 
 
 # ====================================================================== cancel
-def test_cancel__pending__refunded_and_removed(mc, requester, task_in, consts):
+def test_cancel__pending__refunded_and_removed(mc, requester, task_in, consts, accounts):
     task, _ = task_in("Pending")
+    r0 = mc.creditOf(requester)
     receipt = mc.cancel(task.task_id, sender=requester)
     assert status(mc, task.task_id) == Status.Cancelled
-    assert mc.creditOf(requester) == consts.PRICE + consts.FEE
+    assert mc.creditOf(requester) - r0 == consts.PRICE + consts.FEE
     assert task.task_id not in mc.openTasks(0, 1000)
-    assert receipt.decode_logs(mc.TaskCancelled)[0].refund == consts.PRICE + consts.FEE
+    [event] = receipt.decode_logs(mc.TaskCancelled)
+    assert (event.taskId, event.requester, event.refund) == (task.task_id, requester.address,
+                                                             consts.PRICE + consts.FEE)
+    assert_solvent(mc, accounts)
 
 
 def test_cancel__unknown_task__reverts(mc, requester):
-    with ape.reverts(mc.TaskMarket__TaskNotFound):
+    with ape.reverts(mc.TaskMarket__TaskNotFound, taskId=999):
         mc.cancel(999, sender=requester)
 
 
 def test_cancel__not_requester__reverts(mc, outsider, task_in):
     task, _ = task_in("Pending")
-    with ape.reverts(mc.TaskMarket__NotRequester):
+    with ape.reverts(mc.TaskMarket__NotRequester, taskId=task.task_id, caller=outsider.address):
         mc.cancel(task.task_id, sender=outsider)
 
 
-def test_cancel__executing__reverts(mc, requester, task_in):
-    task, _ = task_in("Executing")
-    with ape.reverts(mc.TaskMarket__WrongState):
+@pytest.mark.parametrize("state", ["Executing", "Validating", "Cancelled"])
+def test_cancel__not_pending__reverts(mc, requester, task_in, state):
+    task, _ = task_in(state)
+    with ape.reverts(mc.TaskMarket__WrongState, taskId=task.task_id, status=int(Status[state])):
         mc.cancel(task.task_id, sender=requester)
 
 
 # ====================================================================== expire
-@pytest.mark.parametrize("state,refund,payout", [
-    ("Pending", "price+fee", 0),  # nobody picked it up
-    ("Executing", "price+fee", 0),  # silent provider
-    ("AwaitingValidator", "fee", "price"),  # requester named no validator: provider paid, fee back
-    ("Validating", "price+fee", 0),  # silent validator
-    ("Accepted", 0, "price"),  # silent requester after accept: provider paid
-])
-def test_expire__after_deadline__escrow_settled_by_anyone(mc, requester, outsider, workers, task_in, past_deadline,
-                                                          consts, state, refund, payout):
-    amounts = {0: 0, "fee": consts.FEE, "price": consts.PRICE, "price+fee": consts.PRICE + consts.FEE}
+@pytest.mark.parametrize("state", ["Pending", "Executing", "Validating"])
+def test_expire__after_deadline__settled_against_the_silent_party_by_anyone(
+        mc, requester, outsider, workers, task_in, past_deadline, consts, accounts, state):
+    provider, validator, *_ = workers
     task, _ = task_in(state)
-    before = (mc.creditOf(requester), mc.creditOf(workers[0]))
+    (r0, p0, v0), missed = credits(mc, requester, provider, validator), mc.getWorker(validator).missed
+    burned = mc.burned()
     past_deadline(task.task_id)
     receipt = mc.expire(task.task_id, sender=outsider)
+    payout = consts.COLLATERAL if state == "Validating" else 0  # a silent validator: the provider's collateral back
     assert status(mc, task.task_id) == Status.Expired
-    assert mc.creditOf(requester) - before[0] == amounts[refund]
-    assert mc.creditOf(workers[0]) - before[1] == amounts[payout]
+    assert credits(mc, requester, provider, validator) == [r0 + consts.PRICE + consts.FEE, p0 + payout, v0]
+    assert mc.getWorker(validator).missed == missed + (state == "Validating")  # the silent validator's record
+    assert mc.burned() == burned
     assert task.task_id not in mc.openTasks(0, 1000)
     [event] = receipt.decode_logs(mc.TaskExpired)
-    assert (event.previousStatus, event.refund, event.payout) == (int(Status[state]), amounts[refund],
-                                                                  amounts[payout])
+    assert (event.taskId, event.requester, event.event_arguments["provider"], event.previousStatus, event.refund,
+            event.payout) == (task.task_id, requester.address, ZERO if state == "Pending" else provider.address,
+                              int(Status[state]), consts.PRICE + consts.FEE, payout)
+    assert_solvent(mc, accounts)
 
 
-@pytest.mark.parametrize("state", ["Pending", "Executing", "AwaitingValidator", "Validating", "Accepted"])
-def test_expire__before_deadline__reverts(mc, outsider, task_in, state):
+@pytest.mark.parametrize("state", ["Pending", "Executing", "Validating"])
+def test_expire__at_deadline__reverts(mc, outsider, task_in, chain, state):
     task, _ = task_in(state)
-    with ape.reverts(mc.TaskMarket__DeadlineNotReached):
+    deadline = mc.getTask(task.task_id).deadline
+    chain.pending_timestamp = deadline
+    with ape.reverts(mc.TaskMarket__DeadlineNotReached, taskId=task.task_id, deadline=deadline):
         mc.expire(task.task_id, sender=outsider)
 
 
-@pytest.mark.parametrize("state", ["Rejected", "Completed", "Closed", "Cancelled"])
+@pytest.mark.parametrize("state", ["Completed", "Failed", "Rejected", "Rated", "Cancelled", "Expired"])
 def test_expire__settled_task__reverts(mc, outsider, task_in, advance, state):
     task, _ = task_in(state)
     advance(100_000)
-    with ape.reverts(mc.TaskMarket__WrongState):
-        mc.expire(task.task_id, sender=outsider)
-
-
-def test_expire__expired_task__reverts(mc, outsider, task_in, past_deadline):
-    task, _ = task_in("Executing")
-    past_deadline(task.task_id)
-    mc.expire(task.task_id, sender=outsider)
-    with ape.reverts(mc.TaskMarket__WrongState, status=int(Status.Expired)):
+    with ape.reverts(mc.TaskMarket__WrongState, taskId=task.task_id, status=int(Status[state])):
         mc.expire(task.task_id, sender=outsider)
 
 
 def test_expire__unknown_task__reverts(mc, outsider):
-    with ape.reverts(mc.TaskMarket__TaskNotFound):
+    with ape.reverts(mc.TaskMarket__TaskNotFound, taskId=999):
         mc.expire(999, sender=outsider)
 
 
+def test_expire__validating_twice_missed__counted_per_verdict_and_kept_across_leave(
+        mc, outsider, workers, task_in, past_deadline, new_hash):
+    validator = workers[1]
+    for _ in range(2):
+        task, _ = task_in("Validating")
+        past_deadline(task.task_id)
+        mc.expire(task.task_id, sender=outsider)
+    assert mc.getWorker(validator).missed == 2
+    mc.leave(sender=validator)
+    mc.register(new_hash(), 1, True, sender=validator)
+    assert mc.getWorker(validator).missed == 2
+
+
 # ====================================================================== withdraw / withdrawTo
-def test_withdraw__credit__paid_and_zeroed(mc, workers, task_in, consts):
+def test_withdraw__credit__paid_zeroed_and_event(mc, workers, task_in, consts):
     task_in("Completed")
     provider = workers[0]
+    credit = mc.creditOf(provider)
+    assert credit == consts.PRICE - burn(consts.PRICE) + consts.COLLATERAL
     balance = provider.balance
     receipt = mc.withdraw(sender=provider)
-    assert provider.balance == balance + consts.PRICE - receipt.total_fees_paid
+    assert provider.balance == balance + credit - receipt.total_fees_paid
     assert mc.creditOf(provider) == 0
-    assert receipt.decode_logs(mc.Withdrawn)[0].amount == consts.PRICE
+    [event] = receipt.decode_logs(mc.Withdrawn)
+    assert (event.account, event.to, event.amount) == (provider.address, provider.address, credit)
+
+
+def test_withdraw__twice__second_reverts(mc, workers, task_in):
+    task_in("Completed")
+    mc.withdraw(sender=workers[0])
+    with ape.reverts(mc.TaskMarket__NothingToWithdraw, account=workers[0].address):
+        mc.withdraw(sender=workers[0])
 
 
 def test_withdraw__no_credit__reverts(mc, outsider):
@@ -630,25 +907,48 @@ def test_withdraw__no_credit__reverts(mc, outsider):
 
 
 def test_withdraw__registered_worker_without_credit__reverts(mc, workers):
-    with ape.reverts(mc.TaskMarket__NothingToWithdraw):
+    with ape.reverts(mc.TaskMarket__NothingToWithdraw, account=workers[0].address):
         mc.withdraw(sender=workers[0])
 
 
-def test_withdraw_to__other_address__paid_there(mc, workers, outsider, task_in, consts):
+def test_withdraw_to__other_address__paid_there(mc, workers, outsider, task_in):
     task_in("Completed")
+    credit = mc.creditOf(workers[0])
     balance = outsider.balance
-    mc.withdrawTo(outsider, sender=workers[0])
-    assert outsider.balance == balance + consts.PRICE
+    receipt = mc.withdrawTo(outsider, sender=workers[0])
+    assert outsider.balance == balance + credit
     assert mc.creditOf(workers[0]) == 0
+    assert receipt.decode_logs(mc.Withdrawn)[0].to == outsider.address
 
 
-def test_withdraw_to__recipient_refuses_ether__reverts_and_credit_kept(mc, ratings_contract, workers, task_in,
-                                                                      consts):
+def test_withdraw_to__no_credit__reverts(mc, outsider):
+    with ape.reverts(mc.TaskMarket__NothingToWithdraw, account=outsider.address):
+        mc.withdrawTo(outsider, sender=outsider)
+
+
+def test_withdraw_to__recipient_refuses_ether__reverts_and_credit_kept(mc, ratings_contract, workers, task_in):
     task_in("Completed")
+    credit = mc.creditOf(workers[0])
     # Ratings has no receive function: a recipient that always refuses ether
-    with ape.reverts(mc.TaskMarket__TransferFailed):
+    with ape.reverts(mc.TaskMarket__TransferFailed, to=ratings_contract.address, amount=credit):
         mc.withdrawTo(ratings_contract.address, sender=workers[0])
-    assert mc.creditOf(workers[0]) == consts.PRICE
+    assert mc.creditOf(workers[0]) == credit
+
+
+def test_withdraw__every_party_after_every_path__only_burned_wei_left(mc, requester, workers, task_in, accounts,
+                                                                    past_deadline, outsider):
+    """Money of each path, end to end: after every party withdraws, the market holds exactly the burned wei."""
+    start = ape.chain.provider.get_balance(mc.address)
+    assert start == escrow_held(mc) + sum(mc.creditOf(a) for a in accounts) + mc.burned()
+    for state in ("Completed", "Rejected", "Failed", "Rated", "Cancelled"):
+        task_in(state)
+    for origin in ("Pending", "Executing", "Validating"):
+        task_in("Expired", expire_from=origin)
+    assert mc.openTaskCount() == 0
+    for a in accounts:
+        if mc.creditOf(a):
+            mc.withdraw(sender=a)
+    assert ape.chain.provider.get_balance(mc.address) == mc.burned() > 0
 
 
 def test_receive__plain_ether__reverts(mc, outsider):
@@ -667,12 +967,20 @@ def test_tasks_in_status__pagination__every_open_task_found_once(mc, task_in):
         assert sorted(found) == sorted(expected)
 
 
-def test_open_tasks__cursor_past_end__empty(mc, task_in):
+def test_open_tasks__cursor_past_end__empty(mc, task_in, workers):
     task_in("Pending")
     assert list(mc.openTasks(mc.openTaskCount(), 10)) == []
     assert list(mc.openTasks(10**6, 10)) == []
     assert list(mc.tasksInStatus(1, 10**6, 10)[0]) == []
+    assert mc.tasksInStatus(1, 10**6, 10)[1] == 10**6
     assert list(mc.availableWorkers(10**6, 10)) == []
+
+
+def test_open_tasks__limit_smaller_than_rest__page_cut(mc, task_in):
+    tasks = [task_in("Pending")[0].task_id for _ in range(3)]
+    count = mc.openTaskCount()
+    assert list(mc.openTasks(count - 3, 2)) == tasks[:2]
+    assert list(mc.openTasks(count - 3, 0)) == []
 
 
 def test_open_tasks__removal_in_middle__moved_task_index_updated(mc, requester, task_in):
@@ -686,4 +994,26 @@ def test_open_tasks__removal_in_middle__moved_task_index_updated(mc, requester, 
 
 def test_get_task__unknown__status_none(mc):
     t = mc.getTask(12345)
-    assert Status(t.status) == Status.None_ and t.requester == ZERO
+    assert Status(t.status) == Status.None_ and t.requester == ZERO and t.provider == ZERO
+
+
+def test_worker_address__unknown_id__zero(mc):
+    assert mc.workerAddress(0) == ZERO and mc.workerAddress(2**32 - 1) == ZERO
+
+
+def test_result_of__before_and_after_submit__zero_then_hash(mc, task_in):
+    task, _ = task_in("Executing")
+    assert mc.resultOf(task.task_id) == bytes(32)
+    task2, rh = task_in("Validating")
+    assert mc.resultOf(task2.task_id) == rh
+
+
+def test_pages__limit_past_the_end__cut_at_the_set_size(mc, task_in, workers):
+    """A page whose limit reaches past the end stops at the last element (never reads beyond the set)."""
+    task_in("Pending")
+    count = mc.openTaskCount()
+    assert list(mc.openTasks(count - 1, 10)) == [mc.openTasks(0, count)[-1]]
+    ids, cursor = mc.tasksInStatus(int(Status.Pending), count - 1, 10)
+    assert cursor == count and len(ids) == 1
+    workers_count = mc.availableWorkerCount()
+    assert list(mc.availableWorkers(workers_count - 1, 10)) == [mc.availableWorkers(0, workers_count)[-1]]
