@@ -94,12 +94,14 @@ from ichain.market.types import (
     Worker,
     burn_of,
     collateral_for,
+    commitment_of,
 )
 
 __all__ = [
     # the SDK
     "Market",
     "rank_key",
+    "commitment_of",
     "EXPIRE_GAS",
     "PAGE",
     "UINT96_MAX",

@@ -61,6 +61,7 @@ from ichain.market.types import (
     address_or_none,
     as_bytes,
     collateral_for,
+    commitment_of,
 )
 
 if TYPE_CHECKING:
@@ -792,11 +793,11 @@ class Market:
         """
         task = self.task(task_id)
         if task.status == Status.Validating:
-            prefix = bytes(self.contract.resultOf(int(task_id)))[:24]
-            if prefix == bytes(24):
+            stored = bytes(self.contract.resultOf(int(task_id)))
+            if stored == bytes(32):
                 return None
             for event in reversed(self.task_events(task_id)):
-                if isinstance(event, ResultSubmitted) and bytes(event.result_hash)[:24] == prefix:
+                if isinstance(event, ResultSubmitted) and commitment_of(event.result_hash) == stored:
                     return bytes(event.result_hash)
             return None  # the node has not served the event yet
         if task.status in (Status.Completed, Status.Rejected, Status.Rated):

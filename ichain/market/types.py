@@ -276,3 +276,9 @@ def as_bytes(value: bytes | bytearray | str) -> bytes:
         return bytes(value)
     text = str(value)
     return bytes.fromhex(text[2:] if text.startswith("0x") else text)
+
+
+def commitment_of(result_hash: bytes) -> bytes:
+    """What the contract stores of a result hash (its ``resultOf`` view while the task is Validating): the first 24
+    bytes, then 8 zero bytes. A verdict is checked against it; the full hash is in the events."""
+    return bytes(result_hash)[:24] + bytes(8)

@@ -95,7 +95,7 @@ def test_demo__ctrl_c_while_daemons_run__stops_everything():
 def test_demo__tor_transport__round_over_onion_services_and_leaves_nothing_running():
     """`make demo TRANSPORT=tor`: the same round with every file moved through a private Tor network."""
     mark = uuid.uuid4().hex
-    proc = _start(mark, "tor")
+    proc = _start(mark, "tor", "--rating", "5")
     out, _ = proc.communicate(timeout=540)
     assert proc.returncode == 0, out[-3000:]
     hosted = [line for line in out.splitlines() if line.startswith("task hosted (encrypted) at ")]

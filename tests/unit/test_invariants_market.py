@@ -38,6 +38,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 from web3 import Web3
 
+from ichain.market import commitment_of
+
 VALIDATION, MIN_TIMEOUT, MAX_TIMEOUT = 100, 10, 300
 BPS, BURN_BPS, COLLATERAL_BPS, FAILURE_BPS, MAX_REPORT = 10_000, 100, 1000, 1000, 1024
 # The floor; ICHAIN_SM_EXAMPLES lowers it for a quick local look (the figures printed say so).
@@ -443,7 +445,8 @@ class MarketMachine(RuleBasedStateMachine):
             self.results[tid] = h
             self.committed.append(h)
         if ok and source is not None:
-            assert self.m.functions.resultOf(source).call() == h, "a copier's replay changed another task's commitment"
+            shown = bytes(self.m.functions.resultOf(source).call())  # zero once the source left Validating
+            assert shown in (bytes(32), commitment_of(h)), "a copier's replay changed another task's commitment"
 
     @rule(task=seed, who=st.integers(0, 7), length=st.sampled_from([0, 1, 7, MAX_REPORT, MAX_REPORT + 1]))
     def report_failure(self, task, who, length):
@@ -627,6 +630,9 @@ def test_market__random_calls_actors_and_time__invariants_hold(env):
             stateful_step_count=STEPS + 10,
             deadline=None,
             database=None,
+            # One fixed sequence of examples: the campaign must walk every transition, and a random seed would
+            # make that check pass or fail by luck from run to run. The forge campaign explores at random.
+            derandomize=True,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
         ),
     )

@@ -18,7 +18,7 @@ import ape
 import pytest
 from ape.api.address import BaseAddress
 
-from ichain.market import Status
+from ichain.market import Status, commitment_of
 
 ZERO = "0x0000000000000000000000000000000000000000"
 BPS = 10_000
@@ -446,7 +446,7 @@ def test_submit_result__executing__validating_collateral_held_and_event(mc, requ
     t = mc.getTask(task.task_id)
     assert Status(t.status) == Status.Validating
     assert t.deadline == receipt.timestamp + consts.VALIDATION_WINDOW
-    assert mc.resultOf(task.task_id) == rh
+    assert mc.resultOf(task.task_id) == commitment_of(rh)  # the first 24 bytes (the open-task slot keeps them)
     assert ape.chain.provider.get_balance(mc.address) == balance + consts.COLLATERAL
     [event] = receipt.decode_logs(mc.ResultSubmitted)
     args = event.event_arguments
@@ -1001,11 +1001,14 @@ def test_worker_address__unknown_id__zero(mc):
     assert mc.workerAddress(0) == ZERO and mc.workerAddress(2**32 - 1) == ZERO
 
 
-def test_result_of__before_and_after_submit__zero_then_hash(mc, task_in):
+def test_result_of__before_during_and_after_validation__zero_then_commitment_then_zero(mc, market, task_in):
     task, _ = task_in("Executing")
     assert mc.resultOf(task.task_id) == bytes(32)
     task2, rh = task_in("Validating")
-    assert mc.resultOf(task2.task_id) == rh
+    assert mc.resultOf(task2.task_id) == commitment_of(rh)
+    done, rh3 = task_in("Completed")
+    assert mc.resultOf(done.task_id) == bytes(32)  # the position (and its slot) went back to the set
+    assert market.result_of(done.task_id) == rh3  # the SDK reads the hash the verdict named
 
 
 def test_pages__limit_past_the_end__cut_at_the_set_size(mc, task_in, workers):
