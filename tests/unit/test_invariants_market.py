@@ -501,6 +501,26 @@ class MarketMachine(RuleBasedStateMachine):
         missed = self.m.functions.getWorker(t["validator"]).call()[6]
         self.act("expire", tid, caller, self.m.functions.expire(tid), must, extra={"missed": missed})
 
+    @rule(task=seed, choice=st.integers(0, 3))
+    def progress(self, task, choice):
+        """The due action of the right party on a task (random callers rarely are the right one): assign a
+        provider, commit or report a failure, accept or reject, rate. The other rules try everyone else."""
+        if (tid := self.pick_task(task)) is None:
+            return
+        t = self.cached(tid)
+        status = t["status"]
+        if status == PENDING:
+            others = [x for x in self.env.actors[:5] if x not in (t["requester"], t["validator"])]
+            self.assign_provider(task, 6, self.env.actors.index(others[choice % len(others)]))
+        elif status == EXECUTING and choice == 3:
+            self.report_failure(task, 6, 7)
+        elif status == EXECUTING:
+            self.submit_result(task, 6, False, 0, False)
+        elif status == VALIDATING:
+            self.submit_verdict(task, 6, choice % 2 == 0, False)
+        elif status in (COMPLETED, FAILED):
+            self.rate(task, 6, 1 + choice, choice if status == COMPLETED else 0)
+
     @rule(who=actor)
     def withdraw(self, who):
         self.withdraw_all(self.env.actors[who], must=False)
