@@ -406,10 +406,13 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
+    annotate(out)  # the survivors' explanations and the score without equivalent mutants
+    result = json.loads(out.read_text())
     for name, c in result["contracts"].items():
         print(f"mutation: {name}: {c['generated']} mutants, {c['killed']} killed, {c['survived']} survived "
               f"({c['kill_pct']}%; {c['uncompilable']} uncompilable, {c['duplicates']} duplicates, "
-              f"{c['skipped']} skipped on weak lines)")
+              f"{c['skipped']} skipped on weak lines; {c['equivalent']} equivalent survivors, "
+              f"{c['kill_pct_non_equivalent']}% of the others killed)")
     print(f"mutation: total {result['total']['kill_pct']}% killed in {result['seconds']} s -> {out}")
     return 0
 
@@ -424,6 +427,10 @@ def annotate(out: Path) -> int:
             key = "|".join((sv["file"], sv["mutator"], sv["original"], sv["mutant"]))
             sv["why"] = notes.get(key, "unexplained")
             unexplained += sv["why"] == "unexplained"
+        # an equivalent mutant behaves as the original: no test can kill it, so the score leaves it out
+        c["equivalent"] = sum(sv["why"].startswith("equivalent") for sv in c["survivors"])
+        live = c["generated"] - c["equivalent"]
+        c["kill_pct_non_equivalent"] = round(100.0 * c["killed"] / live, 2) if live else 100.0
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"mutation: {out}: {unexplained} survivor(s) without an explanation")
     return 0
