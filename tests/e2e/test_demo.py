@@ -98,7 +98,7 @@ def test_demo__tor_transport__round_over_onion_services_and_leaves_nothing_runni
     proc = _start(mark, "tor", "--rating", "5")
     out, _ = proc.communicate(timeout=540)
     assert proc.returncode == 0, out[-3000:]
-    hosted = [line for line in out.splitlines() if line.startswith("task hosted (encrypted) at ")]
+    hosted = [line for line in out.splitlines() if line.startswith("task hosted (encrypted, for the provider only) at ")]
     assert hosted and hosted[0].rstrip().endswith(".onion"), out[-3000:]
     for field in ("accuracy", "verdict       : Accepted", "payment", "new rating    : "):
         assert field in out, out[-3000:]
