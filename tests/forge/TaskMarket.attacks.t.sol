@@ -585,6 +585,8 @@ contract TaskMarketAttacks is TestBase {
         uint256 id = _post(provider, validator);
         vm.warp(block.timestamp + TIMEOUT + 1);
         vm.prank(outsider);
+        vm.expectEmit(true, true, true, true, address(market));
+        emit ITaskMarket.TaskExpired(id, requester, provider, ITaskMarket.Status.Executing, PRICE + FEE, 0);
         market.expire(id);
         assertEq(market.creditOf(requester), PRICE + FEE, "full refund");
         assertEq(market.creditOf(provider), 0, "silent provider earns nothing");
@@ -714,9 +716,14 @@ contract TaskMarketAttacks is TestBase {
         vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__ZeroKey.selector));
         market.update(bytes32(0), 0, true);
         assertEq(market.availableWorkerCount(), 3, "three available");
+        address last = market.availableWorkers(2, 1)[0];
         vm.prank(provider); // first of the pool leaves: the last one is swapped in
         market.leave();
         assertEq(market.availableWorkerCount(), 2, "two available");
+        address[] memory left = market.availableWorkers(0, 2);
+        assertTrue(left[0] == last && left[1] != provider && last != provider, "the last worker moved to the gap");
+        assertEq(market.getWorker(last).poolIndex, 0, "and knows its new position");
+        assertEq(market.availableWorkers(1, 5).length, 1, "a page reaching past the end stops at the set's size");
         vm.prank(other); // the last one goes unavailable
         market.update(keccak256("o2"), 1, false);
         vm.prank(other); // no change
@@ -776,8 +783,11 @@ contract TaskMarketAttacks is TestBase {
         assertEq(r.market(), address(this), "deployer is the market");
         assertEq(r.scoreOf(provider, IRatings.Role.Provider), 3000, "the prior, never rated");
         assertEq(r.recordOf(provider, IRatings.Role.Provider).weightGwei, 0, "untracked: no weight");
+        vm.recordLogs();
         r.track(provider);
-        r.track(provider); // idempotent
+        r.track(provider); // idempotent: one event, the record initialised once
+        assertEq(_countLogs(vm.getRecordedLogs(), IRatings.WorkerTracked.selector), 1, "tracked once");
+        assertEq(r.recordOf(provider, IRatings.Role.Provider).weightGwei, 0, "tracked: still no weight");
         vm.expectRevert(abi.encodeWithSelector(IRatings.Ratings__InvalidRating.selector, 0));
         r.rate(provider, 0, 1 ether, validator, 0, 0);
         vm.expectRevert(abi.encodeWithSelector(IRatings.Ratings__InvalidRating.selector, 6));

@@ -9,6 +9,8 @@ interface Vm {
     function stopPrank() external;
     function deal(address account, uint256 balance) external;
     function expectRevert(bytes calldata revertData) external;
+    function expectEmit(bool checkTopic1, bool checkTopic2, bool checkTopic3, bool checkData, address emitter)
+        external;
     function label(address account, string calldata name) external;
 
     struct Log {
