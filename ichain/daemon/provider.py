@@ -29,6 +29,7 @@ import shutil
 import signal
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -549,13 +550,9 @@ class ProviderDaemon:
             record = self.state.set_stage(record.task_id, "provider", "offered", validator_locator=val_loc)
             faults.point("result-offered")
 
-        def needed() -> bool:
-            now = self.market.task(record.task_id)
-            return now.status == Status.Executing and now.provider == self.address
-
         self.txs.send(
             f"submitResult:{record.task_id}",
-            needed,
+            self._executing_ours(record.task_id),
             lambda tx: self.market.submit_result(record.task_id, result_hash, bytes.fromhex(val_loc),
                                                  sender=self.account, **tx),
             fault="submit",
@@ -564,6 +561,15 @@ class ProviderDaemon:
         log.info("task %d: result %s committed", record.task_id, result_hash.hex()[:16])
         self.state.set_stage(record.task_id, "provider", "submitted")
         self.later(record, 1.0)
+
+    def _executing_ours(self, task_id: int) -> Callable[[], bool]:
+        """The journal's re-check before a result or a failure report is sent: the task is still ours to end."""
+
+        def needed() -> bool:
+            now = self.market.task(task_id)
+            return now.status == Status.Executing and now.provider == self.address
+
+        return needed
 
     def _fail(self, record: TaskRecord, stage: str, exit_code: int | None, stderr_tail: str) -> None:
         """Seal a failure report to the requester (kept, so a restart sends the same one) and report it."""
@@ -584,13 +590,9 @@ class ProviderDaemon:
     def _report_failure(self, record: TaskRecord) -> None:
         report = bytes.fromhex(record.data["report"])
 
-        def needed() -> bool:
-            now = self.market.task(record.task_id)
-            return now.status == Status.Executing and now.provider == self.address
-
         self.txs.send(
             f"reportFailure:{record.task_id}",
-            needed,
+            self._executing_ours(record.task_id),
             lambda tx: self.market.report_failure(record.task_id, report, sender=self.account, **tx),
             fault="report",
         )
