@@ -15,6 +15,8 @@ Example ``ape-config.yaml``::
       deadline_margin: 30      # seconds a provider keeps between its runs' time limits and the task's deadline
       max_fetch_bytes: 1073741824  # cap on every file a daemon fetches (task, bundle)
       fetch_grace: 120         # seconds a provider retries a task its requester does not serve before reporting it
+      autosign: false          # a daemon signs its transactions without asking (keystore accounts; see README)
+      passphrase_file: null    # file holding the keystore passphrase (else APE_ACCOUNTS_<alias>_PASSPHRASE)
 """
 
 from __future__ import annotations
@@ -58,6 +60,9 @@ class IChainConfig:
         max_fetch_bytes: Largest file a daemon fetches (a task, a validator's bundle); larger ones are refused.
         fetch_grace: Seconds (at most a quarter of the task's timeout) a provider keeps retrying a task its
             requester does not serve; then it ends the task with a failure report.
+        autosign: Let a daemon sign its transactions without a prompt (a keystore account run unattended).
+        passphrase_file: File whose first line is the keystore passphrase (used with ``autosign``); without it
+            the passphrase comes from Ape's ``APE_ACCOUNTS_<alias>_PASSPHRASE`` variable.
     """
 
     transport: str = "direct"
@@ -73,6 +78,8 @@ class IChainConfig:
     deadline_margin: float = 30.0
     max_fetch_bytes: int = 1024**3
     fetch_grace: float = 120.0
+    autosign: bool = False
+    passphrase_file: Path | None = None
 
     def __post_init__(self) -> None:
         if self.transport not in TRANSPORTS:
@@ -104,6 +111,9 @@ class IChainConfig:
         object.__setattr__(self, "deadline_margin", float(self.deadline_margin))
         object.__setattr__(self, "max_fetch_bytes", int(self.max_fetch_bytes))
         object.__setattr__(self, "state_dir", Path(self.state_dir).expanduser())
+        object.__setattr__(self, "autosign", bool(self.autosign))
+        if self.passphrase_file is not None:
+            object.__setattr__(self, "passphrase_file", Path(self.passphrase_file).expanduser())
         object.__setattr__(self, "port", int(self.port))
         object.__setattr__(self, "concurrency", int(self.concurrency))
 

@@ -88,3 +88,15 @@ def ether_amount(value: str | int | None) -> int | None:
         return int(ManagerAccessMixin.conversion_manager.convert(str(value), int))
     except Exception:
         raise click.BadParameter(f"not an amount: {value!r} (use e.g. '0.01 ether' or wei)") from None
+
+
+def json_option() -> Callable:
+    """``--json``: print the result as one JSON document (see :func:`ichain._cli.output.emit`)."""
+    return click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (keys: see the README).")
+
+
+def yes_option() -> Callable:
+    """``-y/--yes``: answer yes to every confirmation (Ape's own option, so the name matches ``ape``'s commands)."""
+    from ape.cli import skip_confirmation_option
+
+    return skip_confirmation_option(help="Do not ask for confirmation.")
