@@ -278,7 +278,8 @@ class GuardMiddleware:
             await _answer(send, refusal.status, refusal.message, as_json=_wants_json(method, path))
             return
         rest = urlencode([(name, value) for name, value in query if name != TOKEN_PARAM])
-        location = path + ("?" + rest if rest else "")
+        # A relative redirect on this server only ("//host" would be another site's URL).
+        location = "/" + path.lstrip("/") + ("?" + rest if rest else "")
         cookie = f"{guard.cookie_name}={guard.token}; HttpOnly; SameSite=Strict; Path=/"
         await send({"type": "http.response.start", "status": 303, "headers": [
             (b"location", location.encode("latin-1")), (b"set-cookie", cookie.encode("latin-1")),

@@ -124,6 +124,12 @@ def test_token_url__right_secret__cookie_set_and_redirect_without_it(served):
     assert page.headers["x-frame-options"] == "DENY"
 
 
+def test_token_url__scheme_relative_path__redirect_stays_on_this_server(served):
+    server, guard, _reached = served
+    reply = send(server, "GET", f"//evil.example/x?token={guard.token}")
+    assert reply.status == 303 and reply.headers["location"] == "/evil.example/x"
+
+
 def test_token_url__wrong_secret__401_and_no_cookie(served):
     server, guard, reached = served
     reply = send(server, "GET", "/?token=guessed")
