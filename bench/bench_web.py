@@ -29,19 +29,19 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "results" / "web.json"
 
 
-def _get(url: str) -> float:
+def _get(url: str, cookie: str) -> float:
     start = time.perf_counter()
-    with urllib.request.urlopen(url, timeout=30) as r:
+    with urllib.request.urlopen(urllib.request.Request(url, headers={"Cookie": cookie}), timeout=30) as r:
         r.read()
     return time.perf_counter() - start
 
 
-def _median_ms(url: str, runs: int, before=None) -> float:
+def _median_ms(url: str, runs: int, cookie: str, before=None) -> float:
     samples = []
     for _ in range(runs):
         if before:
             before()
-        samples.append(_get(url))
+        samples.append(_get(url, cookie))
     return round(statistics.median(samples) * 1000, 2)
 
 
@@ -86,12 +86,12 @@ def main() -> dict:
             browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
             page = browser.new_page()
             start = time.perf_counter()
-            page.goto(server.url + "/")
+            page.goto(server.page_url("/"))  # signs in (the per-launch secret), lands on /
             page.wait_for_selector("body[data-live=on]")
             results["requester_page_first_load_ms"] = round((time.perf_counter() - start) * 1000, 1)
 
             pools = browser.new_page()
-            pools.goto(server.url + "/pools")
+            pools.goto(server.page_url("/pools"))
             pools.wait_for_selector("body[data-live=on]")
             pools.evaluate("""() => { window.__seen = {};
                 new MutationObserver(() => document.querySelectorAll('[data-item^="task-"]').forEach(li => {
@@ -111,6 +111,7 @@ def main() -> dict:
             # Refresh cost with few and with many open tasks (same run, so the ratio is fair).
             browser.close()
             url = server.url + "/api/fragments?view=pools"
+            cookie = f"{server.guard.cookie_name}={server.guard.token}"
             open_now = len(market.tasks_in(market.task(1).status))
 
             def new_block() -> None:
@@ -120,8 +121,8 @@ def main() -> dict:
             for count in (open_now, 60):
                 while len(market.tasks_in(market.task(1).status)) < count:
                     post()
-                refresh[count] = {"same_block_ms": _median_ms(url, 15),
-                                  "new_block_ms": _median_ms(url, 15, before=new_block)}
+                refresh[count] = {"same_block_ms": _median_ms(url, 15, cookie),
+                                  "new_block_ms": _median_ms(url, 15, cookie, before=new_block)}
             results["pools_refresh"] = {f"{k}_open_tasks": v for k, v in refresh.items()}
             results["pools_refresh_new_block_ratio_60_vs_%d" % open_now] = round(
                 refresh[60]["new_block_ms"] / refresh[open_now]["new_block_ms"], 2)
@@ -134,7 +135,7 @@ def main() -> dict:
                 raise ValueError("no batches")
 
             market._web3_contracts = refuse_batches
-            one_by_one = _median_ms(url, 15, before=new_block)
+            one_by_one = _median_ms(url, 15, cookie, before=new_block)
             del market._web3_contracts
             results["pools_refresh_60_new_block_one_call_each_ms"] = one_by_one
             results["pools_refresh_batched_over_one_call_each"] = round(refresh[60]["new_block_ms"] / one_by_one, 3)

@@ -39,7 +39,11 @@ def bind_localhost(port: int = 0) -> socket.socket:
 @click.option("--tasks-dir", type=click.Path(file_okay=False), default=None,
               help="Folder whose sub-folders are offered as tasks (default ./examples).")
 def web(network, account, state_dir, transport, port, tasks_dir):
-    """Serve the iChain web page (requester, provider, pools) on 127.0.0.1."""
+    """Serve the iChain web page (requester, provider, pools) on 127.0.0.1.
+
+    Prints the URL to open, ``http://127.0.0.1:PORT/?token=SECRET``: the secret is new at each launch
+    and every request without it (another site's form or script, a DNS-rebound name) is refused.
+    """
     import uvicorn
 
     from ichain.config import load_config
@@ -66,9 +70,12 @@ def web(network, account, state_dir, transport, port, tasks_dir):
     service = WebService(account=account, config=config, tasks_root=tasks_dir, daemon_state=daemon_state)
     app = create_app(service)
     sock = bind_localhost(port)
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}/"
+    guard = app.state.guard
+    guard.bind(sock.getsockname()[1])
     who = account.address if account is not None else "no account (read-only)"
-    click.echo(f"iChain web page on {url} ({network.choice}, {who}); Ctrl-C to stop", err=False)
+    # The URL carries this launch's secret: whoever opens it can sign with the account, so it is
+    # printed here only (the page moves it into a cookie and out of the address bar at once).
+    click.echo(f"iChain web page on {guard.url('/')} ({network.choice}, {who}); Ctrl-C to stop")
     server = Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2))
     try:
         server.run(sockets=[sock])

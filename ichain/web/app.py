@@ -6,6 +6,7 @@ the server pushes a new version over Server-Sent Events, so one template renders
 first load and live (no second rendering in JavaScript). Every action is a JSON POST that goes through
 :class:`~ichain.web.service.WebService`, i.e. through the same SDK pre-checks as the CLI; any
 ``IChainError`` comes back as ``{"error": "<one line>"}`` with status 400 and is shown on the page.
+Nothing changes state through a GET. Every request passes :mod:`ichain.web.security` first.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from fastapi.templating import Jinja2Templates
 from ichain.errors import IChainError
 from ichain.web import format as fmt
 from ichain.web.format import user_message
+from ichain.web.security import GuardMiddleware, PageGuard
 from ichain.web.service import POOLS, WebService
 
 HERE = Path(__file__).parent
@@ -56,18 +58,26 @@ def _error(exc: Exception | str, status: int = 400) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def create_app(service: WebService) -> FastAPI:
+def create_app(service: WebService, *, guard: PageGuard | None = None) -> FastAPI:
     """Build the web application around one :class:`WebService`.
+
+    Every request goes through a :class:`~ichain.web.security.PageGuard` first (the per-launch secret,
+    the Host allow-list, the Origin check of every action): whoever serves the app must call
+    ``app.state.guard.bind(port)`` once its socket is bound (``ape ichain web`` and
+    :class:`~ichain.web.server.BackgroundServer` do), and give the user ``app.state.guard.url()``.
 
     Args:
         service: What the page reads and acts through (holds the account, the market and the
             requester sessions).
+        guard: The secret and the allowed names; a fresh one (a new secret) when not given.
 
     Returns:
         The FastAPI app, ready for uvicorn.
     """
     app = FastAPI(title="iChain", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.service = service
+    app.state.guard = guard = guard or PageGuard()
+    app.add_middleware(GuardMiddleware, guard=guard)
     app.state.closing = False  # set on shutdown: live streams end so the server can stop at once
     templates = _templates()
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
@@ -95,7 +105,9 @@ def create_app(service: WebService) -> FastAPI:
     def page(request: Request, view: str, task_id: int | None = None, provider: str | None = None):
         ctx = service.context(view=view, task_id=task_id, provider=provider)
         parts = {n: fragment(n, **ctx) for n in VIEWS[view]}
-        return templates.TemplateResponse(request, f"{view}.html", {**ctx, "parts": parts, "view": view})
+        # The page's script sends the secret back in a header with each action (see ichain.web.security).
+        context = {**ctx, "parts": parts, "view": view, "page_token": guard.token}
+        return templates.TemplateResponse(request, f"{view}.html", context)
 
     # ---- pages -------------------------------------------------------------------------------
     @app.get("/", response_class=HTMLResponse)

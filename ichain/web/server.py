@@ -11,6 +11,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from ichain.web.errors import WebError
+from ichain.web.security import PageGuard
 
 
 class Server(uvicorn.Server):
@@ -32,7 +33,9 @@ def mark_closing(app: object) -> None:
 class BackgroundServer:
     """uvicorn serving one app on 127.0.0.1 (a free port unless given), in a daemon thread.
 
-    Use as a context manager; ``url`` is ready once ``start()`` returns.
+    Use as a context manager; ``url`` (the bare origin) is ready once ``start()`` returns, and
+    :meth:`page_url` gives the URL a browser opens (with the per-launch secret: every other request
+    is refused, see :mod:`ichain.web.security`).
 
     Args:
         app: The FastAPI app (see :func:`ichain.web.create_app`).
@@ -47,6 +50,8 @@ class BackgroundServer:
         self.sock.listen(128)
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
+        self.guard: PageGuard = app.state.guard
+        self.guard.bind(self.port)  # the Host names and origins it accepts name this port
         config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1, lifespan="off")
         self.server = Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
@@ -61,6 +66,14 @@ class BackgroundServer:
                 raise WebError(f"the web server did not start on {self.url}")
             time.sleep(0.02)
         return self
+
+    def page_url(self, path: str = "/") -> str:
+        """The URL that signs a browser in and lands on ``path`` (``?token=`` the secret).
+
+        Args:
+            path: A path on the page, with or without a query.
+        """
+        return self.guard.url(path)
 
     def stop(self) -> None:
         """Stop serving (open live streams are cut after a short grace period)."""

@@ -135,7 +135,7 @@ def test_requester_page__digits_task_end_to_end__result_released_downloaded_and_
     provider, validator = (str(accounts.test_accounts[i].address) for i in (1, 2))
     server = web(requester, lambda: web_market, daemon_states=two_workers)
 
-    page = open_page(server.url + "/")
+    page = open_page(server.page_url("/"))
     page.wait_for_selector("body[data-live=on]")
     assert page.text_content("#account-address") == str(requester.address)
     assert "ETH" in page.text_content("#account-balance")
@@ -146,7 +146,7 @@ def test_requester_page__digits_task_end_to_end__result_released_downloaded_and_
     shot(page, "01-requester-start")
 
     # A second tab on the pool viewer records every pool the task appears in.
-    pools = open_page(server.url + "/pools")
+    pools = open_page(server.page_url("/pools"))
     pools.wait_for_selector("body[data-live=on]")
 
     # Submit the example task: the best provider (the cheaper one at equal scores) and the validator it trusts.
@@ -191,7 +191,7 @@ def test_requester_page__digits_task_end_to_end__result_released_downloaded_and_
     shot(pools, "08-pools-after")
 
     # The provider's dashboard: score, tasks run, earnings (the price less the 1% burn), its daemon.
-    prov = open_page(f"{server.url}/provider?address={provider}")
+    prov = open_page(server.page_url(f"/provider?address={provider}"))
     prov.wait_for_selector("#provider-view")
     assert "(1 rating" in prov.text_content("#prov-rating")
     assert prov.text_content("#prov-run").strip() == "1"
@@ -200,7 +200,7 @@ def test_requester_page__digits_task_end_to_end__result_released_downloaded_and_
     assert "running" in prov.text_content("#daemon-state")
     assert_accessible_basics(prov)
     shot(prov, "09-provider")
-    val = open_page(f"{server.url}/provider?address={validator}")
+    val = open_page(server.page_url(f"/provider?address={validator}"))
     assert val.text_content("#prov-validated").strip() == "1"
     assert "0.00495 ETH" in val.text_content("#prov-earned")
     assert "(1 rating)" in val.text_content("#prov-validator-record")
@@ -208,7 +208,7 @@ def test_requester_page__digits_task_end_to_end__result_released_downloaded_and_
     # At phone width: same content, no sideways scrolling, still usable.
     for name, url in (("10-phone-requester", f"/?task={task_id}"), ("11-phone-pools", "/pools"),
                       ("12-phone-provider", f"/provider?address={provider}")):
-        phone = open_page(server.url + url, viewport=PHONE)
+        phone = open_page(server.page_url(url), viewport=PHONE)
         phone.wait_for_selector("body[data-live=on]")
         assert_accessible_basics(phone)
         shot(phone, name)
@@ -227,7 +227,7 @@ def test_requester_page__script_raises__failure_report_shown_within_seconds_as_t
     provider, validator = (str(accounts.test_accounts[i].address) for i in (1, 2))
     raising_task(tmp_path / "tasks")
     server = web(requester, lambda: web_market, tasks_root=tmp_path / "tasks", daemon_states=two_workers)
-    page = open_page(server.url + "/")
+    page = open_page(server.page_url("/"))
     page.wait_for_selector("body[data-live=on]")
     submit_folder(page, "raising", provider=provider, validator=validator)
     started = time.time()
@@ -261,7 +261,7 @@ def test_requester_page__validator_rejects__dispute_shown_and_refunded(open_page
     price, fee = 2 * 10**16, 5 * 10**15
     credit_before = web_market.credit(requester.address)
     server = web(requester, lambda: web_market, daemon_states=two_workers)
-    page = open_page(server.url + "/")
+    page = open_page(server.page_url("/"))
     page.wait_for_selector("body[data-live=on]")
     task_id = submit_folder(page, "digits", provider=provider, validator=str(judge.address))
     assert wait_status(page, "Validating", "Failed") == "Validating"
@@ -301,7 +301,7 @@ def test_requester_page__stop_and_refund__deposit_back_then_withdrawn(open_page,
         web_market.set_trust(judge.address, True, sender=silent)
     credit_before = web_market.credit(requester.address)
     server = web(requester, lambda: web_market)
-    page = open_page(server.url + "/")
+    page = open_page(server.page_url("/"))
     page.on("dialog", lambda dialog: dialog.accept())  # the "Stop task #N?" confirmation
 
     def post(upload: bytes | None = None) -> int:

@@ -13,6 +13,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -54,7 +56,7 @@ def last_task_id(market) -> int:
 
 def test_page__no_account__explains_and_refuses_to_sign(open_page, web, market):
     server = web(None, lambda: market)
-    page = open_page(server.url + "/")
+    page = open_page(server.page_url("/"))
     assert "No account selected" in page.text_content("#no-account")
     before = last_task_id(market)
     page.select_option("#folder", label="digits")
@@ -68,7 +70,7 @@ def test_submit__insufficient_balance__message_and_no_deposit(open_page, web, ma
     poor = accounts.test_accounts.generate_test_account()
     accounts.test_accounts[0].transfer(poor, "0.001 ether")
     server = web(poor, lambda: market, state=tmp_path / "poor")
-    page = open_page(server.url + "/")
+    page = open_page(server.page_url("/"))
     page.select_option("#folder", label="digits")
     page.fill("#price", "1")
     page.fill("#validator_fee", "0.1")
@@ -100,7 +102,7 @@ def _zip(entries: dict[str, bytes]) -> bytes:
 )
 def test_submit__malformed_task_upload__message_and_nothing_posted(open_page, web, market, name, payload, expected):
     server = web(accounts.test_accounts[4], lambda: market)
-    page = open_page(server.url + "/")
+    page = open_page(server.page_url("/"))
     page.set_input_files("#upload", files=[{"name": name, "mimeType": "application/octet-stream", "buffer": payload}])
     before = last_task_id(market)
     message = submit_alert(page)
@@ -114,7 +116,7 @@ def test_submit__malformed_task_upload__message_and_nothing_posted(open_page, we
 
 def test_submit__bad_amount__names_the_field(open_page, web, market):
     server = web(accounts.test_accounts[4], lambda: market)
-    page = open_page(server.url + "/")
+    page = open_page(server.page_url("/"))
     page.select_option("#folder", label="digits")
     page.fill("#price", "ten")
     assert submit_alert(page) == "Price: 'ten' is not a number of ether (e.g. 0.01)"
@@ -145,9 +147,12 @@ def test_ape_ichain_web__wrong_network__banner_on_page(open_page, tmp_path):
             if not line:
                 break
             lines.append(line)
-            found = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
+            found = re.search(r"(http://127\.0\.0\.1:\d+/\?token=[\w-]{40,})", line)
             url = found.group(1) if found else None
         assert url, "ape ichain web did not print its URL:\n" + "".join(lines)
+        with pytest.raises(urllib.error.HTTPError) as refused:  # the same page without the launch's secret
+            urllib.request.urlopen(url.split("?")[0], timeout=30)
+        assert refused.value.code == 401
         page = open_page(url)
         banner = page.text_content("#net-error")
         assert re.search(r"deploy", banner, re.I) and "31337" in banner, banner

@@ -5,20 +5,14 @@ from __future__ import annotations
 
 import json
 import re
-import urllib.request
 
 import pytest
 from ape import accounts, chain
 
-from web_helpers import web, web_market  # noqa: F401  (fixtures)
+from web_helpers import get, web, web_market  # noqa: F401  (fixtures)
 from ichain.transfer import KeyPair
 
 pytestmark = [pytest.mark.e2e]
-
-
-def _get(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=30) as r:
-        return r.read().decode()
 
 
 def test_providers__never_rated_worker__the_prior_score_and_no_mean_rather_than_zero(web, web_market):
@@ -26,11 +20,11 @@ def test_providers__never_rated_worker__the_prior_score_and_no_mean_rather_than_
     if not web_market.worker(worker.address).registered:
         web_market.register(KeyPair.generate().public_bytes, 10**15, sender=worker)
     server = web(accounts.test_accounts[6], lambda: web_market)
-    row = next(w for w in json.loads(_get(server.url + "/api/providers")) if w["address"] == worker.address)
+    row = next(w for w in json.loads(get(server, "/api/providers")) if w["address"] == worker.address)
     assert (row["rating"], row["ratings"], row["score"]) == (None, 0, 3.0)
     assert (row["validator_ratings"], row["missed"]) == (0, 0)
-    assert json.loads(_get(f"{server.url}/api/provider/{worker.address}"))["rating"] is None
-    html = _get(f"{server.url}/provider?address={worker.address}")
+    assert json.loads(get(server, f"/api/provider/{worker.address}"))["rating"] is None
+    html = get(server, f"/provider?address={worker.address}")
     shown = re.search(r'<dd id="prov-rating">(.*?)</dd>', html, re.S).group(1)
     assert "3.00" in shown and "(0 ratings)" in shown and "mean" not in shown
 

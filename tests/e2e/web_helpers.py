@@ -8,6 +8,7 @@ Playwright drives the system Chromium (``/usr/bin/chromium``, installed by ``mak
 from __future__ import annotations
 
 import os
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -48,7 +49,11 @@ def browser():
 
 @pytest.fixture
 def open_page(browser):
-    """Factory: a fresh browser context + page at a URL (desktop size unless told)."""
+    """Factory: a fresh browser context + page at a URL (desktop size unless told).
+
+    A fresh context holds no session cookie: open the URL the server prints (``server.page_url(path)``, with
+    the per-launch ``?token=``), as a user does; the page then lands on ``path`` without the token.
+    """
     contexts = []
 
     def _open(url: str, viewport: dict = DESKTOP):
@@ -56,12 +61,27 @@ def open_page(browser):
         contexts.append(ctx)
         page = ctx.new_page()
         page.set_default_timeout(20_000)
-        page.goto(url)
+        response = page.goto(url)
+        if "token=" in url:
+            assert response is not None and response.ok and "token=" not in page.url, (
+                f"signing in with the page's URL failed: {response and response.status} at {page.url}")
         return page
 
     yield _open
     for ctx in contexts:
         ctx.close()
+
+
+def session_cookie(server: BackgroundServer) -> str:
+    """The ``Cookie`` header value of a browser signed in to ``server``."""
+    return f"{server.guard.cookie_name}={server.guard.token}"
+
+
+def get(server: BackgroundServer, path: str) -> str:
+    """GET a path of the page as a signed-in browser would (with the session cookie); the body as text."""
+    request = urllib.request.Request(server.url + path, headers={"Cookie": session_cookie(server)})
+    with urllib.request.urlopen(request, timeout=30) as r:
+        return r.read().decode()
 
 
 def shot(page, name: str) -> Path:

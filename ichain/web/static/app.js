@@ -10,6 +10,10 @@
   if (params.get("address")) query.set("provider", params.get("address"));
   const dot = document.getElementById("live-dot");
   const pending = {};  // fragments held back while the user is inside them
+  // This launch's secret, sent back with every action: no other origin can read it or add the header
+  // without a CORS preflight, which the server never grants.
+  const tokenMeta = document.querySelector('meta[name="ichain-token"]');
+  const token = tokenMeta ? tokenMeta.content : "";
 
   function setAlert(el, text, ok) {
     if (!el) return;
@@ -84,7 +88,8 @@
     busy++;
     let data;
     try {
-      const r = await fetch(url, { method: "POST", body: form ? new FormData(form) : null });
+      const r = await fetch(url, { method: "POST", body: form ? new FormData(form) : null,
+                                   headers: { "X-IChain-Token": token }, credentials: "same-origin" });
       try { data = await r.json(); } catch (e) { data = { error: "The server answered " + r.status + " " + r.statusText }; }
       if (!r.ok && !data.error) data.error = "Error " + r.status;
     } catch (e) {
