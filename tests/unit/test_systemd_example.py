@@ -4,31 +4,16 @@ that signs unattended needs, and every option its ExecStart passes exists in ``a
 
 from __future__ import annotations
 
-import configparser
 import re
-import shlex
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from systemd_unit import UNIT, env_file, exec_start_argv, unit_sections
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "systemd"
-UNIT = EXAMPLES / "ichain-provider.service"
 APE = str(Path(sys.executable).with_name("ape"))
-
-
-def unit_sections(path: Path = UNIT) -> configparser.ConfigParser:
-    parser = configparser.ConfigParser(interpolation=None, strict=True)
-    parser.optionxform = str  # systemd keys are case-sensitive
-    parser.read_string(path.read_text())
-    return parser
-
-
-def exec_start_argv(path: Path = UNIT) -> list[str]:
-    """The unit's ExecStart as an argv (systemd's quoting is shell-like for this line)."""
-    return shlex.split(unit_sections(path)["Service"]["ExecStart"])
 
 
 def test_unit__keys__a_restarting_service_stopped_by_sigterm_in_its_working_directory():
@@ -55,8 +40,7 @@ def test_unit__exec_start_options__all_exist_in_provide_help():
 
 
 def test_env_file__every_variable_the_unit_expands__set_there():
-    env = dict(line.split("=", 1) for line in (EXAMPLES / "ichain-provider.env").read_text().splitlines()
-               if line and not line.startswith("#"))
+    env = env_file()
     expanded = set(re.findall(r"\$\{(\w+)\}", unit_sections()["Service"]["ExecStart"]))
     assert expanded and expanded <= set(env), expanded - set(env)
     assert not any("PASSPHRASE" in name for name in env)  # the passphrase lives in its own file
