@@ -101,7 +101,7 @@ def daemon_report(path: Path) -> dict[str, Any]:
     wal = path.with_name(path.name + "-wal")
     report["file"] = str(path)
     report["last_seen"] = max(p.stat().st_mtime for p in (path, wal) if p.exists())
-    running = running_daemon(path.with_suffix(".pid"))
+    running = running_daemon(path.with_suffix(".pid"))  # daemon-<chain>.sqlite -> daemon-<chain>.pid (pid_file)
     report["running"] = running is not None
     report["pid"] = running["pid"] if running else None
     return report
