@@ -9,6 +9,7 @@ from ichain._cli.account import account
 from ichain._cli.demo import demo
 from ichain._cli.market import pools, providers, validators, withdraw
 from ichain._cli.provide import provide
+from ichain._cli.provider import provider
 from ichain._cli.request import rate, refund, status, submit
 from ichain._cli.sandbox import sandbox
 from ichain._cli.web import web
@@ -22,3 +23,4 @@ def cli():
 for command in (sandbox, provide, submit, status, pools, providers, validators, rate, refund, withdraw, account, demo,
                 web):
     cli.add_command(command)
+cli.add_command(provider)

@@ -9,7 +9,8 @@ from typing import Any
 import click
 
 from ichain._cli._common import get_config, get_market, market_option
-from ichain._cli.options import IChainCommand, ether_amount, host_options, ichain_options
+from ichain._cli.options import IChainCommand, ether_amount, host_options, ichain_options, yes_option
+from ichain._cli.signing import unlock_for_unattended_signing
 from ichain.config import IChainConfig
 
 
@@ -25,9 +26,16 @@ from ichain.config import IChainConfig
               help="Trust this validator (repeatable; added to ape-config.yaml ichain: trusted_validators). "
                    "Requesters can only pair this provider with a validator it trusts.")
 @click.option("--min-fee", default=None, help="Least validator fee to judge a task for (default: the asking price).")
+@click.option("--autosign", is_flag=True, default=None,
+              help="Sign every transaction without asking (keystore accounts; also ichain: autosign). "
+                   "Needed to run without a terminal.")
+@click.option("--passphrase-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="File whose first line is the keystore passphrase (not readable by other users; "
+                   "default: APE_ACCOUNTS_<alias>_PASSPHRASE).")
+@yes_option()
 @click.option("-v", "--verbose", is_flag=True, help="Log every step.")
 def provide(account, transport, state_dir, host, port, market_address, price, concurrency, unavailable,
-            poll_interval, trust, min_fee, verbose):
+            poll_interval, trust, min_fee, autosign, passphrase_file, skip_confirmation, verbose):
     """Register (or update) this worker and serve tasks until SIGTERM/Ctrl-C.
 
     The daemon puts its trusted validators in its on-chain trusted set, runs tasks it is named
@@ -35,6 +43,11 @@ def provide(account, transport, state_dir, host, port, market_address, price, co
     before its deadline), reports a failing run at once, validates those it is named validator
     for (after checking the fee) and withdraws. Killed at any point, it resumes where it was from
     its SQLite state (the chain is the truth).
+
+    A keystore account signs from the daemon's worker threads, where nobody can answer a prompt: it is
+    unlocked once at start. With --autosign the passphrase comes from --passphrase-file, else from
+    APE_ACCOUNTS_<alias>_PASSPHRASE; without it one question is asked at a terminal (-y answers yes), and
+    without a terminal the command stops at once, before any transaction.
     """
     from ichain.daemon.provider import ProviderDaemon
 
@@ -43,7 +56,12 @@ def provide(account, transport, state_dir, host, port, market_address, price, co
     for noisy in ("ape", "web3", "urllib3", "aiohttp", "docker", "websockets"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     config = get_config(transport=transport, state_dir=state_dir, host=host, port=port,
-                        concurrency=concurrency, poll_interval=poll_interval, min_validator_fee=ether_amount(min_fee))
+                        concurrency=concurrency, poll_interval=poll_interval, min_validator_fee=ether_amount(min_fee),
+                        autosign=autosign or None, passphrase_file=passphrase_file)
+    # Before the market, the state or any transaction: a daemon that could not sign stops here, having sent nothing.
+    if unlock_for_unattended_signing(account, autosign=config.autosign, passphrase_file=config.passphrase_file,
+                                     assume_yes=skip_confirmation):
+        click.echo(f"{account.alias} unlocked: this daemon signs its transactions without asking", err=True)
     if trust:
         for address in trust:
             if not isinstance(address, str) or len(address) != 42 or not address.startswith("0x"):
@@ -65,12 +83,14 @@ def daemon_state_file(config: IChainConfig, address: str, chain_id: int) -> Path
 
 
 def daemon_report(path: Path) -> dict[str, Any]:
-    """A daemon's state file as a JSON-able report: :meth:`DaemonState.summary` plus ``file`` and ``last_seen``
-    (when the daemon last wrote it, by the file's and its write-ahead log's times).
+    """A daemon's state file as a JSON-able report: :meth:`DaemonState.summary` plus ``file``, ``last_seen``
+    (when the daemon last wrote it, by the file's and its write-ahead log's times), ``running`` (a daemon runs
+    now, by its pid file) and ``pid`` (its process id, or None).
 
     Raises:
         StateError: The file can't be read.
     """
+    from ichain.daemon.pidfile import running_daemon
     from ichain.daemon.state import DaemonState
 
     state = DaemonState(path)
@@ -81,6 +101,9 @@ def daemon_report(path: Path) -> dict[str, Any]:
     wal = path.with_name(path.name + "-wal")
     report["file"] = str(path)
     report["last_seen"] = max(p.stat().st_mtime for p in (path, wal) if p.exists())
+    running = running_daemon(path.with_suffix(".pid"))  # daemon-<chain>.sqlite -> daemon-<chain>.pid (pid_file)
+    report["running"] = running is not None
+    report["pid"] = running["pid"] if running else None
     return report
 
 

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from ichain.config import IChainConfig
 from ichain.daemon import faults
 from ichain.daemon.handlers import register_handlers
+from ichain.daemon.pidfile import pid_file, remove_pid, write_pid
 from ichain.daemon.runner import Runner
 from ichain.daemon.state import DaemonState, TaskRecord, state_file
 from ichain.daemon.txs import TxSender
@@ -110,6 +111,7 @@ class ProviderDaemon:
         self.market_address = market.address
         self.state = DaemonState(state_file(self.home, self.chain_id))
         self.state.bind(self.chain_id, self.market_address)
+        self.pid_path = pid_file(self.home, self.chain_id)
         self.txs = TxSender(self.state, self.address, self.web3)
         self.keypair = KeyPair.load_or_create(self.home / "x25519.key")
         self.host: ChunkHost | None = None
@@ -141,6 +143,8 @@ class ProviderDaemon:
 
     def start(self) -> None:
         """Start the chunk host, register or update the worker on chain, set up the event runner."""
+        # `ape ichain provider status` tells a running daemon from the state a stopped one left.
+        write_pid(self.pid_path)
         port = self.config.port or self.state.get_meta("port") or free_port(self.config.host)
         # Locators already on chain name this port: keep it across restarts.
         self.state.set_meta("port", int(port))
@@ -256,6 +260,7 @@ class ProviderDaemon:
             except Exception as err:  # already stopped / transport gone
                 log.debug("host stop: %s", err)
         self.state.close()
+        remove_pid(self.pid_path)
         log.info("provider daemon stopped")
 
     def schedule(self) -> None:

@@ -49,7 +49,8 @@ def requester_config(tmp_path):
 
 @pytest.fixture
 def daemons(tmp_path, node_uri, market_address, e2e_market):
-    """Factory: ``daemons.start(index, price_wei, env=...)`` starts ``ape ichain provide`` for TEST::index."""
+    """Factory: ``daemons.start(index, price_wei, env=...)`` starts ``ape ichain provide`` for TEST::index (or for
+    ``account=ALIAS``, e.g. a keystore account; ``argv`` replaces the command line up to the test's options)."""
 
     class Daemons:
         def __init__(self):
@@ -57,11 +58,17 @@ def daemons(tmp_path, node_uri, market_address, e2e_market):
 
         def start(self, index: int, price: int, *, env: dict | None = None, state: Path | None = None,
                   uri: str | None = None, wait: bool = True, extra: tuple[str, ...] = (),
-                  market: str | None = None) -> DaemonProcess:
+                  market: str | None = None, account: str | None = None,
+                  argv: list[str] | None = None) -> DaemonProcess:
             state = state or tmp_path / f"daemon-{index}"
-            argv = provide_argv(uri or node_uri, f"TEST::{index}", market or market_address, state, price=str(price),
-                                extra=("--poll-interval", "0.1", *extra))
-            proc = DaemonProcess(f"TEST::{index}", argv, tmp_path / f"daemon-{index}.log", env)
+            name = account or f"TEST::{index}"
+            if argv is None:
+                argv = provide_argv(uri or node_uri, name, market or market_address, state, price=str(price),
+                                    extra=("--poll-interval", "0.1", *extra))
+            else:
+                argv = [*argv, "--market", market or market_address, "--state-dir", str(state), "--price", str(price),
+                        "--poll-interval", "0.1", *extra]
+            proc = DaemonProcess(name, argv, tmp_path / f"daemon-{index}.log", env)
             proc.state_dir = state
             self.procs.append(proc)
             if wait:
