@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
 import click
 
 from ichain._cli._common import get_config, get_market, market_option
-from ichain._cli.options import IChainCommand, ether_amount, host_options, ichain_options
+from ichain._cli.options import IChainCommand, ether_amount, host_options, ichain_options, serve_until_signal
 from ichain.config import IChainConfig
 
 
@@ -25,9 +24,8 @@ from ichain.config import IChainConfig
               help="Trust this validator (repeatable; added to ape-config.yaml ichain: trusted_validators). "
                    "Requesters can only pair this provider with a validator it trusts.")
 @click.option("--min-fee", default=None, help="Least validator fee to judge a task for (default: the asking price).")
-@click.option("-v", "--verbose", is_flag=True, help="Log every step.")
 def provide(account, transport, state_dir, host, port, market_address, price, concurrency, unavailable,
-            poll_interval, trust, min_fee, verbose):
+            poll_interval, trust, min_fee):
     """Register (or update) this worker and serve tasks until SIGTERM/Ctrl-C.
 
     The daemon puts its trusted validators in its on-chain trusted set, runs tasks it is named
@@ -35,13 +33,12 @@ def provide(account, transport, state_dir, host, port, market_address, price, co
     before its deadline), reports a failing run at once, validates those it is named validator
     for (after checking the fee) and withdraws. Killed at any point, it resumes where it was from
     its SQLite state (the chain is the truth).
+
+    A server, not a result: no --json (`ape ichain status --account A --json` reads its state). Its log lines go
+    to stderr at --verbosity (default INFO; DEBUG: every step). SIGTERM stops it (exit 0), Ctrl-C too (exit 130).
     """
     from ichain.daemon.provider import ProviderDaemon
 
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("ape", "web3", "urllib3", "aiohttp", "docker", "websockets"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
     config = get_config(transport=transport, state_dir=state_dir, host=host, port=port,
                         concurrency=concurrency, poll_interval=poll_interval, min_validator_fee=ether_amount(min_fee))
     if trust:
@@ -53,7 +50,7 @@ def provide(account, transport, state_dir, host, port, market_address, price, co
     daemon = ProviderDaemon(market, account, config, price=ether_amount(price), available=not unavailable)
     daemon.start()
     click.echo(f"provider {account.address} ready (state {daemon.state.path}); Ctrl-C to stop", err=True)
-    daemon.run()
+    serve_until_signal(lambda: daemon.run(install_signals=False), daemon.stop)
 
 
 def daemon_state_file(config: IChainConfig, address: str, chain_id: int) -> Path | None:
