@@ -48,6 +48,10 @@ def _invoke(invoke: Callable[[click.Context], Any], ctx: click.Context) -> Any:
         # Everything the command started is stopped by its own ``finally`` blocks by now.
         click.echo(str(err) if isinstance(err, Interrupted) else "Interrupted.", err=True)
         ctx.exit(INTERRUPTED)
+    except SystemExit as err:
+        if err.code == INTERRUPTED:  # Ape's own SIGINT handler exits with 130 instead of raising KeyboardInterrupt
+            click.echo("Interrupted.", err=True)
+        raise
     except IChainError as err:
         raise click.ClickException(_one_line(err)) from None
     except ApeException as err:  # node unreachable, unknown account, reverted call...
@@ -197,9 +201,22 @@ def ether_amount(value: str | int | None) -> int | None:
         raise click.BadParameter(f"not an amount: {value!r} (use e.g. '0.01 ether' or wei)") from None
 
 
+def _ape_log_to_stderr(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    """With ``--json``, send Ape's own log lines (``INFO: Connecting to a 'anvil' node.``...) to stderr: stdout is
+    the result's one JSON document. Ape's handler prints them on stdout otherwise."""
+    if value:
+        from ape.logging import ClickHandler, LogLevel, logger
+
+        for handler in logger._logger.handlers:
+            if isinstance(handler, ClickHandler):
+                handler.echo_kwargs = {lvl.name.lower(): {"err": True} for lvl in LogLevel}
+    return value
+
+
 def json_option() -> Callable:
     """``--json``: print the result as one JSON document (see :func:`ichain._cli.output.emit`)."""
-    return click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (keys: see the README).")
+    return click.option("--json", "as_json", is_flag=True, is_eager=True, callback=_ape_log_to_stderr,
+                        help="Print the result as JSON (keys: see the README).")
 
 
 def yes_option() -> Callable:
