@@ -15,8 +15,8 @@ def account():
 
 @account.command("new", cls=IChainLocalCommand)
 @click.argument("alias")
-@click.option("--passphrase", prompt=True, hide_input=True, confirmation_prompt=True,
-              envvar="ICHAIN_PASSPHRASE", help="Passphrase encrypting the keystore file.")
+@click.option("--passphrase", default=None, envvar="ICHAIN_PASSPHRASE",
+              help="Passphrase encrypting the keystore file (default: asked twice at a terminal).")
 @click.option("--show-mnemonic", is_flag=True, help="Print the recovery phrase (write it down!).")
 @json_option()
 def new(alias, passphrase, show_mnemonic, as_json):
@@ -24,11 +24,17 @@ def new(alias, passphrase, show_mnemonic, as_json):
 
     JSON: ``alias``, ``address`` (and ``mnemonic`` only with --show-mnemonic).
     """
+    import sys
+
     from ape import accounts
     from ape_accounts import generate_account
 
     if alias in accounts.aliases:
         raise click.ClickException(f"an account named {alias!r} already exists")
+    if passphrase is None:
+        if not sys.stdin.isatty():  # never wait on a closed or piped stdin for a secret
+            raise click.ClickException("no passphrase: give --passphrase or ICHAIN_PASSPHRASE, or run at a terminal")
+        passphrase = click.prompt("Passphrase", hide_input=True, confirmation_prompt=True, err=as_json)
     try:
         acct, mnemonic = generate_account(alias, passphrase)
     except Exception as err:  # ape's alias/passphrase validation

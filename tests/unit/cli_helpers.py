@@ -9,6 +9,7 @@ import select
 import signal
 import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
 from typing import Any
@@ -27,10 +28,10 @@ def run(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess
 class Terminal:
     """``ape ichain ARGS`` with stdin, stdout and stderr on a pseudo-terminal, as a person at a shell runs it."""
 
-    def __init__(self, *args: str):
+    def __init__(self, *args: str, env: dict | None = None):
         self.master, slave = pty.openpty()
         self.proc = subprocess.Popen([APE, "ichain", *args], stdin=slave, stdout=slave, stderr=slave,
-                                     close_fds=True)
+                                     close_fds=True, env={**os.environ, **(env or {})})
         os.close(slave)
         self.output = ""
 
@@ -53,6 +54,12 @@ class Terminal:
         end = time.monotonic() + timeout
         while text not in self.output:
             assert time.monotonic() < end and self._read(0.2), f"no {text!r} in:\n{self.output[-3000:]}"
+
+    def expect_hidden_input(self, timeout: float = 30) -> None:
+        """Wait until the program turned the terminal's echo off (it reads a secret now)."""
+        end = time.monotonic() + timeout
+        while termios.tcgetattr(self.master)[3] & termios.ECHO:
+            assert time.monotonic() < end and self._read(0.05), f"echo still on:\n{self.output[-3000:]}"
 
     def type(self, line: str) -> None:
         os.write(self.master, line.encode() + b"\n")

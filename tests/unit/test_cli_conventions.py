@@ -330,3 +330,31 @@ def test_rate__doomed_rating_at_a_terminal__refused_before_any_question(node, cl
         term.close()
     assert rc == 1 and "[y/N]" not in term.output, term.output
     assert len(error_lines(term.output)) == 1, term.output
+
+
+def test_account_new__no_passphrase_and_no_terminal__one_line_error_no_keyfile(tmp_path):
+    proc = run("account", "new", "erin", env={"APE_DATA_FOLDER": str(tmp_path / "ape"), "ICHAIN_PASSPHRASE": ""})
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert error_lines(proc.stderr) == ["Error: no passphrase: give --passphrase or ICHAIN_PASSPHRASE, or run at a "
+                                        "terminal"], proc.stderr
+    assert not (tmp_path / "ape" / "accounts" / "erin.json").exists()
+
+
+def test_account_new__at_a_terminal__passphrase_asked_twice(tmp_path):
+    term = Terminal("account", "new", "frank", "--json",
+                    env={"APE_DATA_FOLDER": str(tmp_path / "ape"), "ICHAIN_PASSPHRASE": ""})
+    try:
+        term.expect("Passphrase:")
+        term.expect_hidden_input()
+        term.type("correct horse battery staple")
+        term.expect("Repeat for confirmation:")
+        term.expect_hidden_input()
+        term.type("correct horse battery staple")
+        rc = term.wait()
+    finally:
+        term.close()
+    assert rc == 0, term.output
+    address = json.loads(term.output.strip().splitlines()[-1])["address"]
+    keyfile = json.loads((tmp_path / "ape" / "accounts" / "frank.json").read_text())
+    assert keyfile["address"].lower() == address[2:].lower()
+    assert "correct horse" not in term.output  # the passphrase is not echoed
