@@ -24,7 +24,8 @@ DIGITS = ROOT / "examples" / "digits"
 
 #: Commands whose --json is checked by a test that already runs them end to end (too dear to run here).
 COVERED_ELSEWHERE = {
-    "submit": "tests/unit/test_cli.py::test_submit__script_raises_at_the_provider__prints_the_error_line_neutralised_and_does_not_rate",
+    "submit": "tests/unit/test_cli.py::"
+              "test_submit__script_raises_at_the_provider__prints_the_error_line_neutralised_and_does_not_rate",
     "demo": "tests/e2e/test_demo.py::test_demo__no_rating_and_no_terminal__never_rates_for_the_user",
 }
 #: Servers: they print no result, so they have no --json (the README says so).
