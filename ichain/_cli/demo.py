@@ -11,6 +11,7 @@ Everything it starts is stopped on exit, Ctrl-C or error (daemons, tor, anvil, t
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import signal
@@ -24,7 +25,8 @@ from typing import Any
 
 import click
 
-from ichain._cli.options import IChainCommand, transport_option
+from ichain._cli.options import IChainCommand, json_option, transport_option
+from ichain._cli.output import emit, step_echo
 from ichain.errors import IChainError
 from ichain.market import Market
 from ichain.requester.format import eth, rating_text
@@ -113,13 +115,19 @@ def wait_registered(market: Market, daemons: dict[str, DaemonProcess], timeout: 
               help="Your rating of the provider (none given: asked at a terminal, else left unrated).")
 @click.option("--validator-rating", type=click.IntRange(0, 5), default=0, show_default=True,
               help="Your rating of the validator with --rating (0: not rated).")
-def demo(transport, task_dir, keep, rating, validator_rating):
-    """Deploy, start two provider daemons, submit a task, print the outcome; leave nothing running."""
+@json_option()
+def demo(transport, task_dir, keep, rating, validator_rating, as_json):
+    """Deploy, start two provider daemons, submit a task, print the outcome; leave nothing running.
+
+    JSON (at the end; the steps go to stderr): the keys of ``submit --json`` plus ``chain_id``, ``market``,
+    ``verdict`` (Accepted, Rejected or the final status), ``accuracy`` and ``requester_transactions``.
+    """
     from ape import accounts, chain
 
     from ichain.config import load_config
     from ichain.requester import RequesterSession, run_round
 
+    echo = step_echo(as_json)
     transport = transport or "direct"
     uri = chain.provider.http_uri
     if not uri:
@@ -130,16 +138,16 @@ def demo(transport, task_dir, keep, rating, validator_rating):
     session = None
     try:
         requester, prov_a, prov_b = accounts.test_accounts[0], accounts.test_accounts[1], accounts.test_accounts[2]
-        click.echo(f"chain {chain.chain_id} at {uri}; deploying the market...")
+        echo(f"chain {chain.chain_id} at {uri}; deploying the market...")
         market = deploy_market(requester)
         market_address = market.address
-        click.echo(f"TaskMarket at {market_address}")
+        echo(f"TaskMarket at {market_address}")
         env = {}
         tor_opts = {}
         if transport == "tor":
             from ichain.tor.testnet import PrivateTorNetwork
 
-            click.echo("starting a private Tor network (about 20-40 s)...")
+            echo("starting a private Tor network (about 20-40 s)...")
             tor_net = PrivateTorNetwork(work / "tor")
             tor_net.start()
             net_file = work / "tor-network.json"
@@ -149,43 +157,47 @@ def demo(transport, task_dir, keep, rating, validator_rating):
         for name, acct, idx, price in (("provider-a", prov_a, 1, "0.01 ether"), ("provider-b", prov_b, 2, "0.02 ether")):
             argv = provide_argv(uri, f"TEST::{idx}", market_address, work / "state", price=price, transport=transport)
             daemons[str(acct.address)] = DaemonProcess(name, argv, work / f"{name}.log", env)
-        click.echo("starting two provider daemons...")
+        echo("starting two provider daemons...")
         wait_registered(market, daemons)
         # Each provider consents to the other as its validator (its on-chain trusted set).
         for prov, val in ((prov_a, prov_b), (prov_b, prov_a)):
             if not market.trusts(prov.address, val.address):
                 market.set_trust(val.address, True, sender=prov)
-        click.echo(f"trust: {prov_a.address} <-> {prov_b.address}")
+        echo(f"trust: {prov_a.address} <-> {prov_b.address}")
         config = load_config(transport=transport, state_dir=work / "state", tor=tor_opts or None)
         session = RequesterSession.prepare(task_dir, market=market, account=requester, config=config)
-        click.echo(f"submitting {task_dir} as requester {requester.address}")
+        echo(f"submitting {task_dir} as requester {requester.address}")
         out = Path(".ichain") / "demo" / f"result-{session.data['id']}"  # .ichain/ is gitignored
         out.parent.mkdir(parents=True, exist_ok=True)
-        from ichain._cli.request import _interactive, _prompt_rating
+        from ichain._cli.request import _interactive, _prompt_rating, round_json
 
-        outcome = run_round(session, provider="best", validator="auto", wait_timeout=600, out=out, echo=click.echo,
+        outcome = run_round(session, provider="best", validator="auto", wait_timeout=600, out=out, echo=echo,
                             rating=rating, validator_rating=validator_rating,
-                            ask_rating=_prompt_rating if _interactive() else None)
-        click.echo("")
-        click.echo("== demo outcome")
-        click.echo(f"result folder : {outcome.result_dir}")
+                            ask_rating=functools.partial(_prompt_rating, err=as_json) if _interactive(as_json)
+                            else None)
+        echo("")
+        echo("== demo outcome")
+        echo(f"result folder : {outcome.result_dir}")
         acc = next((v for k, v in outcome.metrics.items() if "acc" in k.lower()), None)
-        click.echo(f"accuracy      : {acc if acc is not None else outcome.metrics}")
+        echo(f"accuracy      : {acc if acc is not None else outcome.metrics}")
         verdict = session.data.get("accepted")
         ended = outcome.status.name
-        click.echo(f"verdict       : {ended if verdict is None else ('Accepted' if verdict else 'Rejected')}")
-        click.echo(f"payment       : {eth(outcome.paid)} to {session.data.get('provider')}, "
-                   f"fee {eth(session.data.get('settled', {}).get('validator_paid', 0))} to "
-                   f"{session.data.get('validator')}")
-        click.echo(f"your rating   : {outcome.rating if outcome.rating is not None else 'none given'}")
-        click.echo(f"new rating    : {rating_text(market.worker(session.data['provider']))}")
+        echo(f"verdict       : {ended if verdict is None else ('Accepted' if verdict else 'Rejected')}")
+        echo(f"payment       : {eth(outcome.paid)} to {session.data.get('provider')}, "
+             f"fee {eth(session.data.get('settled', {}).get('validator_paid', 0))} to "
+             f"{session.data.get('validator')}")
+        echo(f"your rating   : {outcome.rating if outcome.rating is not None else 'none given'}")
+        echo(f"new rating    : {rating_text(market.worker(session.data['provider']))}")
         txs = market.task_transactions(int(session.data["task_id"]))
         mine = sum(1 for tx in txs if tx.sender == str(requester.address))
-        click.echo(f"chain cost    : {sum(tx.gas_used for tx in txs):,} gas in {len(txs)} transactions "
-                   f"({mine} sent by the requester)")
+        echo(f"chain cost    : {sum(tx.gas_used for tx in txs):,} gas in {len(txs)} transactions "
+             f"({mine} sent by the requester)")
         for addr, proc in daemons.items():
             if not proc.alive():
                 raise DemoError(f"daemon {proc.name} died during the demo: {proc.tail(3)}")
+        emit({**round_json(session, outcome, market), "chain_id": int(chain.chain_id), "market": market_address,
+              "verdict": ended if verdict is None else ("Accepted" if verdict else "Rejected"), "accuracy": acc,
+              "requester_transactions": mine}, as_json=as_json)
     finally:
         if session is not None:
             session.close()
@@ -194,6 +206,6 @@ def demo(transport, task_dir, keep, rating, validator_rating):
         if tor_net is not None:
             tor_net.stop()
         if keep:
-            click.echo(f"demo files kept in {work}")
+            step_echo(as_json)(f"demo files kept in {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import click
 
 from ichain._cli._common import echo_table, get_market, market_option
-from ichain._cli.options import IChainCommand, ichain_options, read_only_options
+from ichain._cli.options import IChainCommand, ichain_options, json_option, read_only_options
+from ichain._cli.output import emit
 from ichain.market import Worker
 from ichain.requester.format import eth
 
@@ -29,24 +29,29 @@ def _worker_json(w: Worker) -> dict:
 @click.command(cls=IChainCommand)
 @read_only_options
 @market_option()
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option()
 def providers(account, state_dir, market_address, as_json):
-    """Available workers ranked by provider score (count-aware, value-weighted), then price."""
+    """Available workers ranked by provider score (count-aware, value-weighted), then price.
+
+    JSON: a list of workers, each ``address``, ``price`` (wei), ``provider`` and ``validator`` (each ``score``,
+    ``ratings``, ``mean``), ``missed``.
+    """
     ranked = get_market(market_address).providers()
-    if as_json:
-        click.echo(json.dumps([_worker_json(w) for w in ranked]))
-        return
-    echo_table([[w.address, f"{w.provider_record.score:.2f}", str(w.provider_record.count), eth(w.price)]
-                for w in ranked], ["provider", "score", "ratings", "price"])
+    emit([_worker_json(w) for w in ranked], as_json=as_json, text=lambda: echo_table(
+        [[w.address, f"{w.provider_record.score:.2f}", str(w.provider_record.count), eth(w.price)] for w in ranked],
+        ["provider", "score", "ratings", "price"]))
 
 
 @click.command(cls=IChainCommand)
 @read_only_options
 @market_option()
 @click.option("--provider", "of_provider", default=None, help="Only the validators this provider trusts.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option()
 def validators(account, state_dir, market_address, of_provider, as_json):
-    """Available workers ranked by their own validator record (score, then fewer missed verdicts, then price)."""
+    """Available workers ranked by their own validator record (score, then fewer missed verdicts, then price).
+
+    JSON: a list of workers with the keys of ``providers``.
+    """
     from ichain.requester import validator_rank_key
 
     market = get_market(market_address)
@@ -55,38 +60,42 @@ def validators(account, state_dir, market_address, of_provider, as_json):
     else:
         pool = market.providers()
     ranked = sorted((w for w in pool if w.address.lower() != str(of_provider or "").lower()), key=validator_rank_key)
-    if as_json:
-        click.echo(json.dumps([_worker_json(w) for w in ranked]))
-        return
-    echo_table([[w.address, f"{w.validator_record.score:.2f}", str(w.validator_record.count), str(w.missed),
-                 eth(w.price)] for w in ranked], ["validator", "score", "ratings", "missed", "fee asked"])
+    emit([_worker_json(w) for w in ranked], as_json=as_json, text=lambda: echo_table(
+        [[w.address, f"{w.validator_record.score:.2f}", str(w.validator_record.count), str(w.missed), eth(w.price)]
+         for w in ranked], ["validator", "score", "ratings", "missed", "fee asked"]))
 
 
 @click.command(cls=IChainCommand)
 @read_only_options
 @market_option()
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option()
 def pools(account, state_dir, market_address, as_json):
-    """Pending tasks, available workers, executing and validating tasks."""
+    """Pending tasks, available workers, executing and validating tasks.
+
+    JSON: ``pending``, ``available``, ``executing``, ``validating`` (lists of task ids, addresses for available).
+    """
     p = get_market(market_address).pools()
     data: dict[str, list] = {"pending": p.pending, "available": p.available, "executing": p.executing,
                              "validating": p.validating}
-    if as_json:
-        click.echo(json.dumps(data))
-        return
-    for name, items in data.items():
-        click.echo(f"{name} ({len(items)}): " + (", ".join(str(i) for i in items) or "-"))
+
+    def text() -> None:
+        for name, items in data.items():
+            click.echo(f"{name} ({len(items)}): " + (", ".join(str(i) for i in items) or "-"))
+
+    emit(data, as_json=as_json, text=text)
 
 
 @click.command(cls=IChainCommand)
 @ichain_options
 @market_option()
-def withdraw(account, transport, state_dir, market_address):
-    """Pay out this account's credits (earnings, fees, refunds)."""
+@json_option()
+def withdraw(account, transport, state_dir, market_address, as_json):
+    """Pay out this account's credits (earnings, fees, refunds).
+
+    JSON: ``address``, ``amount`` (wei paid out; 0 when nothing was owed, and then nothing is sent).
+    """
     market = get_market(market_address)
     credit = int(market.credit(account.address))
-    if credit == 0:
-        click.echo(f"{account.address} has nothing to withdraw")
-        return
-    amount = market.withdraw(sender=account)
-    click.echo(f"withdrew {eth(amount)} to {account.address}")
+    amount = int(market.withdraw(sender=account)) if credit else 0
+    emit({"address": str(account.address), "amount": amount}, as_json=as_json,
+         text=f"withdrew {eth(amount)} to {account.address}" if amount else f"{account.address} has nothing to withdraw")

@@ -42,3 +42,8 @@ def emit(data: Any, *, as_json: bool, text: Callable[[], None] | str | None = No
 def note(message: str) -> None:
     """A line for the person at the terminal that is not part of the result (stderr, so ``--json`` stays clean)."""
     click.echo(message, err=True)
+
+
+def step_echo(as_json: bool) -> Callable[[str], None]:
+    """Where a command's step lines go: stdout for a person, stderr with ``--json`` (stdout holds the result)."""
+    return note if as_json else click.echo

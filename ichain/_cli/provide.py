@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
 import click
 
 from ichain._cli._common import get_config, get_market, market_option
-from ichain._cli.options import IChainCommand, ether_amount, host_options, ichain_options, yes_option
+from ichain._cli.options import (IChainCommand, ether_amount, host_options, ichain_options, serve_until_signal,
+                                 yes_option)
 from ichain._cli.signing import unlock_for_unattended_signing
 from ichain.config import IChainConfig
 
@@ -33,9 +33,8 @@ from ichain.config import IChainConfig
               help="File whose first line is the keystore passphrase (not readable by other users; "
                    "default: APE_ACCOUNTS_<alias>_PASSPHRASE).")
 @yes_option()
-@click.option("-v", "--verbose", is_flag=True, help="Log every step.")
 def provide(account, transport, state_dir, host, port, market_address, price, concurrency, unavailable,
-            poll_interval, trust, min_fee, autosign, passphrase_file, skip_confirmation, verbose):
+            poll_interval, trust, min_fee, autosign, passphrase_file, skip_confirmation):
     """Register (or update) this worker and serve tasks until SIGTERM/Ctrl-C.
 
     The daemon puts its trusted validators in its on-chain trusted set, runs tasks it is named
@@ -48,13 +47,13 @@ def provide(account, transport, state_dir, host, port, market_address, price, co
     unlocked once at start. With --autosign the passphrase comes from --passphrase-file, else from
     APE_ACCOUNTS_<alias>_PASSPHRASE; without it one question is asked at a terminal (-y answers yes), and
     without a terminal the command stops at once, before any transaction.
+
+    A server, not a result: no --json (`ape ichain provider status --account A --json` reads its state). Its log
+    lines go to stderr at --verbosity (default INFO; DEBUG: every step). SIGTERM stops it (exit 0), Ctrl-C too
+    (exit 130).
     """
     from ichain.daemon.provider import ProviderDaemon
 
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("ape", "web3", "urllib3", "aiohttp", "docker", "websockets"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
     config = get_config(transport=transport, state_dir=state_dir, host=host, port=port,
                         concurrency=concurrency, poll_interval=poll_interval, min_validator_fee=ether_amount(min_fee),
                         autosign=autosign or None, passphrase_file=passphrase_file)
@@ -71,7 +70,7 @@ def provide(account, transport, state_dir, host, port, market_address, price, co
     daemon = ProviderDaemon(market, account, config, price=ether_amount(price), available=not unavailable)
     daemon.start()
     click.echo(f"provider {account.address} ready (state {daemon.state.path}); Ctrl-C to stop", err=True)
-    daemon.run()
+    serve_until_signal(lambda: daemon.run(install_signals=False), daemon.stop)
 
 
 def daemon_state_file(config: IChainConfig, address: str, chain_id: int) -> Path | None:

@@ -24,6 +24,10 @@ class MarketError(IChainError):
     transaction_hash: str | None = None
 
 
+class NotConfirmed(MarketError):
+    """The user answered no to the confirmation of a transaction: nothing was sent."""
+
+
 class InvalidInput(MarketError):
     """An argument is malformed (wrong length, out of range, zero hash)."""
 

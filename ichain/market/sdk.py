@@ -20,6 +20,7 @@ from ichain.market.errors import (
     InvalidValidator,
     MarketError,
     NotAWorker,
+    NotConfirmed,
     NothingToWithdraw,
     NotProvider,
     NotRequester,
@@ -665,6 +666,7 @@ class Market:
         provider: AddressLike | None = None,
         locator: bytes = b"",
         timeout: int | None = None,
+        confirm: Callable[[dict[str, Any]], bool] | None = None,
         **tx: Any,
     ) -> Task:
         """Post a task with its escrow (price + validator fee is sent with the transaction).
@@ -679,10 +681,13 @@ class Market:
                 it must trust ``validator``.
             locator: The task locator sealed to ``provider`` (empty while pending).
             timeout: Execution timeout in seconds (default :attr:`default_timeout`).
+            confirm: Asked after every check passed, just before sending, with the terms (``provider``,
+                ``validator``, ``price``, ``validator_fee``, ``deposit`` in wei, ``timeout``); False sends nothing.
 
         Raises:
             InvalidInput, TimeoutOutOfBounds, InvalidValidator, InvalidProvider, NotAWorker, WorkerUnavailable,
             PriceTooLow, ValidatorNotTrusted, InsufficientDeposit: before sending.
+            NotConfirmed: ``confirm`` answered no (nothing sent).
         """
         task_hash = _bytes32(task_hash, "task hash")
         _amount(price, "price")
@@ -708,6 +713,10 @@ class Market:
         balance = int(sender.balance)
         if balance < deposit:
             raise InsufficientDeposit(f"{me} has {balance} wei, the deposit is {deposit} wei")
+        if confirm is not None and not confirm({"provider": provider_addr, "validator": validator_addr, "price": price,
+                                                "validator_fee": validator_fee, "deposit": deposit,
+                                                "timeout": timeout}):
+            raise NotConfirmed("not posted: the deposit was not confirmed (nothing sent)")
         terms = (provider_addr or ZERO_ADDRESS, validator_addr, price, validator_fee, timeout)
         receipt = self._send("post", task_hash, terms, bytes(locator), sender=sender, value=deposit, **tx)
         posted = self._decoded(receipt, TaskPosted)
@@ -834,7 +843,8 @@ class Market:
         return self.task(task_id)
 
     def rate(
-        self, task_id: int, provider_rating: int, validator_rating: int = 0, *, sender: AccountAPI, **tx: Any
+        self, task_id: int, provider_rating: int, validator_rating: int = 0, *, sender: AccountAPI,
+        confirm: Callable[[], bool] | None = None, **tx: Any
     ) -> Task:
         """Rate a Completed or Failed task, once (requester only); there is no default rating.
 
@@ -842,9 +852,11 @@ class Market:
             provider_rating: 1..5.
             validator_rating: 1..5, or 0 to leave the validator unrated (must be 0 on a failed task, which had
                 no verdict).
+            confirm: Asked after every check passed, just before sending (a rating is final); False sends nothing.
 
         Raises:
             InvalidRating, NotRequester, WrongState: before sending.
+            NotConfirmed: ``confirm`` answered no (nothing sent).
         """
         _rating(provider_rating, "provider rating", 1)
         _rating(validator_rating, "validator rating", 0)
@@ -852,6 +864,8 @@ class Market:
         self._expect(task, Status.Completed, Status.Failed)
         if task.status == Status.Failed and validator_rating:
             raise InvalidRating(f"task {task_id} failed before any verdict: its validator rating must be 0")
+        if confirm is not None and not confirm():
+            raise NotConfirmed(f"task {task_id} not rated (nothing sent)")
         self._send("rate", int(task_id), int(provider_rating), int(validator_rating), sender=sender, **tx)
         return self.task(task_id)
 

@@ -85,6 +85,7 @@ def run_round(
     wait_timeout: float = 900.0,
     echo: Callable[[str], None] = print,
     progress: ProgressDisplay = _no_progress,
+    confirm: Callable[[dict[str, Any]], bool] | None = None,
 ) -> RoundResult:
     """Post a prepared session's task and follow it to the end, recovering from silent parties.
 
@@ -102,6 +103,8 @@ def run_round(
         wait_timeout: Seconds to wait for each step.
         echo: Where progress lines go.
         progress: Opens the display of the result's download.
+        confirm: Asked with the post's terms once every pre-check passed, before the deposit is sent (False:
+            nothing is sent, ``NotConfirmed``).
 
     Raises:
         RequestError: A step did not happen within ``wait_timeout``.
@@ -112,7 +115,7 @@ def run_round(
     for w in session.rank_providers():
         echo(f"  {w.address}  {rating_text(w)}  price {eth(w.price)}")
     task_id = session.post(provider=provider, validator=validator, price=price, validator_fee=validator_fee,
-                           timeout=timeout)
+                           timeout=timeout, confirm=confirm)
     val = session.data["validator"]
     echo(f"posted task {task_id}: provider {session.data['provider']}, validator {val} "
          f"({validator_text(market.worker(val))}), deposit "

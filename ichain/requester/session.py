@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -59,6 +60,9 @@ RATEABLE = frozenset({Status.Completed, Status.Failed})
 
 #: Largest result archive fetched (a provider or validator cannot fill the requester's disk).
 MAX_RESULT_SIZE = 1024 * 1024 * 1024
+
+#: The requester's step lines (shown by ``--verbosity DEBUG``).
+log = logging.getLogger("ichain.requester")
 
 
 def _status(value: str | Status) -> Status:
@@ -196,6 +200,7 @@ class RequesterSession:
             self.data["stage"] = stage
             self.data["history"].append({"t": time.time(), "stage": stage, "message": message})
             self.save()
+        log.debug("session %s: %s: %s", self.data["id"], stage, message)
 
     @staticmethod
     def _web3() -> Any:
@@ -343,6 +348,7 @@ class RequesterSession:
         price: int | None = None,
         validator_fee: int | None = None,
         timeout: int | None = None,
+        confirm: Callable[[dict[str, Any]], bool] | None = None,
     ) -> int:
         """Host the task for the chosen provider only and post it with its deposit and its validator.
 
@@ -352,6 +358,8 @@ class RequesterSession:
             price: Wei for the provider (default: its asking price).
             validator_fee: Wei for the validator (default: its asking price).
             timeout: Seconds the provider has once named (default: the SDK's).
+            confirm: Asked with the terms once every pre-check passed, before the deposit is sent (see
+                :meth:`Market.post`); False sends nothing and raises ``NotConfirmed``.
 
         Returns:
             The on-chain task id.
@@ -373,7 +381,7 @@ class RequesterSession:
         kwargs = {"timeout": timeout} if timeout is not None else {}
         task = self.market.post(
             bytes.fromhex(self.data["task_hash"]), validator=val, price=int(price), validator_fee=int(validator_fee),
-            provider=prov, locator=loc, sender=self.account, **kwargs,
+            provider=prov, locator=loc, sender=self.account, confirm=confirm, **kwargs,
         )
         self.data["task_id"] = task.task_id
         self._log("posted", f"posted task {task.task_id} with {int(price) + int(validator_fee)} wei deposit")
@@ -603,16 +611,18 @@ class RequesterSession:
         return self.data.get("failure")
 
     # --- settling -----------------------------------------------------------------------------
-    def rate(self, provider_rating: int, validator_rating: int = 0) -> None:
+    def rate(self, provider_rating: int, validator_rating: int = 0,
+             confirm: Callable[[], bool] | None = None) -> None:
         """Rate the provider (1..5) and, optionally, the validator (1..5; 0: not rated; 0 on a failed task).
 
         There is no default: the requester gives the rating itself (``--rating``, a prompt, the page).
+        ``confirm`` is asked once the SDK's checks passed, before sending (False: ``NotConfirmed``, nothing sent).
 
         Raises:
             InvalidRating: A rating out of range (the SDK's check, before anything is sent).
         """
         tid = self._require_task()
-        self.market.rate(tid, int(provider_rating), int(validator_rating), sender=self.account)
+        self.market.rate(tid, int(provider_rating), int(validator_rating), sender=self.account, confirm=confirm)
         self.data["rating"] = int(provider_rating)
         self.data["validator_rating"] = int(validator_rating)
         self.refresh()

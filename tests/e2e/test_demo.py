@@ -6,6 +6,7 @@ daemons are never mistaken for ours)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -63,13 +64,25 @@ def test_demo__rating_given__v2_round_accepted_rated_and_leaves_nothing_running(
 
 
 def test_demo__no_rating_and_no_terminal__never_rates_for_the_user():
+    """Run with --json: the steps go to stderr and stdout is one JSON document with the README's keys
+    (tests/unit/test_cli_conventions.py names this test as the demo's --json check)."""
+    sys.path.insert(0, str(ROOT / "tests" / "unit"))
+    from cli_helpers import readme_json_keys
+
     mark = uuid.uuid4().hex
-    proc = _start(mark)
-    out, _ = proc.communicate(timeout=540)
-    assert proc.returncode == 0, out[-3000:]
-    assert "verdict       : Accepted" in out and "your rating   : none given" in out, out[-3000:]
-    assert "not rated: rate it with `ape ichain rate" in out, out[-3000:]
-    assert "in 3 transactions (1 sent by the requester)" in out, out[-3000:]
+    proc = subprocess.Popen([APE, "ichain", "demo", "--transport", "direct", "--json"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+                            env={**os.environ, "ICHAIN_DEMO_MARK": mark})
+    out, err = proc.communicate(timeout=540)
+    assert proc.returncode == 0, err[-3000:]
+    assert "verdict       : Accepted" in err and "your rating   : none given" in err, err[-3000:]
+    assert "not rated: rate it with `ape ichain rate" in err, err[-3000:]
+    assert "in 3 transactions (1 sent by the requester)" in err, err[-3000:]
+    result = json.loads(out)  # all of stdout: one document
+    assert (result["verdict"], result["status"], result["rating"]) == ("Accepted", "Completed", None)
+    assert (result["transactions"], result["requester_transactions"]) == (3, 1) and result["gas_used"] > 0
+    required, optional = readme_json_keys()["demo"]
+    assert required <= set(result) <= required | optional
     assert _gone(mark) == []
 
 
@@ -86,8 +99,9 @@ def test_demo__ctrl_c_while_daemons_run__stops_everything():
     assert "submitting" in seen, seen[-2000:]
     assert len(_marked(mark)) >= 4  # demo, anvil, two daemons
     proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=120)
-    assert proc.returncode != 0
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out[-2000:]
+    assert out.rstrip().splitlines()[-1] == "Interrupted." and "Traceback" not in out, out[-2000:]
     assert _gone(mark) == []
 
 

@@ -16,7 +16,7 @@ from ichain.market import Status
 APE = str(Path(sys.executable).with_name("ape"))
 DIGITS = Path(__file__).resolve().parents[2] / "examples" / "digits"
 COMMANDS = ("provide", "submit", "status", "pools", "providers", "validators", "rate", "refund", "withdraw", "account",
-            "demo")
+            "demo", "sandbox", "web")
 
 
 def run(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -221,7 +221,10 @@ def test_submit__script_raises_at_the_provider__prints_the_error_line_neutralise
 ):
     """The provider (played here) reports a failing run with a stranger's escape sequences in stderr: `submit`
     ends within seconds of the report, prints the exit code and the script's error line, lets no control
-    character reach the terminal, and rates nothing on the user's behalf."""
+    character reach the terminal, and rates nothing on the user's behalf. With --json (the steps then on stderr)
+    stdout is one document with the README's keys (test_cli_conventions.py names this test for submit)."""
+    from cli_helpers import readme_json_keys
+
     import time
 
     from ichain._cli._common import get_market
@@ -236,7 +239,7 @@ def test_submit__script_raises_at_the_provider__prints_the_error_line_neutralise
     proc = subprocess.Popen(
         [APE, "ichain", "submit", str(DIGITS), "--network", node, "--market", cli_market.market, "--account",
          "TEST::0", "--state-dir", str(tmp_path / "state"), "--provider", provider.address, "--validator",
-         validator.address, "--timeout", "600", "--wait-timeout", "120"],
+         validator.address, "--timeout", "600", "--wait-timeout", "120", "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
     try:
         end = time.time() + 90
@@ -259,13 +262,19 @@ def test_submit__script_raises_at_the_provider__prints_the_error_line_neutralise
             proc.communicate()
     assert proc.returncode == 0, out[-2000:] + err[-2000:]
     assert took < 30, took
-    assert "FAILED at the provider" in out and "stage execute, exit code 1" in out, out
-    assert "error: ValueError: the script broke" in out, out
+    assert "FAILED at the provider" in err and "stage execute, exit code 1" in err, err
+    assert "error: ValueError: the script broke" in err, err
     for raw in ("\x1b", "\x07", "\u202e", "\r"):
         assert raw not in out + err, repr(raw)
-    assert "\\x1b" in out  # shown as a visible escape
-    assert "not rated: rate it with `ape ichain rate" in out
+    assert "\\x1b" in err  # shown as a visible escape
+    assert "not rated: rate it with `ape ichain rate" in err
     assert market.task(tid).status == Status.Failed  # no rating was sent for the user
+    result = json.loads(out)  # all of stdout: one document
+    assert (result["task_id"], result["status"], result["rating"], result["result_dir"]) == (tid, "Failed", None,
+                                                                                              None)
+    assert result["failure"]["exit_code"] == 1 and result["refund"] > 0 and result["transactions"] == 2
+    required, optional = readme_json_keys()["submit"]
+    assert required <= set(result) <= required | optional
 
 
 def chain_id(node: str) -> int:
