@@ -51,16 +51,16 @@ def web(network, account, state_dir, transport, port, tasks_dir):
     from ichain.web.server import Server
     from ichain.web.service import WebService
 
-    from ape_accounts import KeyfileAccount
-
     from ichain._cli.provide import daemon_report, daemon_state_file
+    from ichain._cli.signing import is_keystore, unlock_for_unattended_signing
 
-    if isinstance(account, KeyfileAccount):
-        # The page's buttons sign in a server thread, where no terminal prompt can be answered:
-        # unlock the keystore account once, here (ape reads its passphrase variable or prompts).
-        click.echo(f"The page will sign what you click with {account.alias}: unlock it once.")
-        account.set_autosign(True)
     config = load_config(state_dir=state_dir, transport=transport)
+    if is_keystore(account):
+        # The page's buttons sign in a server thread, where no prompt can be answered: the keystore account is
+        # unlocked once, here (a click on the page is the user's consent to each transaction). Its passphrase
+        # comes from passphrase_file, APE_ACCOUNTS_<alias>_PASSPHRASE or the terminal; with none, one line.
+        unlock_for_unattended_signing(account, autosign=True, passphrase_file=config.passphrase_file)
+        click.echo(f"{account.alias} unlocked: the page signs what you click with it", err=True)
     from ape import chain
 
     def daemon_state(address: str) -> dict | None:

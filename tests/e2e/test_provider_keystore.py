@@ -199,3 +199,31 @@ def passphrase_path(arg: str, passphrase: Path, values: dict[str, str]) -> str:
     for name, value in values.items():
         arg = arg.replace("${" + name + "}", value)
     return str(passphrase) if arg == "/etc/ichain/passphrase" else arg
+
+
+def test_web__keystore_no_passphrase_stdin_closed__one_line_and_nothing_served(keystore, node_uri, tmp_path):
+    proc = ape("ichain", "web", "--network", node_uri, "--account", keystore.alias, "--state-dir",
+               str(tmp_path / "state"), env=keystore.env(), timeout=60)
+    assert proc.returncode == 1
+    assert _error_line(proc) == (f"Error: no passphrase for {ALIAS}: set APE_ACCOUNTS_{ALIAS}_PASSPHRASE "
+                                 "or pass --passphrase-file FILE")
+    assert "iChain web page on" not in proc.stdout
+
+
+def test_web__keystore_passphrase_from_the_environment__unlocked_once_and_the_page_served(keystore, node_uri,
+                                                                                        tmp_path):
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("APE_ACCOUNTS_")}
+    proc = subprocess.Popen([APE, "ichain", "web", "--network", node_uri, "--account", keystore.alias, "--state-dir",
+                             str(tmp_path / "state")], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**clean, **keystore.env(PASSPHRASE)})
+    try:
+        assert proc.stdout is not None
+        # Blocks until the page is served (or the command ends); ape's own log lines ("INFO: Connecting...",
+        # "WARNING: Danger! This account will now sign...") come first.
+        line = next((x for x in proc.stdout if not x.startswith(("INFO:", "WARNING:"))), "")
+        assert line.startswith("iChain web page on http://127.0.0.1:") and "/?token=" in line, line
+        assert keystore.address in line
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert f"{ALIAS} unlocked" in err and "Passphrase" not in err

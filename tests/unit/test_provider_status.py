@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import readme_json_keys
 
 from ichain._cli.provider import task_pay
 from ichain.daemon.pidfile import pid_file, read_pid, remove_pid, running_daemon, write_pid
@@ -135,7 +136,8 @@ def test_provider_status__state_of_a_stopped_daemon__tasks_earnings_and_last_blo
     proc = run("provider", "status", "--network", node, "--account", provider.address, "--state-dir",
                str(tmp_path / "state"), "--json")
     assert proc.returncode == 0, proc.stderr
-    data = json.loads(proc.stdout.strip().splitlines()[-1])  # ape's "Connecting to..." line may come first
+    data = json.loads(proc.stdout)  # one document: with --json, ape's own log lines go to stderr
+    assert set(data) == readme_json_keys()["provider status"][0] | readme_json_keys()["provider status"][1]
     failure_fee = next(e for e in market.task_events(failed.task_id) if e.name == "TaskFailed").provider_paid
     assert data["address"] == provider.address and data["market"] == market.address  # the state's own market
     assert data["running"] is False and data["pid"] is None
