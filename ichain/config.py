@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from ape.api.config import PluginConfig
+from pydantic import ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from ichain.errors import IChainError
@@ -177,6 +178,17 @@ class IChainSettings(PluginConfig):
         return env_settings, init_settings, dotenv_settings, file_secret_settings
 
 
+def _first_line(err: BaseException) -> str:
+    return next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
+
+
+def _validation_line(err: ValidationError, where: str) -> str:
+    """One line naming the first invalid setting of a pydantic validation error."""
+    problem = err.errors()[0] if err.errors() else {"loc": (), "msg": _first_line(err)}
+    name = ".".join(str(part) for part in problem["loc"]) or "ichain"
+    return f"invalid ichain setting {name}: {problem['msg']} ({where})"
+
+
 def _from_ape() -> dict:
     """The ``ichain:`` section of the project's ape-config.yaml as Ape parsed it (empty when there is none).
 
@@ -191,8 +203,8 @@ def _from_ape() -> dict:
     try:
         section = ape_config.get_config("ichain")
     except ApeConfigError as err:
-        first = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
-        raise ConfigError(f"invalid ichain setting in ape-config.yaml: {first}") from None
+        raise ConfigError(_validation_line(err.__cause__, "ape-config.yaml") if isinstance(
+            err.__cause__, ValidationError) else f"invalid ichain setting in ape-config.yaml: {_first_line(err)}") from None
     except Exception:  # no project: embedded defaults
         return {}
     unknown = sorted(set(section.model_extra or {}) - set(IChainSettings.model_fields))
@@ -203,14 +215,10 @@ def _from_ape() -> dict:
 
 def _with_environment(data: dict) -> dict:
     """``data`` (ape-config.yaml's section) with every ``APE_ICHAIN_*`` variable applied on top."""
-    from pydantic import ValidationError
-
     try:
         settings = IChainSettings(**data)
     except ValidationError as err:
-        problem = err.errors()[0] if err.errors() else {"loc": (), "msg": str(err)}
-        where = ".".join(str(part) for part in problem["loc"]) or "ichain"
-        raise ConfigError(f"invalid ichain setting {where}: {problem['msg']} (ape-config.yaml or APE_ICHAIN_*)") from None
+        raise ConfigError(_validation_line(err, "ape-config.yaml or APE_ICHAIN_*")) from None
     except ValueError as err:  # pydantic-settings: an APE_ICHAIN_* list or mapping that is not JSON
         raise ConfigError(f"invalid APE_ICHAIN_* setting: {' '.join(str(err).split())}") from None
     return {k: v for k, v in settings.model_dump().items() if k in IChainSettings.model_fields and v is not None}
