@@ -10,7 +10,7 @@ from ape import plugins
 
 
 @plugins.register(plugins.Config)
-def config_class():
+def config_class() -> type:
     from ichain.config import IChainSettings
 
     return IChainSettings

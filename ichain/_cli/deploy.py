@@ -20,9 +20,11 @@ deployment is recorded in), ``runtime_verified`` (always true: a mismatch fails 
 
 from __future__ import annotations
 
+import logging
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import click
 from ape.cli import account_option, network_option
@@ -65,6 +67,7 @@ def run_deploy(sender: Any, *, validation_window: int, min_timeout: int, max_tim
 
     chain_id = int(chain.chain_id)
     network = chain.provider.network_choice
+    verify_dir = Path(verify_dir).resolve()  # printed and written into the result: absolute
     deployments.check_windows(validation_window, min_timeout, max_timeout)
     if confirm and chain_id not in deployments.LOCAL_CHAIN_IDS:
         question = (f"deploy TaskMarket and Ratings to {network} (chain id {chain_id}) from {sender.address}, "
@@ -90,6 +93,22 @@ def run_deploy(sender: Any, *, validation_window: int, min_timeout: int, max_tim
     }
 
 
+@contextmanager
+def ape_logs_on_stderr(active: bool) -> Iterator[None]:
+    """While active, Ape's own log lines (``INFO: Submitted 0x...``, which it echoes on stdout) go to stderr, so
+    that ``--json`` leaves exactly one JSON document on stdout."""
+    handlers = [h for h in logging.getLogger("ape").handlers if hasattr(h, "echo_kwargs")] if active else []
+    saved = [h.echo_kwargs for h in handlers]
+    # ClickHandler looks its echo options up by the lower-case level name.
+    for handler in handlers:
+        handler.echo_kwargs = {name: {"err": True} for name in ("error", "warning", "success", "info", "debug")}
+    try:
+        yield
+    finally:
+        for handler, kwargs in zip(handlers, saved):
+            handler.echo_kwargs = kwargs
+
+
 def print_result(result: dict[str, Any]) -> None:
     """The text form of :func:`run_deploy`'s result."""
     click.echo(f"TaskMarket {result['market']}")
@@ -110,7 +129,15 @@ def window_options(func: Any) -> Any:
     return func
 
 
-@click.command(cls=IChainCommand, short_help="Deploy the market from the packaged contracts and record it")
+class DeployCommand(IChainCommand):
+    """:class:`IChainCommand` whose ``--json`` also moves Ape's log lines of the connection to stderr."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with ape_logs_on_stderr(bool(ctx.params.get("as_json"))):
+            return super().invoke(ctx)
+
+
+@click.command(cls=DeployCommand, short_help="Deploy the market from the packaged contracts and record it")
 @network_option()
 @account_option()
 @window_options

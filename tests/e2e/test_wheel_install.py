@@ -93,7 +93,8 @@ def test_wheel_deploy__anvil_posing_as_sepolia__verified_recorded_and_found_from
     run = venv.run(["ape", "ichain", "deploy", "--network", NETWORK, "--account", "TEST::0", "--validation-window",
                     "60", "--min-timeout", "30", "--max-timeout", "3600", "-y", "--json"], folder)
     result = json.loads(_ok(run))
-    assert (result["chain_id"], result["network"], result["runtime_verified"]) == (SEPOLIA, NETWORK, True)
+    assert (result["chain_id"], result["runtime_verified"]) == (SEPOLIA, True)
+    assert result["network"].startswith("ethereum:sepolia:")
     # A public chain id: the user registry in ape's data folder, never the repository or the cwd.
     assert Path(result["registry"]) == venv.data_folder / "ichain" / "deployments.json"
     assert json.loads(Path(result["registry"]).read_text())[str(SEPOLIA)]["market"] == result["market"]
@@ -103,7 +104,7 @@ def test_wheel_deploy__anvil_posing_as_sepolia__verified_recorded_and_found_from
     details = json.loads(Path(result["verification"]["TaskMarket"]["verify"]).read_text())
     assert details["compiler_version"].startswith("v0.8.28+commit.")
     assert details["constructor_arguments"] == "0x" + "".join(f"{v:064x}" for v in (60, 30, 3600))
-    assert Path(result["verify_dir"]) == folder / "ichain-verify" / str(SEPOLIA)
+    assert Path(result["verify_dir"]) == (folder / "ichain-verify" / str(SEPOLIA)).resolve()
     assert len(rpc(sepolia, "eth_getCode", [result["ratings"], "latest"])) > 100
 
     elsewhere = _ok(venv.run(["ape", "ichain", "providers", "--network", NETWORK], folders("elsewhere")))
@@ -142,7 +143,8 @@ def test_wheel_round__two_daemons_and_submit__accepted_result_fetched_provider_p
                     "--state-dir", str(folder / "state"), "--wait-timeout", "300"], folder, timeout=600)
     out = _ok(run)
     assert "verdict: accepted by validator" in out, out[-3000:]
-    assert re.search(r"provider paid [0-9.]+ ETH", out) or "provider paid" in out, out[-3000:]
+    paid = re.search(r"provider paid ([0-9.]+) ETH", out)
+    assert paid and float(paid.group(1)) > 0, out[-3000:]
     assert "rated provider 5" in out, out[-3000:]
     assert (folder / "result").is_dir() and any((folder / "result").iterdir())
     for proc in daemons:
@@ -165,4 +167,4 @@ def test_readme_notebook_block__fresh_venv__market_read_and_requester_round_rate
     shutil.copytree(ROOT / "examples" / "digits", folder / "digits")
     out = _ok(venv.run(["python", "-c", code], folder, timeout=600))
     assert f"market on chain {SEPOLIA}" in out, out[-3000:]
-    assert re.search(r"^Rated .*accuracy", out, re.M), out[-3000:]
+    assert re.search(r"^Rated .*accuracy.* paid [1-9][0-9]* wei to the provider$", out, re.M), out[-3000:]
