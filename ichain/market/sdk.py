@@ -132,7 +132,8 @@ class Market:
 
         Args:
             chain_id: Look up this chain id instead of the connected one.
-            path: Registry file instead of the default one.
+            path: Read only this registry file instead of the search path (``$ICHAIN_DEPLOYMENTS``, the user
+                registry in Ape's data folder, the registry packaged with iChain; see :mod:`ichain.deployments`).
 
         Raises:
             ichain.deployments.DeploymentError: Nothing recorded, or no code at the recorded address.
