@@ -7,7 +7,7 @@ PY := $(CURDIR)/.venv/bin/python
 TRANSPORT ?= direct
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test check audit mutation bench clean
+.PHONY: setup demo test check audit mutation bench clean manifest dist
 
 setup:
 	@tools/setup.sh
@@ -37,8 +37,17 @@ MUTATION_ARGS ?=
 mutation: setup
 	@$(CURDIR)/.venv-audit/bin/python tools/mutation.py $(MUTATION_ARGS)
 
+# The contract manifest packaged in ichain/contracts/manifest.json (ABIs, bytecode, sources, compiler settings):
+# rebuild and commit it after changing contracts/ (tests/unit/test_packaging.py fails while it is stale).
+manifest: setup
+	@$(PY) tools/build_manifest.py
+
+# The wheel and sdist of the ape-ichain plugin, in dist/ (install with `pip install dist/ape_ichain-*.whl`).
+dist: setup
+	@rm -rf dist && $(PY) -m build --outdir dist $(CURDIR) >/dev/null && ls dist
+
 bench: setup
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf .build out cache .pytest_cache .mypy_cache .import_linter_cache tests/artifacts
+	rm -rf .build out cache dist build ichain-verify .pytest_cache .mypy_cache .import_linter_cache tests/artifacts

@@ -1,4 +1,9 @@
-"""iChain settings: the ``ichain:`` section of ape-config.yaml, overridden by CLI options.
+"""iChain settings: the ``ichain:`` section of ape-config.yaml, overridden by ``APE_ICHAIN_*`` variables and CLI options.
+
+The section is a registered Ape plugin config (:class:`IChainSettings`, registered by the ``ape_ichain`` module), so
+Ape validates it and every setting can also come from the environment: ``APE_ICHAIN_CONCURRENCY=3``,
+``APE_ICHAIN_AUTOSIGN=true``, ``APE_ICHAIN_TRUSTED_VALIDATORS='["0x..."]'`` (lists and mappings as JSON).
+Precedence: embedded defaults < ape-config.yaml < ``APE_ICHAIN_*`` < command-line options.
 
 Example ``ape-config.yaml``::
 
@@ -27,6 +32,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ape.api.config import PluginConfig
+from pydantic import ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from ichain.errors import IChainError
 
@@ -129,19 +138,94 @@ class IChainConfig:
         return dataclasses.replace(self, **clean)
 
 
+class IChainSettings(PluginConfig):
+    """The ``ichain:`` section of ape-config.yaml as Ape's plugin config (fields: see :class:`IChainConfig`).
+
+    Ape parses the section into this class; :func:`load_config` turns it into the frozen :class:`IChainConfig`
+    the rest of the package uses, which checks the values. Unknown keys are kept (``extra="allow"``) so that
+    :func:`load_config` can name them in one line instead of Ape's multi-line validation report.
+    """
+
+    model_config = SettingsConfigDict(extra="allow", env_prefix="APE_ICHAIN_")
+
+    transport: str = "direct"
+    host: str = "127.0.0.1"
+    port: int = 0
+    state_dir: Path = Path(".ichain")
+    concurrency: int = 2
+    poll_interval: float = 0.1
+    reorg_depth: int = 12
+    tor: dict = {}
+    trusted_validators: list[str] = []
+    min_validator_fee: int = 0
+    deadline_margin: float = 30.0
+    max_fetch_bytes: int = 1024**3
+    fetch_grace: float = 120.0
+    autosign: bool = False
+    passphrase_file: Path | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment beats the values passed in (ape-config.yaml's, see load_config): an APE_ICHAIN_*
+        # variable is how one run overrides the project's file.
+        return env_settings, init_settings, dotenv_settings, file_secret_settings
+
+
+def _first_line(err: BaseException) -> str:
+    return next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
+
+
+def _validation_line(err: ValidationError, where: str) -> str:
+    """One line naming the first invalid setting of a pydantic validation error."""
+    problem = err.errors()[0] if err.errors() else {"loc": (), "msg": _first_line(err)}
+    name = ".".join(str(part) for part in problem["loc"]) or "ichain"
+    return f"invalid ichain setting {name}: {problem['msg']} ({where})"
+
+
 def _from_ape() -> dict:
-    """Read the ``ichain:`` section of the project's ape-config.yaml (empty when absent)."""
+    """The ``ichain:`` section of the project's ape-config.yaml as Ape parsed it (empty when there is none).
+
+    Raises:
+        ConfigError: Ape rejected a value of the section (one line).
+    """
     try:
         from ape import config as ape_config
-
-        section = ape_config.get_config("ichain").model_dump(by_alias=True)
-    except Exception:  # no project / ape not importable: embedded defaults
+        from ape.exceptions import ConfigError as ApeConfigError
+    except Exception:  # ape not importable: embedded defaults
         return {}
-    return {k: v for k, v in section.items() if v is not None}
+    try:
+        section = ape_config.get_config("ichain")
+    except ApeConfigError as err:
+        raise ConfigError(_validation_line(err.__cause__, "ape-config.yaml") if isinstance(
+            err.__cause__, ValidationError) else f"invalid ichain setting in ape-config.yaml: {_first_line(err)}") from None
+    except Exception:  # no project: embedded defaults
+        return {}
+    unknown = sorted(set(section.model_extra or {}) - set(IChainSettings.model_fields))
+    if unknown:
+        raise ConfigError(f"unknown setting(s) in ape-config.yaml ichain: section: {', '.join(unknown)}")
+    return {k: v for k, v in section.model_dump(by_alias=True).items() if k in IChainSettings.model_fields}
+
+
+def _with_environment(data: dict) -> dict:
+    """``data`` (ape-config.yaml's section) with every ``APE_ICHAIN_*`` variable applied on top."""
+    try:
+        settings = IChainSettings(**data)
+    except ValidationError as err:
+        raise ConfigError(_validation_line(err, "ape-config.yaml or APE_ICHAIN_*")) from None
+    except ValueError as err:  # pydantic-settings: an APE_ICHAIN_* list or mapping that is not JSON
+        raise ConfigError(f"invalid APE_ICHAIN_* setting: {' '.join(str(err).split())}") from None
+    return {k: v for k, v in settings.model_dump().items() if k in IChainSettings.model_fields and v is not None}
 
 
 def load_config(**overrides: Any) -> IChainConfig:
-    """Build the settings: embedded defaults < ape-config.yaml ``ichain:`` < CLI overrides.
+    """Build the settings: embedded defaults < ape-config.yaml ``ichain:`` < ``APE_ICHAIN_*`` < CLI overrides.
 
     Args:
         **overrides: Settings from the command line; ``None`` values are ignored.
@@ -152,11 +236,7 @@ def load_config(**overrides: Any) -> IChainConfig:
     Raises:
         ConfigError: A setting is unknown or invalid.
     """
-    known = {f.name for f in dataclasses.fields(IChainConfig)}
-    data = _from_ape()
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(f"unknown setting(s) in ape-config.yaml ichain: section: {', '.join(unknown)}")
+    data = _with_environment(_from_ape())
     data.update({k: v for k, v in overrides.items() if v is not None})
     # A private Tor network file (tests, `make demo TRANSPORT=tor`) reaches subprocess daemons this way.
     if net := os.environ.get("ICHAIN_TOR_NETWORK"):

@@ -1,15 +1,19 @@
 """Where the TaskMarket and Ratings contracts live, per network.
 
-Deployments are recorded in a JSON registry keyed by chain id, so every command finds the contracts for
-whatever network it is connected to (including an anvil fork, which keeps the chain id of its upstream):
+Deployments are recorded in JSON registries keyed by chain id, so every command finds the contracts for whatever
+network it is connected to (including an anvil fork, which keeps the chain id of its upstream). A lookup reads,
+in order, and takes the first registry that has the chain id:
 
-- public networks (any chain id but the local ones) go to ``deployments.json`` at the project root, which is
-  committed;
-- ephemeral local chains (chain ids 1337 and 31337: anvil, ape's test provider) go to
-  ``.ichain/deployments.json``, which is gitignored, because their addresses die with the chain.
+1. ``$ICHAIN_DEPLOYMENTS`` (one file for every chain; tests use it to write into a temporary folder);
+2. for public chains, the user registry ``<ape data folder>/ichain/deployments.json`` (``~/.ape`` unless
+   ``APE_DATA_FOLDER`` says otherwise), where ``ape ichain deploy`` records a deployment of one's own;
+   for ephemeral local chains (chain ids 1337 and 31337: anvil, ape's test provider), ``.ichain/deployments.json``
+   relative to the current folder instead, because their addresses die with the chain (like the state folder);
+3. for public chains, the registry packaged with iChain (``ichain/deployments.json``): the public deployments a
+   release ships.
 
-``ICHAIN_DEPLOYMENTS`` overrides the registry file for both (tests use it to write into a temporary folder).
-Writes go to ``NAME.part`` then ``os.replace``, so a crash never leaves a half-written registry.
+Writes go to the first of those that applies (never the packaged one), through ``NAME.part`` then ``os.replace``,
+so a crash never leaves a half-written registry.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from ichain.errors import IChainError
 
 LOCAL_CHAIN_IDS = frozenset({1337, 31337})
 ENV_REGISTRY = "ICHAIN_DEPLOYMENTS"
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PACKAGED_REGISTRY = Path(__file__).resolve().with_name("deployments.json")
 
 
 class DeploymentError(IChainError):
@@ -66,22 +70,50 @@ class Deployment:
         return self.market
 
 
+def user_registry() -> Path:
+    """The user registry: ``<ape data folder>/ichain/deployments.json`` (honours ``APE_DATA_FOLDER``)."""
+    try:
+        from ape.utils import ManagerAccessMixin
+
+        data_folder = Path(ManagerAccessMixin.config_manager.DATA_FOLDER)
+    except Exception:  # ape not configured: its own default
+        data_folder = Path(os.environ.get("APE_DATA_FOLDER") or Path.home() / ".ape")
+    return data_folder / "ichain" / "deployments.json"
+
+
+def local_registry() -> Path:
+    """The registry of local chains: ``.ichain/deployments.json`` under the current folder."""
+    return Path.cwd() / ".ichain" / "deployments.json"
+
+
 def registry_path(chain_id: int) -> Path:
-    """The registry file that holds deployments for ``chain_id``.
+    """The registry file a deployment on ``chain_id`` is recorded in.
 
     Args:
         chain_id: The chain id.
 
     Returns:
-        ``$ICHAIN_DEPLOYMENTS`` if set, else ``.ichain/deployments.json`` for local chains and
-        ``deployments.json`` for public ones (both under the project root).
+        ``$ICHAIN_DEPLOYMENTS`` if set, else :func:`local_registry` for local chains and :func:`user_registry`
+        for public ones.
     """
     override = os.environ.get(ENV_REGISTRY)
     if override:
         return Path(override)
     if int(chain_id) in LOCAL_CHAIN_IDS:
-        return PROJECT_ROOT / ".ichain" / "deployments.json"
-    return PROJECT_ROOT / "deployments.json"
+        return local_registry()
+    return user_registry()
+
+
+def search_path(chain_id: int) -> list[Path]:
+    """The registries a lookup of ``chain_id`` reads, first match wins (see the module docstring)."""
+    paths = []
+    if override := os.environ.get(ENV_REGISTRY):
+        paths.append(Path(override))
+    if int(chain_id) in LOCAL_CHAIN_IDS:
+        paths.append(local_registry())
+    else:
+        paths += [user_registry(), PACKAGED_REGISTRY]
+    return paths
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -101,7 +133,7 @@ def record(deployment: Deployment, path: Path | None = None) -> Path:
 
     Args:
         deployment: What was deployed.
-        path: Registry file; default :func:`registry_path` of the chain id.
+        path: Registry file; default :func:`registry_path` of the chain id (never the packaged registry).
 
     Returns:
         The registry file written.
@@ -123,25 +155,34 @@ def find(chain_id: int, path: Path | None = None) -> Deployment:
 
     Args:
         chain_id: Chain id of the connected network.
-        path: Registry file; default :func:`registry_path` of the chain id.
+        path: Read only this registry file; default :func:`search_path` of the chain id.
 
     Returns:
-        The recorded deployment.
+        The recorded deployment (from the first registry that has the chain id).
 
     Raises:
-        DeploymentError: Nothing recorded for that chain id.
+        DeploymentError: Nothing recorded for that chain id, or an unreadable registry.
     """
-    path = Path(path) if path else registry_path(chain_id)
-    entry = _read(path).get(str(int(chain_id)))
-    if not entry:
-        raise DeploymentError(
-            f"no TaskMarket recorded for chain id {chain_id} in {path} - deploy with `ape run deploy --network ...`"
-        )
+    paths = [Path(path)] if path else search_path(chain_id)
+    for registry in paths:
+        entry = _read(registry).get(str(int(chain_id)))
+        if entry:
+            return _entry(chain_id, registry, entry)
+    where = ", ".join(str(p) for p in paths)
+    raise DeploymentError(
+        f"no TaskMarket recorded for chain id {chain_id} (looked in {where}) "
+        "- deploy with `ape ichain deploy --network ... --account ...`"
+    )
+
+
+def _entry(chain_id: int, path: Path, entry: Any) -> Deployment:
+    if not isinstance(entry, dict):
+        raise DeploymentError(f"bad deployment entry for chain id {chain_id} in {path}: not a JSON object")
     if "review_window" in entry:
         # Protocol v1 markets had a review window; the v2 SDK cannot drive them.
         raise DeploymentError(
             f"the TaskMarket recorded for chain id {chain_id} in {path} is a protocol v1 deployment "
-            "- deploy the v2 contracts with `ape run deploy --network ...`"
+            "- deploy the v2 contracts with `ape ichain deploy --network ...`"
         )
     try:
         return Deployment(**entry)
@@ -163,6 +204,19 @@ def connected_chain_id() -> int:
         raise DeploymentError(f"not connected to a network ({type(err).__name__}) - pass --network") from None
 
 
+def check_windows(validation_window: int, min_timeout: int, max_timeout: int) -> None:
+    """Check the market's constructor parameters before anything is sent (the contract would revert).
+
+    Raises:
+        DeploymentError: They do not satisfy ``0 < min_timeout <= max_timeout < 2**24`` and
+            ``0 < validation_window < 2**24``.
+    """
+    if not (0 < min_timeout <= max_timeout < 2**24 and 0 < validation_window < 2**24):
+        raise DeploymentError(
+            "windows must satisfy 0 < min_timeout <= max_timeout < 2**24 and 0 < validation window < 2**24"
+        )
+
+
 def deploy(
     sender: Any,
     *,
@@ -174,7 +228,9 @@ def deploy(
     save: bool = True,
     **tx_kwargs: Any,
 ) -> Deployment:
-    """Deploy TaskMarket (which deploys Ratings) on the connected network and record it.
+    """Deploy TaskMarket (which deploys Ratings) from the packaged manifest on the connected network, record it.
+
+    No compiler is involved: the creation bytecode comes from :mod:`ichain.contracts`.
 
     Args:
         sender: Ape account paying for the deployment.
@@ -192,15 +248,14 @@ def deploy(
     Raises:
         DeploymentError: Invalid windows, or the protocol v1 ``review_window`` (checked before sending).
     """
-    from ape import chain, project
+    from ape import chain
+
+    from ichain.contracts import container
 
     if "review_window" in tx_kwargs:
         raise DeploymentError("protocol v2 has no review window: pass validation_window, min_timeout, max_timeout")
-    if not (0 < min_timeout <= max_timeout < 2**24 and 0 < validation_window < 2**24):
-        raise DeploymentError(
-            "windows must satisfy 0 < min_timeout <= max_timeout < 2**24 and 0 < validation window < 2**24"
-        )
-    contract = project.TaskMarket.deploy(validation_window, min_timeout, max_timeout, sender=sender, **tx_kwargs)
+    check_windows(validation_window, min_timeout, max_timeout)
+    contract = container("TaskMarket").deploy(validation_window, min_timeout, max_timeout, sender=sender, **tx_kwargs)
     receipt = contract.creation_metadata.receipt if contract.creation_metadata else None
     block = int(receipt.block_number) if receipt is not None else int(chain.blocks.head.number)
     deployment = Deployment(

@@ -66,6 +66,9 @@ step_venv() {
   say "venv: installing pinned Python packages into .venv"
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV" || fail venv "python3 -m venv failed — install python3-venv"
   "$VENV/bin/pip" install -q --disable-pip-version-check --upgrade pip >"$TOOLS/pip.log" 2>&1
+  # The distribution was called `ichain` before it became the Ape plugin `ape-ichain`: an old editable install
+  # would register the same commands twice.
+  "$VENV/bin/pip" uninstall -y -q --disable-pip-version-check ichain >>"$TOOLS/pip.log" 2>&1 || true
   "$VENV/bin/pip" install -q --disable-pip-version-check -c "$ROOT/requirements.lock" -e "$ROOT[test]" \
     >>"$TOOLS/pip.log" 2>&1 || fail venv "pip install failed (see .tools/pip.log) — check access to the Python package index"
   stamp_set venv "$want"

@@ -7,6 +7,7 @@ import click
 
 from ichain._cli.account import account
 from ichain._cli.demo import demo
+from ichain._cli.deploy import deploy
 from ichain._cli.market import pools, providers, validators, withdraw
 from ichain._cli.provide import provide
 from ichain._cli.provider import provider
@@ -21,6 +22,6 @@ def cli():
 
 
 for command in (sandbox, provide, submit, status, pools, providers, validators, rate, refund, withdraw, account, demo,
-                web):
+                web, deploy):
     cli.add_command(command)
 cli.add_command(provider)

@@ -95,19 +95,21 @@ class Market:
     """
 
     def __init__(self, address: str, *, start_block: int = 0):
-        from ape import chain, project
+        from ape import chain
         from ape.exceptions import ApeException
 
-        def instance(container: Any, at: str) -> Any:
-            # This package's own contract types, never one ape cached on disk for the address: a local node
-            # reuses addresses across runs, and a stale type (an older build, another contract) would decode
-            # this market's events and calls wrongly.
-            return chain.contracts.instance_at(at, contract_type=container.contract_type, fetch_from_explorer=False,
+        from ichain.contracts import contract_type
+
+        def instance(name: str, at: str) -> Any:
+            # The contract types packaged with iChain (ichain/contracts/manifest.json: no compiler, no project),
+            # never one ape cached on disk for the address: a local node reuses addresses across runs, and a stale
+            # type (an older build, another contract) would decode this market's events and calls wrongly.
+            return chain.contracts.instance_at(at, contract_type=contract_type(name), fetch_from_explorer=False,
                                                fetch_from_disk=False, detect_proxy=False, replace=True)
 
         try:
-            self.contract = instance(project.TaskMarket, address)
-            self.ratings = instance(project.Ratings, self.contract.ratings())
+            self.contract = instance("TaskMarket", address)
+            self.ratings = instance("Ratings", self.contract.ratings())
         except (ApeException, ValueError) as err:
             first = str(err).splitlines()[0] if str(err) else type(err).__name__
             raise MarketError(f"no TaskMarket at {address} on this network: {first}") from None
@@ -131,7 +133,8 @@ class Market:
 
         Args:
             chain_id: Look up this chain id instead of the connected one.
-            path: Registry file instead of the default one.
+            path: Read only this registry file instead of the search path (``$ICHAIN_DEPLOYMENTS``, the user
+                registry in Ape's data folder, the registry packaged with iChain; see :mod:`ichain.deployments`).
 
         Raises:
             ichain.deployments.DeploymentError: Nothing recorded, or no code at the recorded address.
@@ -143,9 +146,10 @@ class Market:
         cid = int(chain_id) if chain_id is not None else deployments.connected_chain_id()
         found = deployments.find(cid, path)
         if not chain.provider.get_code(found.market):
+            hint = " (a restarted local chain: its deployments die with it)" if cid in deployments.LOCAL_CHAIN_IDS else ""
             raise deployments.DeploymentError(
-                f"no contract code at the recorded TaskMarket {found.market} on chain id {cid} "
-                "(a restarted local chain?) - deploy again with `ape run deploy`"
+                f"no contract code at the recorded TaskMarket {found.market} on chain id {cid}{hint} "
+                "- deploy again with `ape ichain deploy`"
             )
         return cls(found.market, start_block=found.block)
 

@@ -27,6 +27,8 @@ COVERED_ELSEWHERE = {
     "submit": "tests/unit/test_cli.py::"
               "test_submit__script_raises_at_the_provider__prints_the_error_line_neutralised_and_does_not_rate",
     "demo": "tests/e2e/test_demo.py::test_demo__no_rating_and_no_terminal__never_rates_for_the_user",
+    "deploy": "tests/e2e/test_wheel_install.py::"
+              "test_wheel_deploy__anvil_posing_as_sepolia__verified_recorded_and_found_from_another_folder",
     "provider status": "tests/unit/test_provider_status.py::"
                        "test_provider_status__state_of_a_stopped_daemon__tasks_earnings_and_last_block",
 }

@@ -79,7 +79,7 @@ def deployed(sepolia_like, tmp_path_factory):
     registry = tmp_path_factory.mktemp("registry") / "deployments.json"
     run = subprocess.run(
         [APE, "run", "deploy", "--network", sepolia_like, "--account", "TEST::0", "--validation-window", "100",
-         "--min-timeout", "60", "--max-timeout", "3600"],
+         "--min-timeout", "60", "--max-timeout", "3600", "-y", "--verify-dir", str(registry.parent / "verify")],
         cwd=ROOT, env=_env(registry), capture_output=True, text=True, timeout=300,
     )
     return run, registry
@@ -95,6 +95,8 @@ def test_deploy__second_anvil_posing_as_sepolia__addresses_recorded_by_chain_id(
     assert len(_rpc(sepolia_like, "eth_getCode", [entry["market"], "latest"])) > 1000
     assert len(_rpc(sepolia_like, "eth_getCode", [entry["ratings"], "latest"])) > 100
     assert f"TaskMarket {entry['market']}" in run.stdout
+    assert "matches the packaged manifest" in run.stdout
+    assert (registry.parent / "verify" / str(SEPOLIA_CHAIN_ID) / "TaskMarket.standard-input.json").is_file()
     assert not registry.with_name(registry.name + ".part").exists()
 
 
@@ -149,7 +151,7 @@ def test_deploy__fork_of_recorded_deployment__lifecycle_completes_on_fork(deploy
 def test_deploy__invalid_windows__one_line_error_nothing_sent(sepolia_like, tmp_path):
     registry = tmp_path / "deployments.json"
     run = subprocess.run(
-        [APE, "run", "deploy", "--network", sepolia_like, "--account", "TEST::0", "--min-timeout", "0"],
+        [APE, "run", "deploy", "--network", sepolia_like, "--account", "TEST::0", "--min-timeout", "0", "-y"],
         cwd=ROOT, env=_env(registry), capture_output=True, text=True, timeout=300,
     )
     assert run.returncode != 0
@@ -211,10 +213,12 @@ def test_find__corrupt_registry__one_line_deployment_error(tmp_path):
         deployments.find(1, path)
 
 
-def test_registry_path__local_vs_public_chain__gitignored_local_file(monkeypatch):
+def test_registry_path__local_vs_public_chain__cwd_local_file_and_user_registry(monkeypatch, tmp_path):
     monkeypatch.delenv(deployments.ENV_REGISTRY, raising=False)
-    assert deployments.registry_path(31337) == ROOT / ".ichain" / "deployments.json"
-    assert deployments.registry_path(SEPOLIA_CHAIN_ID) == ROOT / "deployments.json"
+    monkeypatch.chdir(tmp_path)
+    assert deployments.registry_path(31337) == tmp_path / ".ichain" / "deployments.json"
+    assert deployments.registry_path(SEPOLIA_CHAIN_ID) == deployments.user_registry()
+    assert deployments.user_registry().parts[-2:] == ("ichain", "deployments.json")
     monkeypatch.setenv(deployments.ENV_REGISTRY, "/tmp/x.json")
     assert deployments.registry_path(1) == Path("/tmp/x.json")
 
