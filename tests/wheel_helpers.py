@@ -7,21 +7,20 @@ registry and ape's caches isolated), and a cwd that is an empty folder.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from anvil_helpers import rpc, start_anvil  # noqa: F401  (re-exported for the wheel tests)
+
 ROOT = Path(__file__).resolve().parents[1]
 LOCK = ROOT / "requirements.lock"
-ANVIL = ROOT / ".tools" / "bin" / "anvil"
 #: System tools the installed package runs (the sandbox cleans up with rm) or a shell needs.
 SYSTEM_TOOLS = ("rm", "sh", "env", "tar")
 
@@ -99,14 +98,6 @@ def fresh_venv(base: Path, wheel: Path) -> FreshVenv:
     return FreshVenv(root, data, tools)
 
 
-def rpc(uri: str, method: str, params: list | None = None):
-    """One JSON-RPC call to a node."""
-    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params or []}).encode()
-    request = urllib.request.Request(uri, body, {"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=5) as response:
-        return json.loads(response.read())["result"]
-
-
 def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.2) -> object:
     """Poll ``predicate`` until truthy; raise AssertionError naming ``what`` after ``timeout`` seconds."""
     end = time.time() + timeout
@@ -117,29 +108,6 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str, interva
         if time.time() > end:
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(interval)
-
-
-def start_anvil(*args: str) -> tuple[subprocess.Popen, str]:
-    """A real anvil (from .tools/bin) of our own on a free port; returns (process, uri) once it answers."""
-    from ichain.net import free_port
-
-    last = ""
-    for _ in range(3):  # the free port may be taken between the probe and anvil's bind
-        port = free_port()
-        proc = subprocess.Popen([str(ANVIL), "--port", str(port), *args], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE)
-        uri = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 30
-        while time.time() < deadline and proc.poll() is None:
-            try:
-                rpc(uri, "eth_chainId")
-                return proc, uri
-            except OSError:
-                time.sleep(0.1)
-        proc.kill()
-        proc.wait()
-        last = proc.stderr.read().decode()[-300:] if proc.stderr else ""
-    raise AssertionError(f"anvil {' '.join(args)} did not start: {last}")
 
 
 def stop(proc: subprocess.Popen, timeout: float = 15.0) -> None:

@@ -28,6 +28,7 @@ from web_helpers import (  # noqa: F401  (fixtures)
     open_page,
     session_cookie,
     shot,
+    trusting_pair,
     web,
     web_market,
 )
@@ -100,14 +101,8 @@ def _wait(predicate, what: str, timeout: float = 60.0) -> None:
 @pytest.fixture
 def pending_task(web_market):
     """A validator (JUDGE) and a provider (THIEF, the attacker's, trusting JUDGE) registered, no daemons."""
-    from ichain.transfer import KeyPair
-
     judge, thief = accounts.test_accounts[9], accounts.test_accounts[5]
-    for who in (judge, thief):
-        if not web_market.worker(who.address).registered:
-            web_market.register(KeyPair.generate().public_bytes, 10**15, sender=who)
-    if not web_market.trusts(thief.address, judge.address):
-        web_market.set_trust(judge.address, True, sender=thief)
+    trusting_pair(web_market, thief, judge)
     return judge, thief
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from ape import accounts
 
-from web_helpers import ARTIFACTS, browser, open_page, shot, web, web_market  # noqa: F401  (fixtures)
+from web_helpers import ARTIFACTS, browser, open_page, shot, trusting_pair, web, web_market  # noqa: F401  (fixtures)
 from ichain.net import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
@@ -31,14 +31,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 def market(web_market):
     """No daemons here: every case is refused before anything is sent. A provider trusting a validator is
     registered, so ``best``/``auto`` find a pair and the refusal is the case's own."""
-    from ichain.transfer import KeyPair
-
-    provider, validator = accounts.test_accounts[1], accounts.test_accounts[2]
-    for who in (provider, validator):
-        if not web_market.worker(who.address).registered:
-            web_market.register(KeyPair.generate().public_bytes, 10**15, sender=who)
-    if not web_market.trusts(provider.address, validator.address):
-        web_market.set_trust(validator.address, True, sender=provider)
+    trusting_pair(web_market, accounts.test_accounts[1], accounts.test_accounts[2])
     return web_market
 
 

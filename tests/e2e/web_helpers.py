@@ -143,3 +143,14 @@ def web(tmp_path):
     for server, service in running:
         server.stop()
         service.close()
+
+
+def trusting_pair(market, provider, validator, price: int = 10**15) -> None:
+    """Register ``provider`` and ``validator`` (no daemons) and make the provider trust the validator, once."""
+    from ichain.transfer import KeyPair
+
+    for who in (provider, validator):
+        if not market.worker(who.address).registered:
+            market.register(KeyPair.generate().public_bytes, price, sender=who)
+    if not market.trusts(provider.address, validator.address):
+        market.set_trust(validator.address, True, sender=provider)

@@ -1,4 +1,4 @@
-"""Fixtures shared by the unit tests that need the real Docker engine."""
+"""Fixtures shared by the unit tests: the real Docker engine; the node's URI and a market for the CLI tests."""
 
 import docker
 import pytest
@@ -17,3 +17,17 @@ def engine() -> docker.DockerClient:
     if not image_status(client).present:
         pytest.skip("runtime image missing: run 'ape ichain sandbox build'")
     return client
+
+
+@pytest.fixture(scope="module")
+def node(chain):
+    """HTTP URI of the session's anvil (CLI subprocesses join it with --network URI)."""
+    return getattr(chain.provider, "http_uri", None) or chain.provider.uri
+
+
+@pytest.fixture(scope="module")
+def cli_market(accounts):
+    """A market of the CLI tests' own, with short windows, not recorded in any registry."""
+    from ichain.deployments import deploy
+
+    return deploy(accounts[9], validation_window=60, min_timeout=30, max_timeout=3600, save=False)

@@ -24,18 +24,6 @@ def run(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess
                           env={**os.environ, **(env or {})})
 
 
-@pytest.fixture(scope="module")
-def node(chain):
-    return getattr(chain.provider, "http_uri", None) or chain.provider.uri
-
-
-@pytest.fixture(scope="module")
-def cli_market(accounts):
-    from ichain.deployments import deploy
-
-    return deploy(accounts[9], validation_window=60, min_timeout=30, max_timeout=3600, save=False)
-
-
 def _one_error_line(proc: subprocess.CompletedProcess) -> str:
     assert proc.returncode != 0
     assert "Traceback" not in proc.stdout + proc.stderr

@@ -56,18 +56,6 @@ def _json_commands() -> set[str]:
     return {name for name, cmd in _commands().items() if any(p.name == "as_json" for p in cmd.params)}
 
 
-@pytest.fixture(scope="module")
-def node(chain):
-    return getattr(chain.provider, "http_uri", None) or chain.provider.uri
-
-
-@pytest.fixture(scope="module")
-def cli_market(accounts):
-    from ichain.deployments import deploy
-
-    return deploy(accounts[9], validation_window=60, min_timeout=30, max_timeout=3600, save=False)
-
-
 @pytest.fixture
 def market(cli_market):
     from ichain._cli._common import get_market

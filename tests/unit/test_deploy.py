@@ -7,45 +7,17 @@ import json
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from anvil_helpers import rpc, start_anvil
 
 from ichain import deployments
 from ichain.deployments import Deployment, DeploymentError
-from ichain.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SEPOLIA_CHAIN_ID = 11155111
 APE = str(Path(sys.executable).with_name("ape"))
-
-
-def _rpc(uri: str, method: str, params: list | None = None):
-    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params or []}).encode()
-    request = urllib.request.Request(uri, body, {"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=5) as response:
-        return json.loads(response.read())["result"]
-
-
-def _start_anvil(*args: str):
-    """An anvil of our own on a free port; returns (process, uri) once it answers."""
-    for _ in range(3):  # the free port may be taken between the probe and anvil's bind
-        port = free_port()
-        proc = subprocess.Popen(["anvil", "--port", str(port), *args], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE)
-        uri = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 30
-        while time.time() < deadline and proc.poll() is None:
-            try:
-                _rpc(uri, "eth_chainId")
-                return proc, uri
-            except OSError:
-                time.sleep(0.1)
-        proc.kill()
-        proc.wait()
-    pytest.fail(f"anvil {' '.join(args)} did not start: {proc.stderr.read().decode()[-300:]}")
 
 
 def _stop(proc) -> None:
@@ -69,7 +41,7 @@ BLOCK_TIME = "1"
 
 @pytest.fixture(scope="module")
 def sepolia_like():
-    proc, uri = _start_anvil("--chain-id", str(SEPOLIA_CHAIN_ID), "--block-time", BLOCK_TIME)
+    proc, uri = start_anvil("--chain-id", str(SEPOLIA_CHAIN_ID), "--block-time", BLOCK_TIME)
     yield uri
     _stop(proc)
 
@@ -92,8 +64,8 @@ def test_deploy__second_anvil_posing_as_sepolia__addresses_recorded_by_chain_id(
     assert entry["chain_id"] == SEPOLIA_CHAIN_ID and entry["network"].startswith("ethereum:sepolia")
     assert (entry["validation_window"], entry["max_timeout"]) == (100, 3600)
     assert "review_window" not in entry
-    assert len(_rpc(sepolia_like, "eth_getCode", [entry["market"], "latest"])) > 1000
-    assert len(_rpc(sepolia_like, "eth_getCode", [entry["ratings"], "latest"])) > 100
+    assert len(rpc(sepolia_like, "eth_getCode", [entry["market"], "latest"])) > 1000
+    assert len(rpc(sepolia_like, "eth_getCode", [entry["ratings"], "latest"])) > 100
     assert f"TaskMarket {entry['market']}" in run.stdout
     assert "matches the packaged manifest" in run.stdout
     assert (registry.parent / "verify" / str(SEPOLIA_CHAIN_ID) / "TaskMarket.standard-input.json").is_file()
@@ -129,9 +101,9 @@ def test_deploy__fork_of_recorded_deployment__lifecycle_completes_on_fork(deploy
     run, registry = deployed
     assert run.returncode == 0, run.stderr[-500:]
     entry = json.loads(registry.read_text())[str(SEPOLIA_CHAIN_ID)]
-    fork, fork_uri = _start_anvil("--fork-url", sepolia_like, "--block-time", BLOCK_TIME)
+    fork, fork_uri = start_anvil("--fork-url", sepolia_like, "--block-time", BLOCK_TIME)
     try:
-        assert int(_rpc(fork_uri, "eth_chainId"), 16) == SEPOLIA_CHAIN_ID  # a fork keeps its upstream's chain id
+        assert int(rpc(fork_uri, "eth_chainId"), 16) == SEPOLIA_CHAIN_ID  # a fork keeps its upstream's chain id
         out = subprocess.run([sys.executable, "-c", LIFECYCLE, fork_uri], cwd=ROOT, env=_env(registry),
                              capture_output=True, text=True, timeout=400)
     finally:
@@ -145,7 +117,7 @@ def test_deploy__fork_of_recorded_deployment__lifecycle_completes_on_fork(deploy
     assert (result["rating"], result["validator_rating"]) == (5.0, 4.0)
     assert result["events"] == ["TaskPosted", "ResultSubmitted", "VerdictSubmitted", "TaskRated"]
     # the fork's transactions never reached the upstream chain
-    assert int(_rpc(sepolia_like, "eth_call", [{"to": entry["market"], "data": "0x6d488b6a"}, "latest"]), 16) == 0
+    assert int(rpc(sepolia_like, "eth_call", [{"to": entry["market"], "data": "0x6d488b6a"}, "latest"]), 16) == 0
 
 
 def test_deploy__invalid_windows__one_line_error_nothing_sent(sepolia_like, tmp_path):

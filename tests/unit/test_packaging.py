@@ -194,6 +194,19 @@ def test_load_config__APE_ICHAIN_variables__override_ape_config_yaml_and_options
     assert _settings(tmp_path / "c", section, {"concurrency": 7}, APE_ICHAIN_CONCURRENCY="3")["concurrency"] == 7
 
 
+def test_settings_class__every_runtime_setting__same_name_and_default():
+    """The ``ichain:`` section's Ape class and the frozen settings the package uses must not drift apart."""
+    import dataclasses
+
+    from ichain.config import IChainConfig, IChainSettings
+
+    runtime = IChainConfig()
+    fields = {f.name for f in dataclasses.fields(IChainConfig)}
+    assert set(IChainSettings.model_fields) == fields
+    parsed = IChainConfig(**IChainSettings().model_dump())  # the Ape defaults, through the same checks
+    assert parsed == runtime
+
+
 def test_load_config__unknown_key_in_section__one_line_config_error(tmp_path):
     got = _settings(tmp_path, "  concurrency: 2\n  bogus_setting: 1\n")
     assert got["error"] == "unknown setting(s) in ape-config.yaml ichain: section: bogus_setting"

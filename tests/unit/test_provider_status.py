@@ -25,11 +25,6 @@ def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
                           env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
 
 
-@pytest.fixture(scope="module")
-def node(chain):
-    return getattr(chain.provider, "http_uri", None) or chain.provider.uri
-
-
 # ------------------------------------------------------------------ what a task paid
 def test_task_pay__accepted__provider_earns_price_less_burn_validator_its_fee_less_burn(market, task_in, consts,
                                                                                        provider, validator):
