@@ -1,7 +1,8 @@
-"""Helpers shared by the marketplace command groups (market lookup, settings, tables)."""
+"""Helpers shared by the marketplace command groups (market lookup, settings, tables, the terminal)."""
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -39,3 +40,11 @@ def market_option() -> Any:
     """``--market ADDR``: use this TaskMarket instead of the recorded deployment."""
     return click.option("--market", "market_address", default=None, envvar="ICHAIN_MARKET",
                         help="TaskMarket address (default: the deployment recorded for this network).")
+
+
+def stdin_is_terminal() -> bool:
+    """Whether a question could be answered: stdin is an open terminal (a closed or piped stdin is not)."""
+    try:
+        return sys.stdin is not None and not sys.stdin.closed and sys.stdin.isatty()
+    except (OSError, ValueError):
+        return False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ichain._cli._common import stdin_is_terminal
 from ichain._cli.options import IChainLocalCommand, json_option
 from ichain._cli.output import emit
 
@@ -24,15 +25,13 @@ def new(alias, passphrase, show_mnemonic, as_json):
 
     JSON: ``alias``, ``address`` (and ``mnemonic`` only with --show-mnemonic).
     """
-    import sys
-
     from ape import accounts
     from ape_accounts import generate_account
 
     if alias in accounts.aliases:
         raise click.ClickException(f"an account named {alias!r} already exists")
     if passphrase is None:
-        if not sys.stdin.isatty():  # never wait on a closed or piped stdin for a secret
+        if not stdin_is_terminal():  # never wait on a closed or piped stdin for a secret
             raise click.ClickException("no passphrase: give --passphrase or ICHAIN_PASSPHRASE, or run at a terminal")
         passphrase = click.prompt("Passphrase", hide_input=True, confirmation_prompt=True, err=as_json)
     try:

@@ -20,13 +20,13 @@ deployment is recorded in), ``runtime_verified`` (always true: a mismatch fails 
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
 from ape.cli import account_option, network_option
 
+from ichain._cli._common import stdin_is_terminal
 from ichain._cli.options import IChainCommand, json_option, yes_option
 from ichain._cli.output import emit, note
 from ichain.errors import IChainError
@@ -70,7 +70,7 @@ def run_deploy(sender: Any, *, validation_window: int, min_timeout: int, max_tim
     if confirm and chain_id not in deployments.LOCAL_CHAIN_IDS:
         question = (f"deploy TaskMarket and Ratings to {network} (chain id {chain_id}) from {sender.address}, "
                     "paying the gas?")
-        if not sys.stdin.isatty():
+        if not stdin_is_terminal():
             raise DeployRefused(f"{question.rstrip('?')} needs a confirmation: run at a terminal or pass -y")
         if not click.confirm(question, default=False, err=True):
             raise DeployRefused("not deployed")

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
-from ichain._cli._common import echo_table, get_config, get_market, market_option
+from ichain._cli._common import echo_table, get_config, get_market, market_option, stdin_is_terminal
 from ichain._cli.options import (
     IChainCommand,
     ether_amount,
@@ -116,7 +116,7 @@ def _interactive(as_json: bool = False) -> bool:
 
     With ``--json`` stdout is the result (often piped), so the questions go to stderr and that must be a terminal.
     """
-    return sys.stdin.isatty() and (sys.stderr if as_json else sys.stdout).isatty()
+    return stdin_is_terminal() and (sys.stderr if as_json else sys.stdout).isatty()
 
 
 def _ask_stars(question: str, *, err: bool = False) -> int:

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import os
 import stat
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
+from ichain._cli._common import stdin_is_terminal
 from ichain.errors import IChainError
 
 #: The one question asked at a terminal when autosign is not set.
@@ -90,14 +90,6 @@ def find_passphrase(alias: str, passphrase_file: Path | None) -> tuple[str | Non
         return read_passphrase_file(passphrase_file), f"passphrase file {passphrase_file}"
     variable = passphrase_variable(alias)
     return os.environ.get(variable) or None, variable
-
-
-def stdin_is_terminal() -> bool:
-    """Whether a question could be answered: stdin is an open terminal."""
-    try:
-        return sys.stdin is not None and not sys.stdin.closed and sys.stdin.isatty()
-    except (OSError, ValueError):
-        return False
 
 
 def unlock_for_unattended_signing(

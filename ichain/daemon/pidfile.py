@@ -14,37 +14,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ichain.files import write_json_atomic
+from ichain.procs import proc_stat, start_ticks
+
 
 def pid_file(account_dir: Path, chain_id: int) -> Path:
     """The pid file of one account's daemon on one chain (next to its state file)."""
     return Path(account_dir) / f"daemon-{int(chain_id)}.pid"
 
 
-def _proc_stat(pid: int) -> list[str] | None:
-    """The fields of ``/proc/<pid>/stat`` after the command name (Linux), None where unknown."""
-    try:
-        stat = Path(f"/proc/{int(pid)}/stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) is in parentheses and may hold spaces: split after its closing one.
-    return stat[stat.rfind(")") + 2:].split()
-
-
-def _start_ticks(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot (Linux ``/proc``), None where unknown."""
-    fields = _proc_stat(pid)
-    try:
-        return int(fields[19]) if fields else None  # field 22 of the whole line: starttime
-    except (IndexError, ValueError):
-        return None
-
-
 def write_pid(path: Path) -> None:
     """Record the current process as the running daemon (replacing a file a dead daemon left)."""
-    record = {"pid": os.getpid(), "start_ticks": _start_ticks(os.getpid()), "started": time.time()}
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(record))
-    os.replace(tmp, path)
+    write_json_atomic(path, {"pid": os.getpid(), "start_ticks": start_ticks(os.getpid()), "started": time.time()})
 
 
 def remove_pid(path: Path) -> None:
@@ -79,10 +60,10 @@ def running_daemon(path: Path) -> dict[str, Any] | None:
         return None
     except PermissionError:
         pass  # alive, owned by another user (a service account)
-    fields = _proc_stat(pid)
+    fields = proc_stat(pid)
     if fields and fields[0] in ("Z", "X"):
         return None  # dead, waiting for its parent to reap it
-    ticks = _start_ticks(pid)
+    ticks = start_ticks(pid, fields)
     if ticks is not None and record.get("start_ticks") is not None and ticks != record["start_ticks"]:
         return None  # the pid was reused by another process
     return record

@@ -38,6 +38,7 @@ import docker.types
 import requests.exceptions
 from docker.utils.socket import STDERR, next_frame_header, read
 
+from ichain.procs import start_ticks
 from ichain.sandbox.engine import docker_client, require_image
 from ichain.sandbox.errors import EngineUnavailable, SandboxError, TaskFormatError
 from ichain.sandbox.task import RUNTIME_IMAGE, MiB, TaskSpec, load_task
@@ -688,17 +689,15 @@ def _peak_memory(container_id: str) -> int | None:
     return None
 
 
-def _start_ticks(pid: int) -> str:
-    """The process' start time in clock ticks since boot (tells a live pid from a reused one)."""
-    try:
-        stat_line = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return ""
-    return stat_line.rsplit(")", 1)[1].split()[19]
+def _ticks_label(pid: int) -> str:
+    """The process' start time as the owner label holds it (``""`` where unknown): tells a live pid from a reused
+    one."""
+    ticks = start_ticks(pid)
+    return "" if ticks is None else str(ticks)
 
 
 def _owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{_start_ticks(os.getpid())}"
+    return f"{socket.gethostname()}:{os.getpid()}:{_ticks_label(os.getpid())}"
 
 
 def _owner_alive(owner: str) -> bool:
@@ -706,7 +705,7 @@ def _owner_alive(owner: str) -> bool:
     pid, _, ticks = rest.partition(":")
     if host != socket.gethostname() or not pid.isdigit():
         return True  # another machine's engine user, or not ours to judge
-    return _start_ticks(int(pid)) == ticks
+    return _ticks_label(int(pid)) == ticks
 
 
 def sweep_orphans(client: docker.DockerClient) -> int:

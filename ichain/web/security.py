@@ -166,7 +166,7 @@ class PageGuard:
             seen = origin[:100] or (f"none, Referer {headers['referer'][:100]!r}" if headers.get("referer")
                                     else "none, no Referer")
             return refuse(403, "origin", f"Refused: an action must come from this page itself (Origin {seen})")
-        if not secrets.compare_digest(headers.get(TOKEN_HEADER, "").encode(), self.token.encode()):
+        if not self.token_matches(headers.get(TOKEN_HEADER, "")):
             return refuse(403, "header", "Refused: the request lacks this page's X-IChain-Token header "
                                          "(reload the page)")
         return None
@@ -193,7 +193,7 @@ class PageGuard:
         except CookieError:
             return False
         morsel = jar.get(self.cookie_name)
-        return morsel is not None and secrets.compare_digest(morsel.value.encode(), self.token.encode())
+        return morsel is not None and self.token_matches(morsel.value)
 
     def same_origin(self, origin: str, referer: str) -> bool:
         """Whether ``Origin`` (or, without one, ``Referer``) names this server.
@@ -208,7 +208,7 @@ class PageGuard:
         return False
 
     def token_matches(self, value: str) -> bool:
-        """Whether a ``?token=`` value is this launch's secret (constant-time)."""
+        """Whether a value (``?token=``, the cookie, the header) is this launch's secret (constant-time)."""
         return secrets.compare_digest(value.encode(), self.token.encode())
 
     def note(self, refusal: Refusal) -> None:
