@@ -11,12 +11,19 @@ Compares, in the same run and interleaved (bare, sandbox, bare, sandbox...) so m
   machine all containers share one cgroup weight against host processes, which stretches wall time.
 
 The bare runs use the host's Debian python3 (the same build the runtime image carries) when present.
-Also recorded: the image's size and the time of ``build_image`` when the image is already up to date.
-Run: ``.venv/bin/python bench/bench_sandbox.py [--quick]``.
+Also recorded: the image's size and the time of ``build_image`` when the image is already up to date, and
+per runtime of the catalog its image's size and the time of a real build (into a throwaway image name, so
+the images tasks use are untouched; the throwaway image is removed after).
+
+Each part is a section (``SECTIONS``: a name and a function returning the report keys it owns); a new
+measurement is one more entry there. ``--only NAME[,NAME...]`` runs just those sections and keeps every
+other key of the results file as it was (its ``machine`` entry included).
+Run: ``.venv/bin/python bench/bench_sandbox.py [--quick] [--only trivial,cpu,image]``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -25,7 +32,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -130,66 +139,123 @@ def _compare(box, python: str, folder: Path, root: Path, runs: int) -> dict:
     }
 
 
+@dataclass
+class Bench:
+    """What every section gets: the engine, the provider's sandbox, the bare python, a scratch folder."""
+
+    client: Any
+    box: Any
+    python: str
+    root: Path
+    quick: bool
+
+
+def bench_trivial(bench: Bench) -> dict:
+    """A ``print`` task: the whole ``Sandbox.execute`` call against the bare run."""
+    trivial = _task(bench.root, "trivial", "print('hello')\n")
+    bench.box.execute(trivial, bench.root / "warm-up")  # first start pays for page-cache misses
+    shutil.rmtree(bench.root / "warm-up", ignore_errors=True)
+    cmp = _compare(bench.box, bench.python, trivial, bench.root, 5 if bench.quick else TRIVIAL_RUNS)
+    cmp["added_s"] = round(cmp["sandbox_median_s"] - cmp["bare_median_s"], 4)
+    cmp["added_min_s"] = round(cmp["sandbox_min_s"] - cmp["bare_min_s"], 4)
+    cmp["goal_added_s"] = TRIVIAL_GOAL_S
+    cmp["meets_goal"] = cmp["added_s"] <= TRIVIAL_GOAL_S
+    print(f"trivial: +{cmp['added_s']:.3f} s median, +{cmp['added_min_s']:.3f} s best (goal <= {TRIVIAL_GOAL_S})")
+    return {"trivial_task": cmp}
+
+
+def bench_cpu(bench: Bench) -> dict:
+    """A calibrated CPU-bound loop: wall-time and CPU-time ratios of the sandbox run to the bare run."""
+    seconds = 2.0 if bench.quick else CPU_SECONDS
+    n = int(_calibrate(bench.python, bench.root) * seconds / CPU_SECONDS)
+    cpu = _task(bench.root, "cpu", CPU_TASK.format(n=n))
+    cmp = _compare(bench.box, bench.python, cpu, bench.root, 2 if bench.quick else CPU_RUNS)
+    cmp["loop_count"] = n
+    cmp["ratio"] = round(cmp["sandbox_median_s"] / cmp["bare_median_s"], 4)
+    cmp["ratio_min"] = round(cmp["sandbox_min_s"] / cmp["bare_min_s"], 4)
+    cmp["goal_ratio"] = CPU_GOAL_RATIO
+    cmp["meets_goal"] = cmp["ratio"] <= CPU_GOAL_RATIO
+    print(f"cpu: x{cmp['ratio']:.3f} median, x{cmp['ratio_min']:.3f} best (goal <= {CPU_GOAL_RATIO}), "
+          f"CPU-time x{cmp.get('cpu_time_ratio', float('nan')):.3f}")
+    return {"cpu_task": cmp}
+
+
+def bench_images(bench: Bench) -> dict:
+    """``image``: ichain-runtime's size and a no-op build; ``images``: each runtime's size and real build time.
+
+    The real builds go to a throwaway name (``ichain-bench-NAME``), removed after; ``--quick`` skips them
+    (``build_s`` is then null).
+    """
+    from ichain.sandbox import build_image, image_status, runtime_names
+
+    start = time.perf_counter()
+    status = build_image(bench.client)  # up to date: only inspects
+    noop_build = time.perf_counter() - start
+    images: dict[str, dict] = {}
+    for name in runtime_names():
+        entry: dict[str, Any] = {"size_bytes": image_status(bench.client, name).size, "build_s": None}
+        if not bench.quick:
+            throwaway = f"ichain-bench-{name}"
+            try:
+                built = build_image(bench.client, throwaway, runtime=name, force=True)
+                entry.update(build_s=round(built.seconds, 1), built_size_bytes=built.size)
+            finally:
+                with contextlib.suppress(Exception):
+                    bench.client.images.remove(throwaway)
+        images[name] = entry
+        built_text = "" if entry["build_s"] is None else f", built in {entry['build_s']:.0f} s"
+        print(f"image {name}: {entry['size_bytes'] / 1e6:.0f} MB{built_text}")
+    print(f"no-op build {noop_build:.2f} s")
+    return {
+        "image": {"size_bytes": status.size, "noop_build_s": round(noop_build, 3), "rebuilt": status.built},
+        "images": images,
+    }
+
+
+# Name -> function returning the report keys it owns, run in this order.
+SECTIONS: dict[str, Callable[[Bench], dict]] = {"trivial": bench_trivial, "cpu": bench_cpu, "image": bench_images}
+
+
 def main() -> None:
-    from ichain.sandbox import Sandbox, build_image, docker_client, image_status
+    from ichain.sandbox import Sandbox, docker_client, image_status
 
     quick = "--quick" in sys.argv
+    only = sys.argv[sys.argv.index("--only") + 1].split(",") if "--only" in sys.argv[:-1] else list(SECTIONS)
+    unknown = [name for name in only if name not in SECTIONS]
+    if unknown:
+        raise SystemExit(f"bench: unknown section {unknown[0]!r} (known: {', '.join(SECTIONS)})")
     client = docker_client()
     if not image_status(client).present:
         raise SystemExit("bench: runtime image missing — run 'ape ichain sandbox build'")
     box = Sandbox(client=client, labels={"ichain.bench": "sandbox"})
     python = _bare_python()
     load_before = os.getloadavg()[0]
+    partial = only != list(SECTIONS)
+    report: dict[str, Any] = json.loads(RESULTS.read_text()) if partial and RESULTS.exists() else {}
     with tempfile.TemporaryDirectory(prefix="ichain-bench-") as tmp:
-        root = Path(tmp)
-        trivial = _task(root, "trivial", "print('hello')\n")
-        box.execute(trivial, root / "warm-up")  # first start pays for page-cache misses
-        shutil.rmtree(root / "warm-up", ignore_errors=True)
-        trivial_cmp = _compare(box, python, trivial, root, 5 if quick else TRIVIAL_RUNS)
-        trivial_cmp["added_s"] = round(trivial_cmp["sandbox_median_s"] - trivial_cmp["bare_median_s"], 4)
-        trivial_cmp["added_min_s"] = round(trivial_cmp["sandbox_min_s"] - trivial_cmp["bare_min_s"], 4)
-        trivial_cmp["goal_added_s"] = TRIVIAL_GOAL_S
-        trivial_cmp["meets_goal"] = trivial_cmp["added_s"] <= TRIVIAL_GOAL_S
-
-        seconds = 2.0 if quick else CPU_SECONDS
-        n = int(_calibrate(python, root) * seconds / CPU_SECONDS)
-        cpu = _task(root, "cpu", CPU_TASK.format(n=n))
-        cpu_cmp = _compare(box, python, cpu, root, 2 if quick else CPU_RUNS)
-        cpu_cmp["loop_count"] = n
-        cpu_cmp["ratio"] = round(cpu_cmp["sandbox_median_s"] / cpu_cmp["bare_median_s"], 4)
-        cpu_cmp["ratio_min"] = round(cpu_cmp["sandbox_min_s"] / cpu_cmp["bare_min_s"], 4)
-        cpu_cmp["goal_ratio"] = CPU_GOAL_RATIO
-        cpu_cmp["meets_goal"] = cpu_cmp["ratio"] <= CPU_GOAL_RATIO
-
-    start = time.perf_counter()
-    status = build_image(client)  # up to date: only inspects
-    noop_build = time.perf_counter() - start
-    report = {
-        # The machine is shared: a high load average inflates both the start latency of containers and,
-        # because all containers share one cgroup weight against host processes, the CPU ratio.
-        "machine": {
-            "cpus": os.cpu_count(),
-            "load_average_before": round(load_before, 2),
-            "load_average_after": round(os.getloadavg()[0], 2),
-            "bare_python": python,
-            "runtime": box.runtime,
-            "quick": quick,
-        },
-        "trivial_task": trivial_cmp,
-        "cpu_task": cpu_cmp,
-        "image": {"size_bytes": status.size, "noop_build_s": round(noop_build, 3), "rebuilt": status.built},
-    }
+        for name in only:
+            section_root = Path(tmp) / name
+            section_root.mkdir()
+            report.update(SECTIONS[name](Bench(client, box, python, section_root, quick)))
+    if not partial:
+        report = {
+            # The machine is shared: a high load average inflates both the start latency of containers and,
+            # because all containers share one cgroup weight against host processes, the CPU ratio.
+            "machine": {
+                "cpus": os.cpu_count(),
+                "load_average_before": round(load_before, 2),
+                "load_average_after": round(os.getloadavg()[0], 2),
+                "bare_python": python,
+                "runtime": box.runtime,
+                "quick": quick,
+            },
+            **report,
+        }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     part = RESULTS.with_name(RESULTS.name + ".part")
     part.write_text(json.dumps(report, indent=2) + "\n")
     os.replace(part, RESULTS)
-    print(
-        f"trivial: +{trivial_cmp['added_s']:.3f} s median, +{trivial_cmp['added_min_s']:.3f} s best "
-        f"(goal <= {TRIVIAL_GOAL_S}); cpu: x{cpu_cmp['ratio']:.3f} median, x{cpu_cmp['ratio_min']:.3f} best "
-        f"(goal <= {CPU_GOAL_RATIO}), CPU-time x{cpu_cmp.get('cpu_time_ratio', float('nan')):.3f}; "
-        f"image {status.size / 1e6:.0f} MB; "
-        f"no-op build {noop_build:.2f} s -> {RESULTS.relative_to(ROOT)}"
-    )
+    print(f"-> {RESULTS.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

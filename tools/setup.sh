@@ -144,13 +144,13 @@ step_chromium() {  # Debian's Chromium for the browser tests (Playwright never d
   apt_install chromium
 }
 
-step_image() {  # the sandbox runtime image, built locally (no registry is reachable)
+step_image() {  # every sandbox runtime image (the tests use each), built locally (no registry is reachable)
   STEP=image
   have mmdebstrap || apt_install mmdebstrap
-  if ! "$VENV/bin/ape" ichain sandbox build --quiet >"$TOOLS/image.log" 2>&1; then
+  if ! "$VENV/bin/ape" ichain sandbox build --all --quiet >"$TOOLS/image.log" 2>&1; then
     fail image "$(grep -v '^\s*$' "$TOOLS/image.log" | tail -n1) (log: .tools/image.log)"
   fi
-  # A successful build says what it did; an up-to-date image says nothing.
+  # A successful build says what it did; up-to-date images say nothing.
   cat "$TOOLS/image.log"
 }
 

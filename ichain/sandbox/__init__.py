@@ -5,7 +5,8 @@ Public API (see docs/ARCHITECTURE.md and docs/TASKS.md)::
     spec = load_task(folder)                              # TaskFormatError on bad input
     task_hash = pack_task(folder, "task.tar")             # 32-byte sha256 of deterministic bytes
     unpack("task.tar", dest)                              # safe extraction (PackageError)
-    box = Sandbox()                                       # image "ichain-runtime"
+    box = Sandbox()                                       # runs every catalog runtime (CATALOG) it has built
+    box.runtimes(), box.gpu_support()                     # what this provider can run now
     run = box.execute(task_folder, output_folder)         # RunResult; run.ok, run.files
     result_hash = pack_result(output_folder, "result.tar", meta)   # meta and a random salt bound inside
     pack_bundle("task.tar", "result.tar", "bundle.tar")   # what a provider hosts for its validator
@@ -20,8 +21,9 @@ from ichain.sandbox.errors import (
     PackageError,
     SandboxError,
     TaskFormatError,
+    TaskUnsupported,
 )
-from ichain.sandbox.engine import docker_client
+from ichain.sandbox.engine import ImageStatus, docker_client
 from ichain.sandbox.image import build_image, image_status
 from ichain.sandbox.packaging import (
     ResultMeta,
@@ -36,22 +38,29 @@ from ichain.sandbox.packaging import (
     unpack_result,
 )
 from ichain.sandbox.runner import RunResult, Sandbox, leftover_containers
-from ichain.sandbox.task import RUNTIME_IMAGE, TaskSpec, load_task
+from ichain.sandbox.runtimes import CATALOG, RUNTIME_IMAGE, TORCH_IMAGE, Runtime, get_runtime, runtime_names
+from ichain.sandbox.task import TaskSpec, load_task
 
 __all__ = [
+    "CATALOG",
     "RUNTIME_IMAGE",
+    "TORCH_IMAGE",
     "EngineUnavailable",
     "ImageBuildError",
     "ImageMissing",
+    "ImageStatus",
     "PackageError",
     "ResultMeta",
     "RunResult",
+    "Runtime",
     "Sandbox",
     "SandboxError",
     "TaskFormatError",
     "TaskSpec",
+    "TaskUnsupported",
     "build_image",
     "docker_client",
+    "get_runtime",
     "image_status",
     "leftover_containers",
     "load_task",
@@ -59,6 +68,7 @@ __all__ = [
     "pack_result",
     "pack_task",
     "read_result_meta",
+    "runtime_names",
     "sha256_file",
     "unpack",
     "unpack_bundle",

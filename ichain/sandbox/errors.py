@@ -11,6 +11,10 @@ class TaskFormatError(SandboxError):
     """A task folder (entry script, manifest, files) is not valid."""
 
 
+class TaskUnsupported(SandboxError):
+    """A valid task this provider can never run as asked (a runtime it does not offer, GPUs it cannot pass)."""
+
+
 class PackageError(SandboxError):
     """A task or result package is malformed, unsafe or too large."""
 

@@ -1,6 +1,7 @@
-"""The runtime image ``ichain-runtime``: built locally, labelled with the hash of its recipe.
+"""The runtime images (``ichain-runtime``, ``ichain-torch``...): built locally, labelled with the hash of their recipe.
 
-No image registry may be reachable, so the default build makes a minimal Debian root filesystem with
+What each image contains is the runtime catalog's business (``ichain.sandbox.runtimes``); this module builds
+it. No image registry may be reachable, so the default build makes a minimal Debian root filesystem with
 ``mmdebstrap`` from the host's own apt sources (``--variant=essential``, no recommended packages, no
 docs/man/locales/test suites) and turns it into an image with ``docker import``. When a registry does
 answer, the same package list is installed on ``debian:<suite>-slim`` from a Dockerfile instead.
@@ -15,126 +16,62 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
-import hashlib
-import json
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import docker
 import docker.errors
 
-from ichain.sandbox.engine import docker_client
+from ichain.sandbox.engine import RECIPE_LABEL, ImageStatus, docker_client, image_status
 from ichain.sandbox.errors import ImageBuildError
 from ichain.sandbox.runner import Sandbox
-from ichain.sandbox.task import RUNTIME_IMAGE
+from ichain.sandbox.runtimes import (
+    DPKG_OPTIONS,
+    IMAGE_CHANGES,
+    RECIPE_VERSION,
+    RUNTIME_IMAGE,
+    Runtime,
+    get_runtime,
+    host_suite,
+    runtime_names,
+)
 
-RECIPE_LABEL = "ichain.recipe"
-# Bump when the build procedure changes in a way the recipe fields below do not capture.
-RECIPE_VERSION = 1
-
-PACKAGES: tuple[str, ...] = (
-    "python3-minimal",
-    "python3-numpy",
-    "python3-sklearn",
-    # An optimised BLAS (43 MB); without it apt picks the slow reference BLAS.
-    "libopenblas0-pthread",
-)
-# Debian's python3-scipy depends on python3-pythran, a build-time compiler that drags in g++, boost
-# and python3-dev (~550 MB). An empty package of the same name (the equivs technique) satisfies it.
-PLACEHOLDERS: tuple[str, ...] = ("python3-pythran",)
-DPKG_OPTIONS: tuple[str, ...] = (
-    "path-exclude=/usr/share/doc/*",
-    "path-include=/usr/share/doc/*/copyright",
-    "path-exclude=/usr/share/man/*",
-    "path-exclude=/usr/share/info/*",
-    "path-exclude=/usr/share/locale/*",
-)
-# Run in the finished root filesystem ($1): drop the libraries' own test suites (~50 MB; the
-# packages' postinst scripts need them at install time) and any build leftovers.
-CLEANUP = (
-    'find "$1"/usr/lib/python3/dist-packages -depth -type d -name tests -exec rm -rf {} +'
-    ' && rm -rf "$1"/tmp/* "$1"/var/cache/* "$1"/var/log/*'
-)
-# Image metadata: tasks run as nobody in /work with unbuffered, bytecode-free python.
-IMAGE_CHANGES: tuple[str, ...] = (
-    "ENV PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1",
-    "WORKDIR /work",
-    "USER 65534:65534",
-    'CMD ["python3"]',
-)
 HOOKS = Path("/usr/share/mmdebstrap/hooks")
+# One lock for every runtime: builds are heavy, and one at a time per machine is enough.
 BUILD_LOCK = Path(tempfile.gettempdir()) / "ichain-runtime-build.lock"
+# The tag a new image is built and smoke-tested under before it takes the image's name.
+CANDIDATE_TAG = "ichain-candidate"
+# Placeholder packages: a version above any real one, so apt never prefers the real package.
+_PLACEHOLDER_VERSION = "99:0-ichain1"
 
 
-def host_suite() -> str:
-    """The Debian release code name of this machine (the image is built from the same release)."""
-    fields: dict[str, str] = {}
-    with contextlib.suppress(OSError):
-        for line in Path("/etc/os-release").read_text().splitlines():
-            key, _, value = line.partition("=")
-            fields[key] = value.strip().strip('"')
-    return fields.get("VERSION_CODENAME") or "bookworm"
+def _entry(name: str) -> Runtime:
+    runtime = get_runtime(name)
+    if runtime is None:
+        raise ImageBuildError(f"unknown runtime '{name}' (known: {', '.join(runtime_names())})")
+    return runtime
 
 
-def recipe() -> dict[str, Any]:
-    """Everything that decides the image's content; its hash labels the image."""
-    return {
-        "version": RECIPE_VERSION,
-        "suite": host_suite(),
-        "packages": list(PACKAGES),
-        "placeholders": list(PLACEHOLDERS),
-        "dpkg_options": list(DPKG_OPTIONS),
-        "cleanup": CLEANUP,
-        "changes": list(IMAGE_CHANGES),
-    }
+def recipe(name: str = RUNTIME_IMAGE) -> dict[str, Any]:
+    """Everything that decides the runtime ``name``'s image content; its hash labels the image.
 
-
-def recipe_hash() -> str:
-    """sha256 (hex) of the canonical JSON of ``recipe()``."""
-    return hashlib.sha256(json.dumps(recipe(), sort_keys=True).encode()).hexdigest()
-
-
-@dataclasses.dataclass(frozen=True)
-class ImageStatus:
-    """What the engine holds under the runtime image's name.
-
-    Attributes:
-        name: image name (``ichain-runtime``).
-        present: an image of that name exists.
-        up_to_date: its recipe label equals the current recipe hash.
-        image_id: the engine's image id, or ``""``.
-        size: image size in bytes (0 when absent).
-        recipe: the recipe hash the image carries (``""`` when absent or unlabelled).
-        built: True when this call built it.
+    Raises:
+        ImageBuildError: ``name`` is not a catalog runtime.
     """
-
-    name: str
-    present: bool
-    up_to_date: bool
-    image_id: str = ""
-    size: int = 0
-    recipe: str = ""
-    built: bool = False
+    return _entry(name).recipe()
 
 
-def image_status(client: docker.DockerClient, name: str = RUNTIME_IMAGE) -> ImageStatus:
-    """Inspect the image ``name`` on the engine (no pull, no build)."""
-    try:
-        image = client.images.get(name)
-    except docker.errors.ImageNotFound:
-        return ImageStatus(name=name, present=False, up_to_date=False)
-    label = (image.labels or {}).get(RECIPE_LABEL, "")
-    return ImageStatus(
-        name=name,
-        present=True,
-        up_to_date=label == recipe_hash(),
-        image_id=image.id,
-        size=int(image.attrs.get("Size") or 0),
-        recipe=label,
-    )
+def recipe_hash(name: str = RUNTIME_IMAGE) -> str:
+    """sha256 (hex) of the canonical JSON of ``recipe(name)``.
+
+    Raises:
+        ImageBuildError: ``name`` is not a catalog runtime.
+    """
+    return _entry(name).recipe_hash()
 
 
 @contextlib.contextmanager
@@ -161,56 +98,80 @@ def build_image(
     client: docker.DockerClient | None = None,
     name: str = RUNTIME_IMAGE,
     *,
+    runtime: str | None = None,
     force: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> ImageStatus:
-    """Build the runtime image unless an up-to-date one is already there.
+    """Build a runtime's image unless an up-to-date one is already there.
 
     Args:
         client: Docker client (default: ``docker_client()``).
         name: image name to create.
+        runtime: the catalog runtime to build (default: the one named ``name``; an image of another name,
+            a throwaway build for instance, must say which).
         force: rebuild even when the recipe label matches.
         log: called with one-line progress messages (nothing is printed when the image is current).
 
     Returns:
-        The image's status after the call (``built`` tells whether anything was done).
+        The image's status after the call (``built`` tells whether anything was done, ``seconds`` how long
+        the build and its smoke test took).
 
     Raises:
         EngineUnavailable: no Docker engine.
-        ImageBuildError: the build or its smoke test failed (the message names the log file).
+        ImageBuildError: unknown runtime, or the build or its smoke test failed (the message names the log
+            file).
     """
+    entry = _entry(runtime or name)
     client = client or docker_client()
     say = log or (lambda _msg: None)
     with _build_lock():
-        status = image_status(client, name)
+        status = image_status(client, name, entry.name)
         if status.up_to_date and not force:
             return status
+        started = time.monotonic()
         old_id = status.image_id
-        if registry_answers(client):
-            say("image: a registry answers; building from the Dockerfile")
-            _build_from_dockerfile(client, name, say)
-        else:
-            _build_with_mmdebstrap(client, name, say)
-        _smoke_test(client, name)
-        new = image_status(client, name)
+        # Built and smoke-tested under a candidate tag: the image of that name stays usable (running tasks,
+        # other users of the engine) until a new one has passed, and stays as it was when the build fails.
+        candidate = f"{name}:{CANDIDATE_TAG}"
+        try:
+            if registry_answers(client):
+                say(f"image: a registry answers; building {name} from a Dockerfile")
+                _build_from_dockerfile(client, candidate, entry, say)
+            else:
+                _build_with_mmdebstrap(client, candidate, entry, say)
+            _smoke_test(client, candidate, entry.name)
+            client.api.tag(candidate, name, "latest")
+        finally:
+            with contextlib.suppress(docker.errors.APIError):
+                # Only the tag goes when the image passed (it is now also name:latest); all of it otherwise.
+                client.api.remove_image(candidate)
+        new = image_status(client, name, entry.name)
         if old_id and old_id != new.image_id:
             # The old image lost its name; drop it unless a container still uses it.
             with contextlib.suppress(docker.errors.APIError):
                 client.images.remove(old_id)
-        say(f"image: {name} ready ({new.size / 1e6:.0f} MB, recipe {new.recipe[:12]})")
-        return dataclasses.replace(new, built=True)
+        seconds = time.monotonic() - started
+        say(f"image: {name} ready ({new.size / 1e6:.0f} MB, recipe {new.recipe[:12]}, {seconds:.0f} s)")
+        return dataclasses.replace(new, built=True, seconds=seconds)
 
 
-def _placeholder_debs(folder: Path) -> list[Path]:
-    """Empty packages standing in for build-time-only dependencies (see ``PLACEHOLDERS``)."""
+def _placeholder_debs(folder: Path, placeholders: tuple[str, ...]) -> list[Path]:
+    """Empty packages standing in for dependencies a task never uses (see ``Runtime.placeholders``)."""
     debs = []
-    for package in PLACEHOLDERS:
+    for spec in placeholders:
+        target, _, version = spec.partition(" (= ")
+        if version:
+            # An exact-version dependency: a package of its own name provides that very version.
+            package = f"ichain-placeholder-{target}"
+            provides = f"Provides: {target} (= {version.rstrip(')')})\n"
+        else:
+            package, provides = target, ""
         root = folder / package / "DEBIAN"
         root.mkdir(parents=True)
         (root / "control").write_text(
-            f"Package: {package}\nVersion: 99:0-ichain1\nArchitecture: all\n"
-            "Maintainer: iChain <ichain@localhost>\n"
-            "Description: placeholder for a build-time-only dependency of the iChain runtime image\n"
+            f"Package: {package}\nVersion: {_PLACEHOLDER_VERSION}\nArchitecture: all\n"
+            f"Maintainer: iChain <ichain@localhost>\n{provides}"
+            "Description: placeholder for a dependency the iChain runtime images never use\n"
         )
         deb = folder / f"{package}_placeholder.deb"
         _run(["dpkg-deb", "--root-owner-group", "--build", str(root.parent), str(deb)], folder / "dpkg-deb.log")
@@ -246,7 +207,8 @@ def _run(cmd: list[str], log_file: Path) -> None:
         raise ImageBuildError(f"{cmd[0]} failed (exit {proc.returncode}): {last} — full log: {log_file}")
 
 
-def _build_with_mmdebstrap(client: docker.DockerClient, name: str, say: Callable[[str], None]) -> None:
+def _build_with_mmdebstrap(client: docker.DockerClient, name: str, entry: Runtime, say: Callable[[str], None]) -> None:
+    """Build ``entry`` into the image ``name`` (``repository[:tag]``) from the host's own apt sources."""
     if shutil.which("mmdebstrap") is None:
         raise ImageBuildError("mmdebstrap not found and no image registry answers — apt-get install mmdebstrap")
     suite = host_suite()
@@ -254,19 +216,19 @@ def _build_with_mmdebstrap(client: docker.DockerClient, name: str, say: Callable
     log_file = work / "build.log"
     ok = False
     try:
-        say(f"image: building {name} with mmdebstrap from the host's {suite} sources (2-5 minutes)")
-        debs = _placeholder_debs(work)
+        say(f"image: building {name.partition(':')[0]} with mmdebstrap from the host's {suite} sources (2-10 minutes)")
+        debs = _placeholder_debs(work, entry.placeholders)
         rootfs = work / "rootfs.tar"
         cmd = [
             "mmdebstrap",
             "--variant=essential",
-            "--include=" + ",".join([*PACKAGES, *map(str, debs)]),
+            "--include=" + ",".join([*entry.packages, *map(str, debs)]),
             f"--hook-dir={HOOKS / 'merged-usr'}",
             # Lets apt inside the chroot see the placeholder .deb files.
             f"--hook-dir={HOOKS / 'file-mirror-automount'}",
             '--aptopt=APT::Install-Recommends "false"',
             *[f"--dpkgopt={opt}" for opt in DPKG_OPTIONS],
-            f"--customize-hook={CLEANUP}",
+            f"--customize-hook={entry.cleanup}",
             suite,
             str(rootfs),
             *_host_sources(suite),
@@ -274,11 +236,12 @@ def _build_with_mmdebstrap(client: docker.DockerClient, name: str, say: Callable
         _run(cmd, log_file)
         say("image: importing the root filesystem into Docker")
         try:
+            repository, _, tag = name.partition(":")
             client.api.import_image(
                 src=str(rootfs),
-                repository=name,
-                tag="latest",
-                changes=[*IMAGE_CHANGES, f"LABEL {RECIPE_LABEL}={recipe_hash()}"],
+                repository=repository,
+                tag=tag or "latest",
+                changes=[*IMAGE_CHANGES, f"LABEL {RECIPE_LABEL}={entry.recipe_hash()}"],
             )
         except docker.errors.APIError as exc:
             raise ImageBuildError(f"docker import failed: {exc.explanation or exc}") from None
@@ -292,24 +255,26 @@ def _build_with_mmdebstrap(client: docker.DockerClient, name: str, say: Callable
                 (work / "rootfs.tar").unlink(missing_ok=True)
 
 
-def _build_from_dockerfile(client: docker.DockerClient, name: str, say: Callable[[str], None]) -> None:
+def _build_from_dockerfile(client: docker.DockerClient, name: str, entry: Runtime, say: Callable[[str], None]) -> None:
+    """Build ``entry`` into the image ``name`` (``repository[:tag]``) on Debian's slim image."""
     work = Path(tempfile.mkdtemp(prefix="ichain-image-"))
     try:
-        debs = _placeholder_debs(work)
+        debs = _placeholder_debs(work, entry.placeholders)
         (work / "dpkg-slim.cfg").write_text("\n".join(DPKG_OPTIONS) + "\n")
         dockerfile = [
             f"FROM debian:{host_suite()}-slim",
             "COPY dpkg-slim.cfg /etc/dpkg/dpkg.cfg.d/ichain-slim",
             *[f"COPY {deb.name} /tmp/" for deb in debs],
             "RUN apt-get update && apt-get install -y --no-install-recommends "
-            + " ".join([*PACKAGES, *[f"/tmp/{deb.name}" for deb in debs]])
-            + " && rm -rf /var/lib/apt/lists/* && " + CLEANUP.replace('"$1"', ""),
+            + " ".join([*entry.packages, *[f"/tmp/{deb.name}" for deb in debs]])
+            + " && rm -rf /var/lib/apt/lists/* && " + entry.cleanup.replace('"$1"', ""),
             *IMAGE_CHANGES,
         ]
         (work / "Dockerfile").write_text("\n".join(dockerfile) + "\n")
         try:
             client.images.build(
-                path=str(work), tag=f"{name}:latest", labels={RECIPE_LABEL: recipe_hash()}, rm=True, forcerm=True
+                path=str(work), tag=name if ":" in name else f"{name}:latest", labels={RECIPE_LABEL: entry.recipe_hash()},
+                rm=True, forcerm=True,
             )
         except (docker.errors.BuildError, docker.errors.APIError) as exc:
             raise ImageBuildError(f"docker build failed: {str(exc).splitlines()[0][:200]}") from None
@@ -317,10 +282,32 @@ def _build_from_dockerfile(client: docker.DockerClient, name: str, say: Callable
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _smoke_test(client: docker.DockerClient, name: str) -> None:
-    """The new image must pass the sandbox's self-test (offline, as nobody, in a hardened container)."""
-    run = Sandbox(name, client=client, runtime=None).self_test()
+def _smoke_test(client: docker.DockerClient, name: str, runtime: str | None = None) -> None:
+    """The image ``name`` must pass its runtime's smoke test (offline, as nobody, in a hardened container).
+
+    Args:
+        client: Docker client.
+        name: the image to test.
+        runtime: the catalog runtime it was built for (default: the one named ``name``).
+    """
+    entry = _entry(runtime or name)
+    box = Sandbox(entry.name, client=client, runtime=None, allowed_images=(), image_names={entry.name: name})
+    run = box.self_test()
     if not run.ok:
         stderr = run.stderr_tail.strip().splitlines()
         detail = run.error or (stderr[-1] if stderr else f"exit {run.exit_code}")
         raise ImageBuildError(f"the new image fails its smoke test: {detail}")
+
+
+__all__ = [
+    "BUILD_LOCK",
+    "RECIPE_LABEL",
+    "RECIPE_VERSION",
+    "ImageStatus",
+    "build_image",
+    "host_suite",
+    "image_status",
+    "recipe",
+    "recipe_hash",
+    "registry_answers",
+]

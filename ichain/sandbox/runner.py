@@ -10,6 +10,9 @@ closed first, then the container killed), a cap on the result files, and removal
 every case (also on exceptions and Ctrl-C). Each container carries ``ichain.sandbox=1`` and a per-run
 ``ichain.run`` label, so leftovers can be found without touching anyone else's containers.
 
+A task names a runtime of the catalog (``ichain.sandbox.runtimes``); a task that asks for GPUs gets exactly
+one more setting, a device request for that many GPUs, and runs only where the engine can pass GPUs.
+
 Relative paths work as in the paper's Figure 8: the script runs with ``/work`` as its working folder,
 where every top-level entry of the task folder is visible through a read-only symlink into ``/task``.
 Only the regular files and folders the script wrote come back; links and special files are dropped.
@@ -39,9 +42,10 @@ import requests.exceptions
 from docker.utils.socket import STDERR, next_frame_header, read
 
 from ichain.procs import start_ticks
-from ichain.sandbox.engine import docker_client, require_image
-from ichain.sandbox.errors import EngineUnavailable, SandboxError, TaskFormatError
-from ichain.sandbox.task import RUNTIME_IMAGE, MiB, TaskSpec, load_task
+from ichain.sandbox.engine import docker_client, image_status, require_image
+from ichain.sandbox.errors import EngineUnavailable, SandboxError, TaskFormatError, TaskUnsupported
+from ichain.sandbox.runtimes import RUNTIME_IMAGE, get_runtime, runtime_names
+from ichain.sandbox.task import MiB, TaskSpec, load_task
 
 SANDBOX_LABEL = "ichain.sandbox"
 RUN_LABEL = "ichain.run"
@@ -59,8 +63,10 @@ _READ_BYTES = 65536
 # socket itself over https.
 AttachSocket = socket.SocketIO | socket.socket
 _SYMLINK_TARGET = TASK_MOUNT + "/"
-# Imports the whole scientific stack and loads a bundled data set, as real tasks do.
-SELF_TEST = "import numpy, scipy, sklearn, sklearn.datasets\nsklearn.datasets.load_digits()\nopen('ok', 'w').write('ok')\n"
+# The OCI runtime the NVIDIA container toolkit registers in the engine: its presence says GPUs can be passed.
+NVIDIA_RUNTIME = "nvidia"
+# gVisor passes NVIDIA GPUs only through its nvproxy, switched on by this flag in runsc's runtime arguments.
+_NVPROXY_FLAGS = ("--nvproxy", "--nvproxy=true")
 
 
 @dataclass
@@ -148,12 +154,15 @@ class Sandbox:
     """Runs task scripts in hardened, short-lived containers.
 
     Args:
-        image: the runtime image offered by this provider (a task's manifest may only name this one or
-            one of ``allowed_images``).
+        image: this provider's main runtime (a catalog name): the one ``self_test`` checks; tasks may
+            name it or one of ``allowed_images``.
         client: Docker client (default: from the environment; ``DOCKER_HOST`` is honoured).
-        runtime: ``"auto"`` (gVisor ``runsc`` when the engine has it configured, else the engine's
-            default), ``"runsc"``, ``"runc"`` or None for the engine default.
-        allowed_images: further images tasks may ask for.
+        runtime: the OCI runtime: ``"auto"`` (gVisor ``runsc`` when the engine has it configured, else
+            the engine's default), ``"runsc"``, ``"runc"`` or None for the engine default.
+        allowed_images: further catalog runtimes tasks may ask for (default: every one, so a provider
+            runs any runtime it has built; ``()``: only ``image``).
+        image_names: the local image that serves a runtime when it is not named like it (a build under
+            a throwaway name is smoke-tested this way).
         max_time_limit / max_memory / max_cpus / max_output: the provider's ceilings; a task's own
             manifest values are used when lower.
         tmpfs_size: size of the ``/tmp`` tmpfs (counted in the memory limit).
@@ -169,7 +178,8 @@ class Sandbox:
         *,
         client: docker.DockerClient | None = None,
         runtime: str | None = "auto",
-        allowed_images: tuple[str, ...] = (),
+        allowed_images: tuple[str, ...] | None = None,
+        image_names: dict[str, str] | None = None,
         max_time_limit: float = 24 * 3600,
         max_memory: int = 8 * 1024 * MiB,
         max_cpus: float | None = None,
@@ -180,11 +190,16 @@ class Sandbox:
         log_limit: int = 8 * MiB,
         labels: dict[str, str] | None = None,
     ):
+        unknown = [name for name in (image, *(allowed_images or ())) if get_runtime(name) is None]
+        if unknown:
+            raise SandboxError(f"unknown runtime '{unknown[0]}' (known: {', '.join(runtime_names())})")
         self.image = image
         self._client = client
         self._runtime_request = runtime
         self._runtime: str | None = None
-        self.allowed_images = (image, *allowed_images)
+        others = runtime_names() if allowed_images is None else allowed_images
+        self.allowed_images = (image, *[name for name in others if name != image])
+        self.image_names = dict(image_names or {})
         self.max_time_limit = max_time_limit
         self.max_memory = max_memory
         self.max_cpus = max_cpus or float(os.cpu_count() or 1)
@@ -217,6 +232,53 @@ class Sandbox:
                 raise SandboxError(f"container runtime '{wanted}' is not configured in the Docker engine")
             self._runtime = wanted or "runc"
         return self._runtime
+
+    def image_for(self, runtime: str) -> str:
+        """The local image that serves the catalog runtime ``runtime`` (by default the image of that name)."""
+        return self.image_names.get(runtime, runtime)
+
+    def runtimes(self) -> tuple[str, ...]:
+        """The runtimes this provider can run now: allowed ones whose image is on the engine and up to date.
+
+        Raises:
+            EngineUnavailable: no Docker engine.
+        """
+        return tuple(
+            name for name in self.allowed_images if image_status(self.client, self.image_for(name), name).up_to_date
+        )
+
+    def gpu_support(self) -> bool:
+        """True when the engine can pass NVIDIA GPUs into containers (the NVIDIA container toolkit is there).
+
+        The toolkit registers its ``nvidia`` runtime with the engine; the engine has no other sign of it.
+
+        Raises:
+            EngineUnavailable: no Docker engine.
+        """
+        return NVIDIA_RUNTIME in (self.client.info().get("Runtimes") or {})
+
+    def _check_gpus(self, spec: TaskSpec) -> None:
+        """Refuse, before any container starts, a GPU task this engine can never run.
+
+        Raises:
+            TaskUnsupported: GPUs asked for and the engine cannot pass them (or gVisor cannot).
+        """
+        if spec.gpus == 0:
+            return
+        if not self.gpu_support():
+            raise TaskUnsupported(
+                f"the task asks for {spec.gpus} GPU(s) and this Docker engine cannot pass GPUs "
+                "(no NVIDIA container runtime)"
+            )
+        if self.runtime == "runsc":
+            # gVisor intercepts every system call: a GPU is reachable only through its nvproxy, which the
+            # engine's runsc entry must switch on. Falling back to runc for GPU tasks would quietly weaken
+            # the isolation a provider chose, so without nvproxy the task is refused.
+            args = (self.client.info().get("Runtimes") or {}).get("runsc", {}).get("runtimeArgs") or []
+            if not any(arg in _NVPROXY_FLAGS for arg in args):
+                raise TaskUnsupported(
+                    f"the task asks for {spec.gpus} GPU(s) and gVisor (runsc) runs without --nvproxy here"
+                )
 
     # -- configuration ------------------------------------------------------------------------------
 
@@ -285,9 +347,13 @@ class Sandbox:
             shm_size=self.tmpfs_size,
             oom_score_adj=500,
             runtime=self.runtime,
+            # The only setting a GPU task adds: its GPUs, through the engine's NVIDIA driver.
+            device_requests=(
+                [docker.types.DeviceRequest(count=spec.gpus, capabilities=[["gpu"]])] if spec.gpus else None
+            ),
         )
         return {
-            "image": spec.image,
+            "image": self.image_for(spec.image),
             "command": command or ["python3", f"{TASK_MOUNT}/{spec.entry}", mode],
             "user": SANDBOX_USER,
             "working_dir": WORK_MOUNT,
@@ -334,17 +400,25 @@ class Sandbox:
         """
         return self._run(task_folder, "1", None, result_folder=Path(result_folder))
 
-    def self_test(self) -> RunResult:
-        """Execute a tiny task on the scientific stack (numpy, scipy, scikit-learn) in a hardened container.
+    def self_test(self, runtime: str | None = None) -> RunResult:
+        """Execute a runtime's smoke test (its stack imported, a tiny computation) in a hardened container.
 
-        ``ape ichain sandbox check`` runs it, and so does every image build before it accepts the image.
+        ``ape ichain sandbox check`` runs it for every runtime, and so does every image build before it
+        accepts the image.
+
+        Args:
+            runtime: the catalog runtime to test (default: ``image``).
         """
+        name = runtime or self.image
+        entry = get_runtime(name)
+        if entry is None:
+            return RunResult(mode="execute", error=f"unknown runtime '{name}' (known: {', '.join(runtime_names())})")
         with tempfile.TemporaryDirectory(prefix="ichain-selftest-") as tmp:
             task = Path(tmp) / "task"
             task.mkdir()
             task.chmod(0o755)
-            (task / "task.py").write_text(SELF_TEST)
-            (task / "ichain.json").write_text(json.dumps({"image": self.image, "time_limit": 120}))
+            (task / "task.py").write_text(entry.smoke_script())
+            (task / "ichain.json").write_text(json.dumps({"image": name, "time_limit": 120}))
             return self.execute(task, Path(tmp) / "out")
 
     # -- the run itself -----------------------------------------------------------------------------
@@ -355,21 +429,26 @@ class Sandbox:
         try:
             spec = load_task(task_folder)
             if spec.image not in self.allowed_images:
-                raise TaskFormatError(f"task asks for image '{spec.image}', this provider runs {self.image}")
+                raise TaskUnsupported(
+                    f"task asks for image '{spec.image}', this provider runs {', '.join(self.allowed_images)}"
+                )
             if output is not None and output.exists() and (not output.is_dir() or any(output.iterdir())):
                 raise SandboxError(f"output folder exists and is not empty: {output}")
             if result_folder is not None and not result_folder.is_dir():
                 raise SandboxError(f"result folder not found: {result_folder}")
             if not os.access(spec.folder, os.R_OK | os.X_OK) or not (spec.folder.stat().st_mode & 0o005) == 0o005:
                 raise TaskFormatError(f"task folder {spec.folder} must be readable by others (chmod o+rx)")
-            require_image(self.client, spec.image)
             self.runtime  # noqa: B018 - resolve (and check) the runtime before anything starts
+            # Before the image check: a task that can never run here is told so, not retried.
+            self._check_gpus(spec)
+            require_image(self.client, self.image_for(spec.image))
             if not self._swept:
                 self._swept = True
                 sweep_orphans(self.client)
         except SandboxError as exc:
             result.error = str(exc)
-            result.sandbox_fault = not isinstance(exc, TaskFormatError)
+            # A bad task, or one this provider can never run, is not worth retrying here.
+            result.sandbox_fault = not isinstance(exc, (TaskFormatError, TaskUnsupported))
             return result
         except docker.errors.DockerException as exc:
             result.error = str(EngineUnavailable(f"Docker engine error: {str(exc).splitlines()[0][:200]}"))

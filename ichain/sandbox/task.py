@@ -8,7 +8,9 @@ Figure 8 convention, ``sys.argv[1] == '0'``, works unchanged. See docs/TASKS.md.
 The optional manifest ``ichain.json`` (unknown keys are refused, to catch typos)::
 
     {"entry": "task.py", "image": "ichain-runtime", "time_limit": 600, "memory": "512m",
-     "cpus": 1, "output_limit": "256m", "tolerance": 0.01}
+     "cpus": 1, "output_limit": "256m", "tolerance": 0.01, "gpus": 0, "gpu_memory": 0}
+
+``image`` names a runtime of the catalog (``ichain.sandbox.runtimes``).
 """
 
 from __future__ import annotations
@@ -21,19 +23,18 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ichain.sandbox.errors import TaskFormatError
+from ichain.sandbox.runtimes import RUNTIME_IMAGE, runtime_names
 
 MANIFEST = "ichain.json"
 DEFAULT_ENTRY = "task.py"
-# The image a task runs in unless its manifest names another: the one ``ichain.sandbox.image`` builds.
-RUNTIME_IMAGE = "ichain-runtime"
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 # Bounds on what a manifest may ask for (a provider may set tighter ones on its Sandbox).
 MAX_TIME_LIMIT = 7 * 24 * 3600
 MAX_TASK_BYTES = 4 * GiB
 MAX_TASK_FILES = 100_000
+MAX_GPUS = 16
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgKMG]?)i?[bB]?\s*$")
-_IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9._-]+)?$")
 
 
 def parse_size(value: Any, what: str) -> int:
@@ -58,12 +59,15 @@ class TaskSpec:
     Attributes:
         folder: absolute path of the task folder.
         entry: the entry script, relative to the folder (POSIX form).
-        image: the runtime image to run it in.
+        image: the catalog runtime (image) to run it in.
         time_limit: wall-clock limit in seconds for one run (execute or validate).
         memory: memory limit in bytes (swap is not allowed on top).
         cpus: CPU limit (cores).
         output_limit: cap in bytes on the result files (and, separately, on stdout+stderr).
         tolerance: declared tolerance of the claimed metrics (passed to the script as ICHAIN_TOLERANCE).
+        gpus: how many GPUs the task needs (0: none, the container sees no GPU).
+        gpu_memory: the least memory in bytes each GPU must have (0: any); what the provider's GPUs must
+            offer, not a limit (Docker cannot limit GPU memory).
         files: every file of the task, relative POSIX paths, sorted.
         size: total size of those files in bytes.
     """
@@ -76,11 +80,13 @@ class TaskSpec:
     cpus: float = 1.0
     output_limit: int = 256 * MiB
     tolerance: float = 0.0
+    gpus: int = 0
+    gpu_memory: int = 0
     files: tuple[str, ...] = field(default_factory=tuple)
     size: int = 0
 
 
-_KEYS = {"entry", "image", "time_limit", "memory", "cpus", "output_limit", "tolerance"}
+_KEYS = {"entry", "image", "time_limit", "memory", "cpus", "output_limit", "tolerance", "gpus", "gpu_memory"}
 
 
 def scan_folder(folder: Path, what: str = "task") -> tuple[list[str], list[str], int]:
@@ -152,8 +158,8 @@ def load_task(folder: str | Path) -> TaskSpec:
     if entry_path.is_absolute() or ".." in entry_path.parts:
         raise TaskFormatError(f"{MANIFEST}: entry must be a path inside the task folder, got {entry!r}")
     image = manifest.get("image", RUNTIME_IMAGE)
-    if not isinstance(image, str) or not _IMAGE.match(image):
-        raise TaskFormatError(f"{MANIFEST}: image must be a local image name, got {image!r}")
+    if not isinstance(image, str) or image not in runtime_names():
+        raise TaskFormatError(f"{MANIFEST}: image must be one of {', '.join(runtime_names())}, got {image!r}")
     time_limit = manifest.get("time_limit", 600)
     if isinstance(time_limit, bool) or not isinstance(time_limit, (int, float)) or not 0 < time_limit <= MAX_TIME_LIMIT:
         raise TaskFormatError(f"{MANIFEST}: time_limit must be seconds in (0, {MAX_TIME_LIMIT}], got {time_limit!r}")
@@ -167,6 +173,13 @@ def load_task(folder: str | Path) -> TaskSpec:
     output_limit = parse_size(manifest.get("output_limit", "256m"), f"{MANIFEST}: output_limit")
     if memory < 16 * MiB:
         raise TaskFormatError(f"{MANIFEST}: memory below 16m cannot run python3")
+    gpus = manifest.get("gpus", 0)
+    if isinstance(gpus, bool) or not isinstance(gpus, int) or not 0 <= gpus <= MAX_GPUS:
+        raise TaskFormatError(f"{MANIFEST}: gpus must be a whole number in [0, {MAX_GPUS}], got {gpus!r}")
+    raw_gpu_memory = manifest.get("gpu_memory", 0)
+    # 0 (the default) means any GPU will do; anything else is a size like memory.
+    any_gpu = raw_gpu_memory == "0" or (raw_gpu_memory == 0 and not isinstance(raw_gpu_memory, bool))
+    gpu_memory = 0 if any_gpu else parse_size(raw_gpu_memory, f"{MANIFEST}: gpu_memory")
 
     files, _dirs, size = scan_folder(root)
     if entry_path.as_posix() not in files:
@@ -188,6 +201,8 @@ def load_task(folder: str | Path) -> TaskSpec:
         cpus=float(cpus),
         output_limit=output_limit,
         tolerance=float(tolerance),
+        gpus=gpus,
+        gpu_memory=gpu_memory,
         files=tuple(files),
         size=size,
     )

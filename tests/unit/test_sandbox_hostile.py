@@ -1,6 +1,8 @@
 """The hostile suite: 21 scripts that each prove they started, run in the hardened sandbox (all must be
 contained) and in a control run with Docker's defaults (which must let the known escapes through, so
-the suite is proven able to fail). Cases run concurrently to keep the file within its time budget."""
+the suite is proven able to fail), on every runtime of the catalog (each image must contain every case,
+and under Docker's defaults each must let the escapes through: the cases mean something on each image).
+Cases run concurrently to keep the file within its time budget."""
 
 from __future__ import annotations
 
@@ -20,16 +22,17 @@ from typing import Callable
 import docker
 import pytest
 
-from ichain.sandbox import RunResult, Sandbox
+from ichain.sandbox import RunResult, Sandbox, runtime_names
 from ichain.sandbox.runner import RUN_LABEL, SANDBOX_LABEL, TASK_MOUNT, WORK_MOUNT
 
 pytestmark = [pytest.mark.docker]
 
 HOSTILE = Path(__file__).parent / "hostile"
 CASES = sorted(p.stem for p in HOSTILE.glob("*.py"))
+RUNTIMES = runtime_names()
 SESSION = uuid.uuid4().hex
 WORKERS = 4
-MANIFEST = '{{"time_limit": {t}, "memory": "256m", "cpus": 1, "output_limit": "32m"}}'
+MANIFEST = '{{"image": "{image}", "time_limit": {t}, "memory": "256m", "cpus": 1, "output_limit": "32m"}}'
 # Under Docker's defaults (root, default capabilities, bridge network, writable root and mounts, no
 # limits) these cases must report an escape: if they did not, the suite could not catch a regression.
 CONTROL_MUST_ESCAPE = {
@@ -81,8 +84,9 @@ class Listener:
 
 @dataclass
 class Case:
-    """One hostile script's run and what the host saw around it."""
+    """One hostile script's run (on one runtime) and what the host saw around it."""
 
+    runtime: str
     name: str
     result: RunResult
     task_before: dict[str, bytes]
@@ -107,18 +111,22 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def _run_all(box_factory: Callable[[], Sandbox], root: Path, listener: Listener, secret: str) -> dict[str, Case]:
+def _run_all(
+    box_factory: Callable[[], Sandbox], root: Path, listener: Listener, secret: str
+) -> dict[tuple[str, str], Case]:
+    """Every case on every runtime, in one pool; keyed by (runtime, case)."""
     (root / "host-secret.txt").write_text(secret)
 
-    def one(name: str) -> Case:
-        case_dir = root / name
+    def one(key: tuple[str, str]) -> Case:
+        runtime, name = key
+        case_dir = root / runtime / name
         task = case_dir / "task"
         task.mkdir(parents=True)
         shutil.copy(HOSTILE / f"{name}.py", task / "task.py")
         (task / "hostile.json").write_text(
             f'{{"host_ip": "{listener.address[0]}", "host_port": {listener.address[1]}}}'
         )
-        (task / "ichain.json").write_text(MANIFEST.format(t=3 if name == "endless_loop" else 20))
+        (task / "ichain.json").write_text(MANIFEST.format(image=runtime, t=3 if name == "endless_loop" else 20))
         # A file the provider did not mean to share: root's only (container root is host root).
         (task / "provider-only.key").write_text(secret)
         (task / "provider-only.key").chmod(0o600)
@@ -127,6 +135,7 @@ def _run_all(box_factory: Callable[[], Sandbox], root: Path, listener: Listener,
         start_connections = listener.connections
         result = box_factory().execute(task, case_dir / "out")
         return Case(
+            runtime=runtime,
             name=name,
             result=result,
             task_before=before,
@@ -136,7 +145,8 @@ def _run_all(box_factory: Callable[[], Sandbox], root: Path, listener: Listener,
         )
 
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-        return {case.name: case for case in pool.map(one, CASES)}
+        cases = pool.map(one, [(runtime, name) for runtime in RUNTIMES for name in CASES])
+        return {(case.runtime, case.name): case for case in cases}
 
 
 @pytest.fixture(scope="module")
@@ -157,8 +167,8 @@ def host_secret() -> str:
 
 
 @pytest.fixture(scope="module")
-def hardened(engine, bridge_ip, host_secret, tmp_path_factory) -> dict[str, Case]:
-    """Every hostile script run in the hardened sandbox, concurrently."""
+def hardened(engine, bridge_ip, host_secret, tmp_path_factory) -> dict[tuple[str, str], Case]:
+    """Every hostile script run in the hardened sandbox on every runtime, concurrently."""
     listener = Listener(bridge_ip)
     try:
         return _run_all(
@@ -170,7 +180,7 @@ def hardened(engine, bridge_ip, host_secret, tmp_path_factory) -> dict[str, Case
 
 
 @pytest.fixture(scope="module")
-def control(engine, bridge_ip, host_secret, tmp_path_factory) -> dict[str, Case]:
+def control(engine, bridge_ip, host_secret, tmp_path_factory) -> dict[tuple[str, str], Case]:
     """The same scripts under Docker's defaults (the harness' own time and output caps still apply)."""
     listener = Listener(bridge_ip)
     try:
@@ -203,14 +213,17 @@ CHECKS: dict[str, Callable[[Case], bool]] = {
 }
 
 
-def test_hostile_suite__size__at_least_17_scripts():
+def test_hostile_suite__size__at_least_17_scripts_on_every_runtime():
     assert len(CASES) >= 17
+    assert RUNTIMES == ("ichain-runtime", "ichain-torch")
 
 
+@pytest.mark.parametrize("runtime", RUNTIMES)
 @pytest.mark.parametrize("name", CASES)
-def test_hostile__hardened__started_and_contained(hardened, host_secret, name):
-    case = hardened[name]
-    assert case.started, f"{name} never proved it started: {case.result.error} {case.result.stderr_tail[-300:]}"
+def test_hostile__hardened__started_and_contained(hardened, host_secret, runtime, name):
+    case = hardened[runtime, name]
+    assert case.started, (f"{name} on {runtime} never proved it started: {case.result.error} "
+                          f"{case.result.stderr_tail[-300:]}")
     assert not case.escaped, case.out[-500:]
     assert CHECKS.get(name, lambda c: "CONTAINED" in c.out)(case), (case.result, case.out[-500:])
     # Nothing of the host leaks into any output; nothing is left behind on the host.
@@ -219,21 +232,27 @@ def test_hostile__hardened__started_and_contained(hardened, host_secret, name):
     assert case.result.files == [] and case.result.output_folder is None or case.result.ok
 
 
-def test_hostile__hardened__every_run_failed_or_was_harmless(hardened):
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_hostile__hardened__every_run_failed_or_was_harmless(hardened, runtime):
     # A contained attack may exit 0 (it reports CONTAINED), but limits hit must show in the result.
-    assert hardened["endless_loop"].result.timed_out
-    assert hardened["huge_output"].result.output_truncated
-    assert hardened["huge_output"].result.stdout_bytes + hardened["huge_output"].result.stderr_bytes <= 8 * 2**20 + 65536
+    assert hardened[runtime, "endless_loop"].result.timed_out
+    huge = hardened[runtime, "huge_output"].result
+    assert huge.output_truncated
+    assert huge.stdout_bytes + huge.stderr_bytes <= 8 * 2**20 + 65536
 
 
-def test_hostile__control_with_docker_defaults__detects_escapes(control):
-    for name, case in control.items():
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_hostile__control_with_docker_defaults__detects_escapes(control, runtime):
+    cases = {name: case for (image, name), case in control.items() if image == runtime}
+    assert sorted(cases) == CASES
+    for name, case in cases.items():
         assert case.started, f"control {name} never started: {case.result.error} {case.result.stderr_tail[-300:]}"
-    escaped = {name for name, case in control.items() if case.escaped}
-    missed = {n: (control[n].result.exit_code, control[n].result.error, control[n].out[-300:]) for n in CONTROL_MUST_ESCAPE - escaped}
-    assert not missed, f"control runs that did not escape: {missed}"
-    assert control["net_ip"].connections >= 1
-    assert control["write_input"].task_after != control["write_input"].task_before
+    escaped = {name for name, case in cases.items() if case.escaped}
+    missed = {n: (cases[n].result.exit_code, cases[n].result.error, cases[n].out[-300:])
+              for n in CONTROL_MUST_ESCAPE - escaped}
+    assert not missed, f"control runs on {runtime} that did not escape: {missed}"
+    assert cases["net_ip"].connections >= 1
+    assert cases["write_input"].task_after != cases["write_input"].task_before
 
 
 def test_hostile__after_suite__zero_leftover_containers(hardened, control, engine):

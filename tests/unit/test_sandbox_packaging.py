@@ -117,6 +117,57 @@ def test_load_task__bad_input__one_line_task_format_error(make_task, files, mess
     assert isinstance(info.value, IChainError)
 
 
+def test_load_task__no_manifest__no_gpus(make_task):
+    spec = load_task(make_task())
+    assert (spec.gpus, spec.gpu_memory) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    "manifest, gpus, gpu_memory",
+    [
+        ({"gpus": 1}, 1, 0),
+        ({"gpus": 16, "gpu_memory": "40g"}, 16, 40 * 1024**3),
+        ({"gpus": 2, "gpu_memory": 8192}, 2, 8192 * 1024**2),
+        ({"gpus": 0, "gpu_memory": "0"}, 0, 0),
+        ({"image": "ichain-torch", "gpus": 1, "gpu_memory": "512m"}, 1, 512 * 1024**2),
+    ],
+)
+def test_load_task__gpu_keys__in_the_spec(make_task, manifest, gpus, gpu_memory):
+    spec = load_task(make_task({"ichain.json": json.dumps(manifest)}))
+    assert (spec.gpus, spec.gpu_memory) == (gpus, gpu_memory)
+
+
+@pytest.mark.parametrize("image", ["ichain-runtime", "ichain-torch"])
+def test_load_task__catalog_runtime__accepted(make_task, image):
+    assert load_task(make_task({"ichain.json": json.dumps({"image": image})})).image == image
+
+
+@pytest.mark.parametrize(
+    "manifest, message",
+    [
+        ({"gpus": 17}, "ichain.json: gpus must be a whole number in [0, 16], got 17"),
+        ({"gpus": -1}, "ichain.json: gpus must be a whole number in [0, 16], got -1"),
+        ({"gpus": 1.5}, "ichain.json: gpus must be a whole number in [0, 16], got 1.5"),
+        ({"gpus": True}, "ichain.json: gpus must be a whole number in [0, 16], got True"),
+        ({"gpus": "1"}, "ichain.json: gpus must be a whole number in [0, 16], got '1'"),
+        ({"gpu_memory": "lots"}, "ichain.json: gpu_memory: expected a size like '512m', got 'lots'"),
+        ({"gpu_memory": -1}, "ichain.json: gpu_memory: must be positive, got -1"),
+        ({"gpu_memory": False}, "ichain.json: gpu_memory: expected a size like '512m', got False"),
+        ({"image": "ichain-tensorflow"},
+         "ichain.json: image must be one of ichain-runtime, ichain-torch, got 'ichain-tensorflow'"),
+        ({"image": "ichain-torch:latest"},
+         "ichain.json: image must be one of ichain-runtime, ichain-torch, got 'ichain-torch:latest'"),
+        ({"image": "debian:bookworm"},
+         "ichain.json: image must be one of ichain-runtime, ichain-torch, got 'debian:bookworm'"),
+        ({"image": 7}, "ichain.json: image must be one of ichain-runtime, ichain-torch, got 7"),
+    ],
+)
+def test_load_task__bad_gpu_key_or_unknown_runtime__exact_one_line_error(make_task, manifest, message):
+    with pytest.raises(TaskFormatError) as info:
+        load_task(make_task({"ichain.json": json.dumps(manifest)}))
+    assert str(info.value) == message
+
+
 def test_load_task__no_entry_script__task_format_error(tmp_path):
     folder = tmp_path / "empty"
     folder.mkdir()

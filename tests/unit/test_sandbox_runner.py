@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import subprocess
 import sys
@@ -317,7 +319,8 @@ def test_execute__memory_hog__peak_memory_reported(sandbox, make_task, tmp_path)
     [
         ({"main.py": "print(1)\n"}, "entry script task.py not found"),
         ({"task.py": "def f(:\n"}, "syntax error"),
-        ({"task.py": "print(1)\n", "ichain.json": '{"image": "ichain-nonexistent-image"}'}, "does not offer|runs ichain-runtime"),
+        ({"task.py": "print(1)\n", "ichain.json": '{"image": "ichain-nonexistent-image"}'},
+         "image must be one of ichain-runtime, ichain-torch"),
     ],
 )
 def test_execute__bad_task__failed_result_with_one_line_error(sandbox, make_task, tmp_path, files, message):
@@ -325,14 +328,12 @@ def test_execute__bad_task__failed_result_with_one_line_error(sandbox, make_task
     assert not run.ok and run.exit_code is None
     assert run.error and "\n" not in run.error
     assert run.sandbox_fault is False  # the task's fault: retrying cannot help
-    import re
-
     assert re.search(message, run.error)
 
 
 def test_execute__missing_image__failed_result_image_missing(engine, make_task, tmp_path):
-    box = Sandbox("ichain-runtime-absent", client=engine, labels={"ichain.test": SESSION})
-    folder = make_task({"task.py": "print(1)\n", "ichain.json": '{"image": "ichain-runtime-absent"}'})
+    box = Sandbox(client=engine, labels={"ichain.test": SESSION}, image_names={"ichain-runtime": "ichain-runtime-absent"})
+    folder = make_task({"task.py": "print(1)\n"})
     run = box.execute(folder, tmp_path / "out")
     assert not run.ok and run.exit_code is None
     assert "runtime image 'ichain-runtime-absent' is not on this Docker engine" in run.error
@@ -423,9 +424,45 @@ def test_build_image__up_to_date__nothing_built(engine):
 def test_build_image__no_mmdebstrap_and_no_registry__one_line_error(engine, monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(ImageBuildError) as info:
-        build_image(engine, "ichain-runtime-never-built")
+        build_image(engine, "ichain-runtime-never-built", runtime="ichain-runtime")
     assert str(info.value) == "mmdebstrap not found and no image registry answers — apt-get install mmdebstrap"
     assert not image_status(engine, "ichain-runtime-never-built").present
+
+
+def test_build_image__unknown_runtime__one_line_error(engine):
+    with pytest.raises(ImageBuildError) as info:
+        build_image(engine, "ichain-somewhere")
+    assert str(info.value) == "unknown runtime 'ichain-somewhere' (known: ichain-runtime, ichain-torch)"
+
+
+def test_build_image__new_image_fails_its_smoke_test__old_image_keeps_the_name(engine, tmp_path, monkeypatch):
+    """The build step is swapped for a quick one making a broken image (no scipy) under the name it is given; the
+    swap to the real name, the smoke test and the clean-up are the real ones."""
+    import ichain.sandbox.image as image_module
+
+    name = f"ichain-keep-{SESSION[:12]}"
+    engine.images.get("ichain-runtime").tag(name, "latest")
+    old = engine.images.get(name).id
+    given: list[str] = []
+
+    def broken_build(client, target, entry, say):
+        given.append(target)
+        (tmp_path / "Dockerfile").write_text(
+            "FROM ichain-runtime\nUSER 0:0\nRUN rm -rf /usr/lib/python3/dist-packages/scipy\nUSER 65534:65534\n"
+        )
+        client.images.build(path=str(tmp_path), tag=target, rm=True, forcerm=True)
+
+    monkeypatch.setattr(image_module, "_build_with_mmdebstrap", broken_build)
+    monkeypatch.setattr(image_module, "registry_answers", lambda client: False)
+    try:
+        with pytest.raises(ImageBuildError) as info:
+            build_image(engine, name, runtime="ichain-runtime", force=True)
+        assert str(info.value) == "the new image fails its smoke test: ModuleNotFoundError: No module named 'scipy'"
+        assert given == [f"{name}:ichain-candidate"]
+        assert engine.images.get(name).id == old
+        assert not image_status(engine, f"{name}:ichain-candidate").present
+    finally:
+        engine.images.remove(name)
 
 
 def test_smoke_test__image_lacks_scipy__one_line_error_naming_it(engine, tmp_path):
@@ -436,7 +473,7 @@ def test_smoke_test__image_lacks_scipy__one_line_error_naming_it(engine, tmp_pat
     engine.images.build(path=str(tmp_path), tag=broken, rm=True, forcerm=True)
     try:
         with pytest.raises(ImageBuildError) as info:
-            _smoke_test(engine, broken)
+            _smoke_test(engine, broken, "ichain-runtime")
     finally:
         engine.images.remove(broken, force=True)
     assert str(info.value) == "the new image fails its smoke test: ModuleNotFoundError: No module named 'scipy'"
@@ -452,15 +489,64 @@ def test_cli_build__up_to_date__says_so(engine):
     assert result.exit_code == 0 and "is up to date" in result.output
 
 
+def test_cli_build__named_runtime_up_to_date__says_so(engine):
+    result = CliRunner().invoke(cli, ["sandbox", "build", "ichain-torch"])
+    assert result.exit_code == 0, result.output
+    assert re.fullmatch(r"image: ichain-torch is up to date \(\d+ MB, recipe [0-9a-f]{12}\)\n", result.output)
+
+
+def test_cli_build__all_json__one_object_per_runtime_in_catalog_order(engine):
+    result = CliRunner(mix_stderr=False).invoke(cli, ["sandbox", "build", "--all", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert [row["name"] for row in rows] == ["ichain-runtime", "ichain-torch"]
+    for row in rows:
+        assert set(row) == {"name", "present", "up_to_date", "size", "recipe", "built", "seconds"}
+        assert row["present"] and row["up_to_date"] and not row["built"] and row["seconds"] == 0
+        assert row["recipe"] == recipe_hash(row["name"])
+
+
+def test_cli_build__one_runtime_json__one_object(engine):
+    result = CliRunner(mix_stderr=False).invoke(cli, ["sandbox", "build", "ichain-torch", "--json"])
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.stdout)
+    assert row["name"] == "ichain-torch" and row["up_to_date"] and row["built"] is False
+
+
+@pytest.mark.parametrize("args, message", [
+    (["ichain-tf"], "Error: Invalid value for '[NAME]': unknown runtime 'ichain-tf' (known: ichain-runtime, "
+                    "ichain-torch)"),
+    (["ichain-torch", "--all"], "Error: give a runtime NAME or --all, not both"),
+], ids=["unknown", "name-and-all"])
+def test_cli_build__bad_arguments__usage_error_exit_2(args, message):
+    result = CliRunner().invoke(cli, ["sandbox", "build", *args])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[-1] == message
+    assert "Traceback" not in result.output
+
+
+def test_cli_check__json__every_runtime_with_its_self_test(engine):
+    result = CliRunner(mix_stderr=False).invoke(cli, ["sandbox", "check", "--json"])  # steps go to stderr
+    assert result.exit_code == 0, result.output + result.stderr
+    data = json.loads(result.stdout)
+    assert [image["name"] for image in data["images"]] == ["ichain-runtime", "ichain-torch"]
+    assert all(image["up_to_date"] and image["self_test"]["ok"] for image in data["images"])
+    assert data["image"]["name"] == "ichain-runtime" and data["self_test"]["ok"] is True
+    assert data["gpus"] is ("nvidia" in engine.info()["Runtimes"])
+
+
 def test_cli_check__engine_image_runtime__reported(engine):
     result = CliRunner().invoke(cli, ["sandbox", "check"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0].startswith("engine: Docker ")
-    assert lines[1].startswith("image: ichain-runtime") and "up to date" in lines[1]
-    assert lines[2].startswith("runtime: runc") or lines[2].startswith("runtime: runsc")
-    assert lines[3].startswith("self-test: hardened container ran")
-    assert lines[4].startswith("containers: ")
+    assert lines[1].startswith("image: ichain-runtime ") and lines[1].endswith(", up to date")
+    assert lines[2].startswith("image: ichain-torch ") and lines[2].endswith(", up to date")
+    assert lines[3].startswith("runtime: runc") or lines[3].startswith("runtime: runsc")
+    assert lines[4] in ("gpus: the engine passes NVIDIA GPUs", "gpus: none (no NVIDIA container runtime on this engine)")
+    assert lines[5].startswith("self-test: hardened container ran ichain-runtime's stack in ")
+    assert lines[6].startswith("self-test: hardened container ran ichain-torch's stack in ")
+    assert lines[7].startswith("containers: ")
 
 
 def test_cli_check__engine_down__one_line_error(monkeypatch):
