@@ -23,7 +23,10 @@ import {Ratings} from "./Ratings.sol";
 ///        rewrites a non-zero slot instead of creating one;
 ///      - the burned total shares the Counters slot, which every settlement already rewrites (_removeOpen);
 ///      - credits are stored plus one (0 = never touched) and withdraw leaves the 1, so crediting an account that
-///        was ever credited or registered rewrites a non-zero slot.
+///        was ever credited or registered rewrites a non-zero slot;
+///      - an offer document is never stored: it is emitted in WorkerOffered, and the worker's record keeps only
+///        its hash (one slot) and the event's block in the 6 free bytes of the record's packed slot, so a reader
+///        fetches the logs of exactly that block and checks the document against the hash.
 contract TaskMarket is ITaskMarket {
     /// @notice Share of every paid amount that is burned (kept in this contract for ever), in basis points.
     uint256 public constant BURN_BPS = 100;
@@ -31,8 +34,10 @@ contract TaskMarket is ITaskMarket {
     uint256 public constant COLLATERAL_BPS = 1000;
     /// @notice Share of the price a provider keeps when it reports a failing run, in basis points.
     uint256 public constant FAILURE_BPS = 1000;
-    /// @notice Longest failure report in bytes.
+    /// @notice Longest failure report (and decline reason) in bytes.
     uint256 public constant MAX_REPORT_BYTES = 1024;
+    /// @notice Longest offer document in bytes.
+    uint256 public constant MAX_OFFER_BYTES = 2048;
     uint256 private constant _BPS = 10_000;
 
     /// @notice Seconds the validator has for its verdict once the result is committed.
@@ -152,7 +157,21 @@ contract TaskMarket is ITaskMarket {
         w.registered = false;
         w.encKey = bytes32(0);
         w.price = 0;
+        w.offerBlock = 0;
+        w.offerHash = bytes32(0);
         emit WorkerLeft(msg.sender);
+    }
+
+    /// @inheritdoc ITaskMarket
+    function publishOffer(bytes calldata offer) external {
+        Worker storage w = _workers[msg.sender];
+        if (!w.registered) revert TaskMarket__NotAWorker(msg.sender);
+        if (offer.length == 0 || offer.length > MAX_OFFER_BYTES) revert TaskMarket__InvalidOffer(offer.length);
+        bytes32 offerHash = keccak256(offer);
+        w.offerHash = offerHash;
+        // block numbers stay below 2^48 for millions of years at any block time in use
+        w.offerBlock = uint48(block.number);
+        emit WorkerOffered(msg.sender, offerHash, offer);
     }
 
     /// @inheritdoc ITaskMarket
@@ -238,6 +257,20 @@ contract TaskMarket is ITaskMarket {
         _credit(msg.sender, providerPaid);
         _credit(requester, refund);
         emit TaskFailed(taskId, msg.sender, requester, providerPaid, refund, burn, report);
+    }
+
+    /// @inheritdoc ITaskMarket
+    function decline(uint256 taskId, bytes calldata reason) external {
+        StoredTask storage t = _providerTask(taskId);
+        if (reason.length == 0 || reason.length > MAX_REPORT_BYTES) revert TaskMarket__InvalidReport(reason.length);
+
+        // naming a provider never took it out of the available pool, so declining puts nothing back there
+        uint256 refund = uint256(t.price) + t.validatorFee;
+        address requester = t.requester;
+        t.status = Status.Declined;
+        _removeOpen(t.poolIndex, 0);
+        _credit(requester, refund);
+        emit TaskDeclined(taskId, msg.sender, reason);
     }
 
     /// @inheritdoc ITaskMarket
@@ -525,7 +558,7 @@ contract TaskMarket is ITaskMarket {
         if (msg.sender != t.requester) revert TaskMarket__NotRequester(taskId, msg.sender);
     }
 
-    /// @dev The caller's Executing task, before its deadline (submitResult and reportFailure).
+    /// @dev The caller's Executing task, before its deadline (submitResult, reportFailure and decline).
     function _providerTask(uint256 taskId) private view returns (StoredTask storage t) {
         t = _tasks[taskId];
         Status status = t.status;

@@ -31,6 +31,7 @@ ASKING = 10**15  # workers' asking price
 LOCATOR = bytes(range(150))  # stands for a sealed locator (opaque bytes, only emitted)
 REPORT = b"\x03" + bytes(range(1, 100))  # stands for a sealed failure report (1..1024 opaque bytes)
 COLLATERAL = FEE + PRICE // 10  # what the provider posts with its result (collateralFor(PRICE, FEE))
+DECLINE_REASON = "needs runtime ichain-torch; this provider has ichain-runtime"  # a provider's plain-text reason
 
 _counter = itertools.count(1)
 
@@ -46,6 +47,7 @@ def consts() -> SimpleNamespace:
     return SimpleNamespace(
         VALIDATION_WINDOW=VALIDATION_WINDOW, MIN_TIMEOUT=MIN_TIMEOUT, MAX_TIMEOUT=MAX_TIMEOUT, TIMEOUT=TIMEOUT,
         PRICE=PRICE, FEE=FEE, ASKING=ASKING, LOCATOR=LOCATOR, REPORT=REPORT, COLLATERAL=COLLATERAL,
+        DECLINE_REASON=DECLINE_REASON,
     )
 
 
@@ -159,7 +161,7 @@ _DEFAULT = object()  # "the validator the task's provider trusts" (None is a rea
 
 # The states task_in reaches, and what each returns alongside the task.
 TASK_STATES = ("Pending", "Executing", "Validating", "Completed", "Failed", "Rejected", "Rated", "Cancelled",
-               "Expired")
+               "Expired", "Declined")
 
 
 @pytest.fixture(scope="session")
@@ -193,7 +195,8 @@ def task_in(market, post_task, requester, workers, outsider, past_deadline, acco
 
     ``status`` is one of :data:`TASK_STATES`: Pending, Executing, Validating, Completed (accepted), Failed
     (failure reported), Rejected, Rated (Completed then rated ``rating``), Cancelled, Expired (from
-    ``expire_from``: Pending, Executing or Validating, default Executing). Other keywords go to
+    ``expire_from``: Pending, Executing or Validating, default Executing), Declined (by its provider, with
+    ``DECLINE_REASON``). Other keywords go to
     :func:`post_task` (a provider's default validator is the one it trusts). ``rating`` is
     ``(provider_rating, validator_rating)`` for Rated, default (4, 4).
     """
@@ -223,6 +226,8 @@ def task_in(market, post_task, requester, workers, outsider, past_deadline, acco
         prov = _account(task.provider)
         if status == "Failed":
             return market.report_failure(task.task_id, REPORT, sender=prov), None
+        if status == "Declined":
+            return market.decline(task.task_id, DECLINE_REASON, sender=prov), None
         val = _account(task.validator)
         rh = unique_hash("result")
         task = market.submit_result(task.task_id, rh, LOCATOR, sender=prov)

@@ -16,11 +16,18 @@ import {IRatings} from "./IRatings.sol";
 ///         - A provider whose run fails (execute mode crashed, or the task's own validate mode rejects the
 ///           provider's result) ends the task at once with a report sealed to the requester and keeps a failure
 ///           fee (10% of the price), so failing tasks cannot grind providers for free.
+///         - A provider that cannot run a task (it needs a runtime or hardware this provider lacks) declines it
+///           before its deadline with a plain-text reason: the requester gets the whole escrow back at once,
+///           nobody is paid and nothing is burned (the same money as a silent provider's expiry, without the wait).
 ///         - Every timeout settles against the silent party; 1% of every paid amount is burned, and a rating
 ///           weighs as much as the amount it paid for, so a bought ranking costs ether in proportion.
+///         - A worker advertises its hardware in an offer document that lives only in the log of its own
+///           publishOffer transaction; its record keeps the document's hash and that block, so any reader fetches
+///           the document from exactly that block and checks it against the hash.
 ///         All payouts are pull payments; burned wei stays locked in this contract for ever.
 interface ITaskMarket {
-    /// @notice Task lifecycle. Settled (no escrow left): Completed, Failed, Rejected, Rated, Cancelled, Expired.
+    /// @notice Task lifecycle. Settled (no escrow left): Completed, Failed, Rejected, Rated, Cancelled, Expired,
+    ///         Declined.
     enum Status {
         None, // 0: no such task
         Pending, // 1: posted with its validator, no provider yet
@@ -31,7 +38,8 @@ interface ITaskMarket {
         Rejected, // 6: rejected: requester refunded, collateral paid the validator, the rest burned
         Rated, // 7: a Completed or Failed task the requester rated
         Cancelled, // 8: cancelled by the requester while Pending
-        Expired // 9: a deadline passed and expire() settled the escrow against the silent party
+        Expired, // 9: a deadline passed and expire() settled the escrow against the silent party
+        Declined // 10: the provider declined the task while Executing: the requester got price + fee back
     }
 
     /// @notice A task as returned by getTask (parties resolved from worker ids; hashes and locators are only in
@@ -66,6 +74,8 @@ interface ITaskMarket {
         bool registered;
         bool available;
         uint32 missed; // verdicts this worker let expire as a validator (its record, never reset)
+        uint48 offerBlock; // block of the WorkerOffered event holding its current offer (0: none published)
+        bytes32 offerHash; // keccak256 of its current offer document (zero: none published)
     }
 
     // ------------------------------------------------------------------ events
@@ -75,6 +85,9 @@ interface ITaskMarket {
     event WorkerUpdated(address indexed worker, bytes32 encKey, uint96 price, bool available);
     /// @notice A worker left the registry (its open tasks carry on).
     event WorkerLeft(address indexed worker);
+    /// @notice A worker published its offer (hardware, runtimes: a JSON document the contract does not read);
+    ///         its record keeps `offerHash` and this block, the document is only here.
+    event WorkerOffered(address indexed worker, bytes32 indexed offerHash, bytes offer);
     /// @notice A provider added a validator to its trusted set, or removed it.
     event TrustChanged(address indexed provider, address indexed validator, bool trusted);
     /// @notice A task was posted with its escrow; `locator` is sealed to the named provider (empty while pending).
@@ -116,6 +129,9 @@ interface ITaskMarket {
         uint256 burned,
         bytes report
     );
+    /// @notice The provider declined a task it cannot run; `reason` is plain text (public). The requester was
+    ///         credited price + fee; nobody was paid and nothing was burned.
+    event TaskDeclined(uint256 indexed taskId, address indexed provider, bytes reason);
     /// @notice The validator judged the committed result. On accept `requesterLocator` (sealed to the requester)
     ///         opens the result, the provider got price (less the burn) plus its collateral back and the validator
     ///         its fee (less the burn). On reject the requester got price + fee back, the validator its fee (less
@@ -200,8 +216,10 @@ interface ITaskMarket {
     error TaskMarket__WrongResult(uint256 taskId, bytes32 resultHash);
     /// @notice A provider rating must be 1..5; a validator rating 0..5 (0 only: not rated), and 0 for a failed task.
     error TaskMarket__InvalidRating(uint8 rating);
-    /// @notice A failure report must be 1..1024 bytes.
+    /// @notice A failure report or a decline reason must be 1..1024 bytes.
     error TaskMarket__InvalidReport(uint256 length);
+    /// @notice An offer document must be 1..2048 bytes.
+    error TaskMarket__InvalidOffer(uint256 length);
     /// @notice The caller has no credit.
     error TaskMarket__NothingToWithdraw(address account);
     /// @notice The ether transfer of a withdrawal failed.
@@ -222,8 +240,15 @@ interface ITaskMarket {
     /// @param available Whether the caller is available for new tasks.
     function update(bytes32 encKey, uint96 price, bool available) external;
 
-    /// @notice Leave the registry; open tasks carry on, the id and the record are kept for a comeback.
+    /// @notice Leave the registry; open tasks carry on, the id and the record are kept for a comeback (the offer
+    ///         is cleared: a returning worker publishes a new one).
     function leave() external;
+
+    /// @notice Publish the caller's offer: the document is emitted in WorkerOffered, never stored; the caller's
+    ///         record keeps its keccak256 and this block number (a new offer replaces the old one, leave clears it).
+    ///         The contract cannot check hardware claims: it binds the document to the worker's own transaction.
+    /// @param offer The offer document (1..2048 bytes; the daemon writes JSON).
+    function publishOffer(bytes calldata offer) external;
 
     /// @notice Add a validator to the caller's trusted set, or remove it: a requester can only pair the caller
     ///         with a validator it trusts, so every verdict on the caller's work comes from a party it consented to.
@@ -262,6 +287,13 @@ interface ITaskMarket {
     /// @param taskId The task (caller must be its provider, before the execution deadline).
     /// @param report Exit code and last lines of stderr, sealed to the requester (1..1024 bytes).
     function reportFailure(uint256 taskId, bytes calldata report) external;
+
+    /// @notice Give up a task the caller cannot run, at once: the requester gets price + fee back, nobody is
+    ///         paid, nothing is burned. Only before a result is committed (Executing) and before the deadline
+    ///         (after it, expire refunds the same).
+    /// @param taskId The task (caller must be its provider, before the execution deadline).
+    /// @param reason Why, in plain text (public on chain), 1..1024 bytes.
+    function decline(uint256 taskId, bytes calldata reason) external;
 
     /// @notice Judge the committed result; see VerdictSubmitted for who is paid what.
     /// @param taskId The task (caller must be its validator, before the validation deadline).

@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     from ichain.market import Market
     from ichain.requester import RequesterSession, RoundResult
 
+#: Exit status of ``submit`` when the provider declined the task (its one line says why; the deposit is refunded).
+DECLINED_EXIT = 1
+
 
 @click.command(cls=IChainCommand)
 @click.argument("task_dir", type=click.Path(file_okay=False, path_type=Path))
@@ -84,6 +87,9 @@ def submit(task_dir, account, transport, state_dir, host, port, market_address, 
         emit(round_json(session, outcome, market), as_json=as_json)
     finally:
         session.close()
+    if outcome.status == Status.Declined:
+        # the round did not run: a script must not take the refund line for a result
+        raise click.exceptions.Exit(DECLINED_EXIT)
 
 
 def round_json(session: RequesterSession, outcome: RoundResult, market: Market) -> dict[str, Any]:

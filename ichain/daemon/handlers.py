@@ -20,6 +20,7 @@ from ichain.market import (
     ProviderAssigned,
     ResultSubmitted,
     TaskCancelled,
+    TaskDeclined,
     TaskExpired,
     TaskFailed,
     TaskPosted,
@@ -97,8 +98,8 @@ def register_handlers(runner: Runner, me: str, state: DaemonState, wake: Wake) -
             # What the chain says we trust (read by `ape ichain status`; the daemon asks trusts() before a run).
             state.set_meta(f"trust:{event.validator.lower()}", bool(event.trusted))
 
-    @runner.on("TaskFailed", "VerdictSubmitted", "TaskRated", "TaskExpired", "TaskCancelled")
-    def settled(event: TaskFailed | VerdictSubmitted | TaskRated | TaskExpired | TaskCancelled) -> None:
+    @runner.on("TaskFailed", "VerdictSubmitted", "TaskRated", "TaskExpired", "TaskCancelled", "TaskDeclined")
+    def settled(event: TaskFailed | VerdictSubmitted | TaskRated | TaskExpired | TaskCancelled | TaskDeclined) -> None:
         for role in ("provider", "validator"):
             if state.task(event.task_id, role) is not None:
                 wake(event.task_id, role)

@@ -55,7 +55,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("ichain.daemon")
 
 #: Statuses after which a task holds no more work for the daemon than withdrawing.
-SETTLED = (Status.Completed, Status.Failed, Status.Rejected, Status.Rated, Status.Expired, Status.Cancelled)
+SETTLED = (Status.Completed, Status.Failed, Status.Rejected, Status.Rated, Status.Expired, Status.Cancelled,
+           Status.Declined)
 
 #: Seconds between attempts to put the configured validators in our trusted set (one may not be registered yet).
 TRUST_RETRY = 5.0

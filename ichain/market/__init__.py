@@ -22,6 +22,9 @@ Usage::
     market.submit_result(task.task_id, result_hash, validator_locator, sender=p)  # sends the collateral
     market.submit_verdict(task.task_id, result_hash, True, requester_locator, sender=v)  # pays, delivers
     market.rate(task.task_id, 5, 4, sender=requester)
+    market.decline(other_id, "needs runtime ichain-torch", sender=p)  # a task p cannot run: full refund
+    market.publish_offer(b'{"gpu": "H200"}', sender=p)  # the document in the log, hash and block on chain
+    docs = market.offer_documents(market.providers())  # address -> document, checked against each record
 """
 
 from ichain.market.errors import (
@@ -31,6 +34,7 @@ from ichain.market.errors import (
     InsufficientDeposit,
     NotConfirmed,
     InvalidInput,
+    InvalidOffer,
     InvalidProvider,
     InvalidRating,
     InvalidReport,
@@ -59,6 +63,7 @@ from ichain.market.events import (
     ProviderAssigned,
     ResultSubmitted,
     TaskCancelled,
+    TaskDeclined,
     TaskEvent,
     TaskExpired,
     TaskFailed,
@@ -68,16 +73,18 @@ from ichain.market.events import (
     VerdictSubmitted,
     Withdrawn,
     WorkerLeft,
+    WorkerOffered,
     WorkerRegistered,
     WorkerTracked,
     WorkerUpdated,
 )
-from ichain.market.sdk import EXPIRE_GAS, PAGE, UINT96_MAX, Market, rank_key
+from ichain.market.sdk import EXPIRE_GAS, OFFER_LOG_SPAN, PAGE, UINT96_MAX, Market, rank_key
 from ichain.market.types import (
     BPS,
     BURN_BPS,
     COLLATERAL_BPS,
     FAILURE_BPS,
+    MAX_OFFER,
     MAX_REPORT,
     OPEN_STATUSES,
     PRIOR_SCORE_MILLI,
@@ -104,6 +111,7 @@ __all__ = [
     "rank_key",
     "commitment_of",
     "EXPIRE_GAS",
+    "OFFER_LOG_SPAN",
     "PAGE",
     "UINT96_MAX",
     # domain types and the contract's constants
@@ -112,6 +120,7 @@ __all__ = [
     "BURN_BPS",
     "COLLATERAL_BPS",
     "FAILURE_BPS",
+    "MAX_OFFER",
     "MAX_REPORT",
     "OPEN_STATUSES",
     "PRIOR_SCORE_MILLI",
@@ -136,6 +145,7 @@ __all__ = [
     "InsufficientDeposit",
     "NotConfirmed",
     "InvalidInput",
+    "InvalidOffer",
     "InvalidProvider",
     "InvalidRating",
     "InvalidReport",
@@ -163,6 +173,7 @@ __all__ = [
     "ProviderAssigned",
     "ResultSubmitted",
     "TaskCancelled",
+    "TaskDeclined",
     "TaskExpired",
     "TaskFailed",
     "TaskPosted",
@@ -171,6 +182,7 @@ __all__ = [
     "VerdictSubmitted",
     "Withdrawn",
     "WorkerLeft",
+    "WorkerOffered",
     "WorkerRegistered",
     "WorkerTracked",
     "WorkerUpdated",

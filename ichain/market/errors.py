@@ -101,7 +101,11 @@ class ValidatorNotTrusted(MarketError):
 
 
 class InvalidReport(MarketError):
-    """A failure report must be 1..1024 bytes."""
+    """A failure report or a decline reason must be 1..1024 bytes."""
+
+
+class InvalidOffer(MarketError):
+    """An offer document must be 1..2048 bytes."""
 
 
 class WrongResult(MarketError):
@@ -147,6 +151,7 @@ _ERRORS_BY_NAME: dict[str, type[MarketError]] = {
     "InvalidValidator": InvalidValidator,
     "ValidatorNotTrusted": ValidatorNotTrusted,
     "InvalidReport": InvalidReport,
+    "InvalidOffer": InvalidOffer,
     "WrongResult": WrongResult,
     "InvalidRating": InvalidRating,
     "NothingToWithdraw": NothingToWithdraw,

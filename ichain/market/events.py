@@ -72,6 +72,27 @@ class WorkerLeft(MarketEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
+class WorkerOffered(MarketEvent):
+    """A worker published its offer; ``offer`` is the document itself (its record keeps only the hash and block).
+
+    Attributes:
+        worker: The worker.
+        offer_hash: keccak256 of ``offer``, as the event's topic says (check it: :meth:`matches`).
+        offer: The offer document (the daemon writes JSON; the contract never reads it).
+    """
+
+    event_name: ClassVar[str] = "WorkerOffered"
+    worker: str
+    offer_hash: bytes
+    offer: bytes
+
+    @property
+    def matches(self) -> bool:
+        """Whether the document's keccak256 is the hash the event was indexed under."""
+        return keccak(bytes(self.offer)) == bytes(self.offer_hash)
+
+
+@dataclass(frozen=True, kw_only=True)
 class TrustChanged(MarketEvent):
     """A provider added a validator to its trusted set (``trusted``) or removed it."""
 
@@ -133,6 +154,20 @@ class TaskFailed(TaskEvent):
     refund: int
     burned: int
     report: bytes
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskDeclined(TaskEvent):
+    """The provider declined a task it cannot run; the requester got price + fee back, nobody was paid.
+
+    Attributes:
+        provider: The provider that declined.
+        reason: Why, in plain text as the provider sent it (public; neutralise it before showing it).
+    """
+
+    event_name: ClassVar[str] = "TaskDeclined"
+    provider: str
+    reason: bytes
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -198,8 +233,9 @@ class WorkerTracked(MarketEvent):
 EVENT_TYPES: dict[str, type[MarketEvent]] = {
     cls.event_name: cls
     for cls in (
-        WorkerRegistered, WorkerUpdated, WorkerLeft, TrustChanged, TaskPosted, ProviderAssigned, ResultSubmitted,
-        TaskFailed, VerdictSubmitted, TaskRated, TaskCancelled, TaskExpired, Withdrawn, WorkerTracked,
+        WorkerRegistered, WorkerUpdated, WorkerLeft, WorkerOffered, TrustChanged, TaskPosted, ProviderAssigned,
+        ResultSubmitted, TaskFailed, TaskDeclined, VerdictSubmitted, TaskRated, TaskCancelled, TaskExpired, Withdrawn,
+        WorkerTracked,
     )
 }
 

@@ -14,6 +14,7 @@ from ichain.market.errors import (
     DeadlinePassed,
     InsufficientDeposit,
     InvalidInput,
+    InvalidOffer,
     InvalidProvider,
     InvalidRating,
     InvalidReport,
@@ -44,8 +45,10 @@ from ichain.market.events import (
     TrustChanged,
     VerdictSubmitted,
     Withdrawn,
+    WorkerOffered,
 )
 from ichain.market.types import (
+    MAX_OFFER,
     MAX_REPORT,
     OPEN_STATUSES,
     ZERO_ADDRESS,
@@ -71,6 +74,10 @@ if TYPE_CHECKING:
 UINT96_MAX = 2**96 - 1
 PAGE = 500  # positions scanned per view call when walking the pools
 _BATCH = 100  # calls per JSON-RPC batch (public nodes cap batch sizes)
+# Largest block range one eth_getLogs of offer_documents spans (a common cap of public nodes); offers further
+# apart are fetched with one call per range.
+OFFER_LOG_SPAN = 10_000
+_OFFERED_TOPIC = "0x" + keccak(text="WorkerOffered(address,bytes32,bytes)").hex()
 
 # Gas limit expire() is sent with, since estimating it would revert (see Market.expire): over twice its most
 # expensive branch (a silent validator: collateral back and a missed verdict counted, 76k on anvil), so a
@@ -251,6 +258,8 @@ class Market:
             missed=int(raw.missed),
             provider_record=_record_of(as_provider),
             validator_record=_record_of(as_validator),
+            offer_hash=None if as_bytes(raw.offerHash) == bytes(32) else as_bytes(raw.offerHash),
+            offer_block=int(raw.offerBlock),
         )
 
     def credit(self, address: AddressLike) -> int:
@@ -533,7 +542,8 @@ class Market:
             raise NotProvider(f"only the provider {task.provider} can {what} task {task_id}")
         self._expect(task, Status.Executing)
         if self.now() > task.deadline:
-            raise DeadlinePassed(f"task {task_id}: the result or failure report was due by {task.deadline}")
+            raise DeadlinePassed(f"too late to {what} task {task_id}: its execution deadline {task.deadline} "
+                                 "has passed")
         return task
 
     def _send(
@@ -604,6 +614,109 @@ class Market:
         if not self.worker(sender).registered:
             raise NotAWorker(f"{address_of(sender)} is not a registered worker")
         self._send("leave", sender=sender, **tx)
+
+    # ------------------------------------------------------------------ offers
+    def publish_offer(self, document: bytes, *, sender: AccountAPI, **tx: Any) -> Worker:
+        """Publish ``sender``'s offer (its hardware and runtimes, as the daemon describes them).
+
+        The document is only emitted (``WorkerOffered``); the worker's record keeps its keccak256 and the block,
+        so :meth:`offer_documents` finds it again from any node. A new offer replaces the old one; leaving the
+        registry clears it. The contract cannot check what the document claims.
+
+        Args:
+            document: The offer document, 1..2048 bytes (the daemon writes JSON).
+
+        Returns:
+            The worker with its new ``offer_hash`` and ``offer_block``.
+
+        Raises:
+            InvalidOffer: Not bytes, empty or longer than 2048 bytes (before sending).
+            NotAWorker: ``sender`` is not registered (before sending).
+        """
+        if not isinstance(document, (bytes, bytearray)):
+            raise InvalidOffer(f"an offer document is bytes, got {type(document).__name__}")
+        raw = bytes(document)
+        if not 1 <= len(raw) <= MAX_OFFER:
+            raise InvalidOffer(f"an offer document must be 1..{MAX_OFFER} bytes, got {len(raw)}")
+        if not self.worker(sender).registered:
+            raise NotAWorker(f"{address_of(sender)} is not a registered worker: register before publishing an offer")
+        self._send("publishOffer", raw, sender=sender, **tx)
+        return self.worker(sender)
+
+    def offer_documents(self, workers: Iterable[Worker]) -> dict[str, bytes]:
+        """The current offer document of each worker that has one, checked against its record.
+
+        Each document is looked up in the logs of exactly its worker's ``offer_block`` (filtered by the worker and
+        the hash topics): one ``eth_getLogs`` for all the workers whose blocks lie within ``OFFER_LOG_SPAN`` of
+        each other, and one per block when a node refuses a range. A worker without an offer, or whose document
+        cannot be found (a pruned node, a reorg) or does not hash to its ``offer_hash``, is simply absent.
+
+        Args:
+            workers: Worker records (:meth:`worker`, :meth:`workers`), as recent as the caller needs.
+
+        Returns:
+            Checksummed address -> the raw document.
+        """
+        wanted = {w.address: w for w in workers if w.offer_hash is not None and w.offer_block > 0}
+        found: dict[str, bytes] = {}
+        ordered = sorted(wanted.values(), key=lambda w: w.offer_block)
+        group: list[Worker] = []
+        for w in ordered:
+            if group and (w.offer_block - group[0].offer_block > OFFER_LOG_SPAN or len(group) >= _BATCH):
+                self._find_offers(group, found)
+                group = []
+            group.append(w)
+        if group:
+            self._find_offers(group, found)
+        return found
+
+    def offer_document(self, worker: Worker) -> bytes | None:
+        """The current offer document of ``worker``, checked against its record, or None (see
+        :meth:`offer_documents`)."""
+        return self.offer_documents([worker]).get(worker.address)
+
+    def _find_offers(self, group: list[Worker], found: dict[str, bytes]) -> None:
+        """Look up the offers of ``group`` (blocks within OFFER_LOG_SPAN) into ``found``: one ranged call, or
+        one call per block where the node refuses the range."""
+        from ape.exceptions import ApeException
+
+        try:
+            self._match_offers(group, self._offer_logs(group, group[0].offer_block, group[-1].offer_block), found)
+            return
+        except (ApeException, ValueError):
+            if group[0].offer_block == group[-1].offer_block:
+                return  # a node that cannot serve this block's logs: these offers are not found
+        for block in sorted({w.offer_block for w in group}):
+            at = [w for w in group if w.offer_block == block]
+            try:
+                self._match_offers(at, self._offer_logs(at, block, block), found)
+            except (ApeException, ValueError):
+                continue
+
+    def _offer_logs(self, group: list[Worker], start: int, stop: int) -> list:
+        from ape import chain
+
+        def topic(value: bytes) -> str:
+            return "0x" + value.rjust(32, b"\0").hex()
+
+        return chain.provider.make_request(
+            "eth_getLogs",
+            [{"address": self.address, "fromBlock": hex(start), "toBlock": hex(stop),
+              "topics": [_OFFERED_TOPIC, [topic(bytes.fromhex(w.address[2:])) for w in group],
+                         [topic(bytes(w.offer_hash or b"")) for w in group]]}],
+        )
+
+    def _match_offers(self, group: list[Worker], logs: list, found: dict[str, bytes]) -> None:
+        """Keep, for each worker of ``group``, the logged document of its own block that hashes to its record."""
+        by_address = {w.address: w for w in group}
+        for log in logs:
+            event = self._decoder.decode(dict(log))
+            if not isinstance(event, WorkerOffered) or event.contract_address != self.address:
+                continue
+            w = by_address.get(event.worker)
+            if w is None or event.block_number != w.offer_block or keccak(bytes(event.offer)) != w.offer_hash:
+                continue
+            found[w.address] = bytes(event.offer)
 
     # ------------------------------------------------------------------ trust
     def set_trust(
@@ -794,6 +907,28 @@ class Market:
             raise InvalidReport(f"a failure report must be 1..{MAX_REPORT} bytes, got {len(raw)}")
         self._provided_task(task_id, sender, "report the failure of")
         self._send("reportFailure", int(task_id), raw, sender=sender, **tx)
+        return self.task(task_id)
+
+    def decline(self, task_id: int, reason: str, *, sender: AccountAPI, **tx: Any) -> Task:
+        """Give back an executing task ``sender`` cannot run (provider only), before its deadline.
+
+        The requester is credited the whole escrow (price + validator fee) at once; nobody is paid, nothing is
+        burned, and the task cannot be rated. After the deadline :meth:`expire` refunds the same.
+
+        Args:
+            reason: Why, in plain text (public on chain), e.g. "needs runtime ichain-torch; this provider has
+                ichain-runtime"; 1..1024 bytes once UTF-8 encoded.
+
+        Raises:
+            InvalidReport, NotProvider, WrongState, DeadlinePassed: before sending.
+        """
+        if not isinstance(reason, str):
+            raise InvalidReport(f"a decline reason is text, got {type(reason).__name__}")
+        raw = reason.encode()
+        if not 1 <= len(raw) <= MAX_REPORT:
+            raise InvalidReport(f"a decline reason must be 1..{MAX_REPORT} bytes, got {len(raw)}")
+        self._provided_task(task_id, sender, "decline")
+        self._send("decline", int(task_id), raw, sender=sender, **tx)
         return self.task(task_id)
 
     def result_of(self, task_id: int) -> bytes | None:

@@ -18,7 +18,8 @@ BPS = 10_000
 BURN_BPS = 100  # 1% of every paid amount is burned
 COLLATERAL_BPS = 1000  # collateral = validator fee + 10% of the price
 FAILURE_BPS = 1000  # a failing run pays the provider 10% of the price (less the burn)
-MAX_REPORT = 1024  # a failure report is 1..MAX_REPORT bytes
+MAX_REPORT = 1024  # a failure report (and a decline reason) is 1..MAX_REPORT bytes
+MAX_OFFER = 2048  # an offer document is 1..MAX_OFFER bytes
 
 # An account, contract or any other ape address object, or an address as text.
 AddressLike = Union["BaseAddress", str]
@@ -37,6 +38,7 @@ class Status(IntEnum):
     Rated = 7
     Cancelled = 8
     Expired = 9
+    Declined = 10
 
     @property
     def is_open(self) -> bool:
@@ -53,7 +55,7 @@ Status.None_._name_ = "None"  # the contract's name; `None` itself is not a vali
 OPEN_STATUSES = (Status.Pending, Status.Executing, Status.Validating)
 # The states a task ends in; only Completed and Failed still take the requester's rating.
 SETTLED_STATUSES = (
-    Status.Completed, Status.Failed, Status.Rejected, Status.Rated, Status.Cancelled, Status.Expired,
+    Status.Completed, Status.Failed, Status.Rejected, Status.Rated, Status.Cancelled, Status.Expired, Status.Declined,
 )
 
 
@@ -187,6 +189,8 @@ class Worker:
         missed: Verdicts it let expire as a validator (never reset).
         provider_record: Its record as a provider.
         validator_record: Its record as a validator.
+        offer_hash: keccak256 of its current offer document, or None when it never published one (or left since).
+        offer_block: Block of the ``WorkerOffered`` event that holds that document (0 without an offer).
     """
 
     address: str
@@ -198,6 +202,8 @@ class Worker:
     missed: int = 0
     provider_record: Record = field(default_factory=Record)
     validator_record: Record = field(default_factory=Record)
+    offer_hash: bytes | None = None
+    offer_block: int = 0
 
     def record(self, role: Role) -> Record:
         """The record for ``role``."""

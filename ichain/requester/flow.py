@@ -33,7 +33,8 @@ class RoundResult:
 
     Attributes:
         task_id: The on-chain task.
-        status: Its status when the round stopped (Completed, Failed, Rejected, Rated, Cancelled, Expired).
+        status: Its status when the round stopped (Completed, Failed, Rejected, Rated, Cancelled, Expired,
+            Declined).
         result_dir: Where the verified result was unpacked (None without a result).
         metrics: The metrics the task wrote.
         rating: The provider rating given (None when not rated).
@@ -148,6 +149,11 @@ def run_round(
         echo(f"task {task_id} ended {status.name}: refund {eth(settled.get('refund', 0))} credited "
              f"(ape ichain withdraw pays it out)")
         return RoundResult(task_id, status, refund=int(settled.get("refund", 0)))
+    if status == Status.Declined:
+        refund = int(settled.get("refund", 0))
+        echo(f"the provider declined: {session.data.get('declined') or 'no reason given'}; your deposit of "
+             f"{refund} wei is refunded (ape ichain withdraw pays it out)")
+        return RoundResult(task_id, status, refund=refund)
     if status == Status.Rejected:
         echo(f"verdict: rejected by validator {val}: no result; price and fee refunded "
              f"({eth(settled.get('refund', 0))} credited, ape ichain withdraw pays it out)")

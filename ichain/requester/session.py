@@ -6,6 +6,7 @@ A :class:`RequesterSession` walks a task through the market (the round with its 
     s = RequesterSession.prepare("examples/digits", market=market, account=acct, config=cfg)  # checks, packs
     s.post(provider="best", validator="auto")    # hosts the task for the provider only, posts the deposit
     s.wait_for("Completed")                      # Executing -> Validating -> Completed | Failed | Rejected | Expired
+                                                 # (or Executing -> Declined: the provider gave it back)
     s.fetch_result()                             # opens the accept's locator, fetches, checks resultOf, unpacks
     s.rate(5, 4)                                 # explicit only: never a default rating
     s.close()
@@ -38,8 +39,8 @@ from ichain.config import IChainConfig
 from ichain.errors import IChainError
 from ichain.files import sha256_file, write_json_atomic
 from ichain.market import (
-    Market, ProviderAssigned, ResultSubmitted, Status, Task, TaskCancelled, TaskExpired, TaskFailed, TaskRated,
-    VerdictSubmitted, Worker,
+    Market, ProviderAssigned, ResultSubmitted, Status, Task, TaskCancelled, TaskDeclined, TaskExpired, TaskFailed,
+    TaskRated, VerdictSubmitted, Worker,
 )
 from ichain.net import free_port
 from ichain.tor import TorTransport, transport_for
@@ -52,9 +53,9 @@ if TYPE_CHECKING:
 
 #: Statuses whose escrow is settled: the round is over (Completed and Failed may still be rated once).
 SETTLED = frozenset({Status.Completed, Status.Failed, Status.Rejected, Status.Rated, Status.Cancelled,
-                     Status.Expired})
+                     Status.Expired, Status.Declined})
 #: Statuses after which nothing more happens to a task.
-TERMINAL = frozenset({Status.Rejected, Status.Rated, Status.Cancelled, Status.Expired})
+TERMINAL = frozenset({Status.Rejected, Status.Rated, Status.Cancelled, Status.Expired, Status.Declined})
 #: Statuses the requester may rate (once).
 RATEABLE = frozenset({Status.Completed, Status.Failed})
 
@@ -458,6 +459,11 @@ class RequesterSession:
             self.data["settled"] = {"event": ev.name, "refund": int(ev.refund), "payout": int(ev.payout)}
         elif isinstance(ev, TaskCancelled):
             self.data["settled"] = {"event": ev.name, "refund": int(ev.refund), "payout": 0}
+        elif isinstance(ev, TaskDeclined):
+            # decline refunds the whole escrow (the event carries no amount); the reason is the provider's own text
+            refund = int(self.data.get("price", 0)) + int(self.data.get("validator_fee", 0))
+            self.data["settled"] = {"event": ev.name, "refund": refund, "payout": 0}
+            self.data["declined"] = one_line(bytes(ev.reason).decode(errors="replace"), 300)
 
     def _open_failure(self, report: bytes) -> dict:
         """Open the provider's sealed failure report; every text field neutralised for terminals and pages.

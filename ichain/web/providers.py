@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ichain.errors import IChainError
-from ichain.market import Market, MarketEvent, ResultSubmitted, TaskExpired, TaskFailed, VerdictSubmitted
+from ichain.market import (
+    Market,
+    MarketEvent,
+    ResultSubmitted,
+    TaskDeclined,
+    TaskExpired,
+    TaskFailed,
+    VerdictSubmitted,
+)
 
 if TYPE_CHECKING:
     from ichain.web.service import WebService
@@ -83,6 +91,10 @@ class EventTally:
                 self._by_worker[provider].earned += earned
                 row = self._by_worker[provider].history.setdefault((ev.task_id, "provider"), {})
                 row.update(status=verdict, amount=earned)
+        elif isinstance(ev, TaskDeclined):
+            # given back before any result: nothing run, nothing earned
+            t = self._by_worker[ev.provider]
+            t.history[(ev.task_id, "provider")] = {"status": "Declined", "amount": 0}
         elif isinstance(ev, TaskExpired) and ev.provider is not None:
             # A timeout pays nobody for work: at most the provider's collateral comes back.
             expired = self._by_worker[ev.provider].history.get((ev.task_id, "provider"))

@@ -38,7 +38,7 @@ MAX_BACKOFF = 8.0
 STEPS = [("Pending", "Pending"), ("Executing", "Executing"), ("Validating", "Validating"),
          ("Completed", "Completed"), ("Rated", "Rated")]
 ENDINGS = {"Failed": "Failed at the provider", "Rejected": "Rejected (dispute)", "Cancelled": "Stopped, refunded",
-           "Expired": "Expired, refunded"}
+           "Expired": "Expired, refunded", "Declined": "Declined by the provider, refunded"}
 LABELS = {
     "Pending": "waiting for a provider",
     "Executing": "running at the provider",
@@ -49,6 +49,7 @@ LABELS = {
     "Rejected": "rejected: refunded",
     "Cancelled": "stopped: refunded",
     "Expired": "expired: refunded",
+    "Declined": "declined by the provider: refunded",
 }
 
 
@@ -67,7 +68,7 @@ def steps_for(status: str, rated_failure: bool = False) -> list[dict]:
             out.append({"label": label, "cls": cls})
         return out
     # An ending: everything before where it stopped is done, then the ending is marked.
-    reached = {"Failed": 2, "Rejected": 3, "Cancelled": 1, "Expired": 2}.get(status, 0)
+    reached = {"Failed": 2, "Rejected": 3, "Cancelled": 1, "Expired": 2, "Declined": 2}.get(status, 0)
     out = [{"label": label, "cls": "done"} for _, label in STEPS[:reached]]
     out.append({"label": ENDINGS.get(status, status), "cls": "failed"})
     return out
@@ -299,6 +300,7 @@ class Sessions:
             "result_hash": ("0x" + snap["result_hash"]) if snap.get("result_hash") else None,
             "accepted": snap.get("accepted"),
             "failure": snap.get("failure"),
+            "declined": snap.get("declined"),
             "settled": snap.get("settled") or {},
             "collateral": snap.get("collateral"),
             "rating": snap.get("rating"),

@@ -11,7 +11,7 @@ import {ForceFeeder} from "../../contracts/test/ForceFeeder.sol";
 
 /// @notice The forge invariant campaign's only target: random actors make random (mostly well-formed) calls
 ///         to the market (protocol v2: trust, collateral, failure reports, verdicts that settle, ratings) and
-///         random time jumps happen. Every call that succeeds is checked on the spot against the protocol's
+///         random time jumps happen; providers decline tasks they cannot run and workers publish offers. Every call that succeeds is checked on the spot against the protocol's
 ///         transition table (who may move a task from which state to which, and when) and the money it moved is
 ///         booked in a ghost ledger (who is owed what, what is burned, what collateral is held, by rule). Calls
 ///         the rules say must succeed (expire after a deadline, a due withdraw, a due verdict, ...) are required
@@ -28,7 +28,8 @@ contract MarketHandler is TestBase {
         Verdict,
         Rate,
         Cancel,
-        Expire
+        Expire,
+        Decline
     }
 
     uint256 internal constant BPS = 10_000;
@@ -73,6 +74,14 @@ contract MarketHandler is TestBase {
     uint256 public copierReplays;
     /// @notice Posts and assignments refused because the provider does not trust the validator (1a).
     uint256 public untrustedRefusals;
+    /// @notice Offers published (each checked on the spot: hash and block in the record, document in the log).
+    uint256 public offersPublished;
+
+    // ------------------------------------------------------------ the offers, by rule
+    /// @notice keccak256 of each worker's current offer (zero: none, or cleared by leave).
+    mapping(address worker => bytes32) public ghostOfferHash;
+    /// @notice Block of each worker's current offer (0: none).
+    mapping(address worker => uint256) public ghostOfferBlock;
 
     constructor(TaskMarket market_, ReentrantPayee reentrant_, RevertingPayee reverting_) {
         market = market_;
@@ -227,6 +236,52 @@ contract MarketHandler is TestBase {
         }
     }
 
+    /// @notice The provider (or someone else) declines a task it cannot run (sometimes with an invalid reason);
+    ///         mostly an Executing task, sometimes any (a Pending, Validating or settled one must be refused).
+    function decline(uint256 task, uint256 who, uint16 length) external {
+        uint256 id = _pick(task, ITaskMarket.Status.Executing);
+        if (id == 0) return;
+        ITaskMarket.Task memory b = market.getTask(id);
+        address caller = who % 4 == 0 ? _actor(who / 4) : b.provider;
+        length = uint16(length % 16 == 0 ? _bound(length, 0, 1100) : _bound(length, 1, 64));
+        bool mustWork = caller == b.provider && caller != address(0) && b.status == ITaskMarket.Status.Executing
+            && block.timestamp <= b.deadline && length >= 1 && length <= 1024;
+        uint256 before = market.creditOf(b.requester);
+        vm.prank(caller);
+        try market.decline(id, new bytes(length)) {
+            assertTrue(length >= 1 && length <= 1024, "decline: an invalid reason was taken");
+            assertEq(market.creditOf(b.requester) - before, uint256(b.price) + b.validatorFee, "decline: refund");
+            _settle(id, b, caller, Op.Decline);
+        } catch {
+            assertTrue(!mustWork, "decline: the provider's due decline was refused");
+            _refused();
+        }
+    }
+
+    /// @notice A worker (or a stranger, or a worker that left) publishes an offer (sometimes empty or too long).
+    function publishOffer(uint256 who, uint16 length, bytes32 salt) external {
+        address w = who % 8 == 7 ? address(uint160(0xBEEF0000 + who % 1000)) : _actor(who);
+        length = uint16(length % 8 == 0 ? _bound(length, 0, 2100) : _bound(length, 1, 300));
+        bytes memory offer = new bytes(length);
+        if (length != 0) offer[0] = salt[0]; // documents differ, so a new offer has a new hash
+        if (length > 1) offer[length - 1] = salt[1];
+        bool registered = market.getWorker(w).registered;
+        bool mustWork = registered && length >= 1 && length <= 2048;
+        vm.prank(w);
+        try market.publishOffer(offer) {
+            assertTrue(mustWork, "publishOffer: taken from a non-worker or with an invalid document");
+            ITaskMarket.Worker memory rec = market.getWorker(w);
+            assertTrue(rec.offerHash == keccak256(offer), "publishOffer: the record's hash is not the document's");
+            assertEq(rec.offerBlock, block.number, "publishOffer: the record's block is not the event's");
+            ghostOfferHash[w] = rec.offerHash;
+            ghostOfferBlock[w] = block.number;
+            offersPublished++;
+        } catch {
+            assertTrue(!mustWork, "publishOffer: a worker's valid offer was refused");
+            _refused();
+        }
+    }
+
     /// @notice The validator (or someone else) judges the committed result (or a wrong one).
     function submitVerdict(uint256 task, uint256 who, bool accept, bool wrongHash) external {
         uint256 id = _pick(task, ITaskMarket.Status.Validating);
@@ -376,13 +431,21 @@ contract MarketHandler is TestBase {
         uint32 missed = market.getWorker(w).missed;
         vm.prank(w);
         if (r == 0) {
-            try market.leave() {} catch { _refused(); }
+            try market.leave() {
+                ghostOfferHash[w] = bytes32(0);
+                ghostOfferBlock[w] = 0;
+            } catch {
+                _refused();
+            }
         } else if (r < 8) {
             try market.register(key, price, true) {} catch { _refused(); }
         } else {
             try market.update(key, price, r != 1 && r != 8) {} catch { _refused(); }
         }
         assertEq(market.getWorker(w).missed, missed, "a worker's missed record changed outside expire");
+        // an offer lives until the worker replaces it or leaves; registering and updating keep it
+        assertTrue(market.getWorker(w).offerHash == ghostOfferHash[w], "workerOp: the offer hash changed");
+        assertEq(market.getWorker(w).offerBlock, ghostOfferBlock[w], "workerOp: the offer block changed");
     }
 
     /// @notice Ether forced into the market by selfdestruct must not disturb the accounting.
@@ -398,6 +461,7 @@ contract MarketHandler is TestBase {
     function warp(uint256 secs) external {
         // mostly short steps (lifecycles progress within windows), sometimes past every window
         vm.warp(block.timestamp + (secs % 8 == 0 ? _bound(secs, 1, MAX_WARP) : _bound(secs, 1, 30)));
+        vm.roll(block.number + 1); // so offers land in different blocks
     }
 
     // ================================================================== the rules
@@ -466,7 +530,7 @@ contract MarketHandler is TestBase {
             m.toValidator = validatorPaid;
             m.burn = collateral - validatorPaid;
         } else {
-            // Cancelled, or Expired: the requester gets price + fee back
+            // Cancelled, Declined, or Expired: the requester gets price + fee back
             m.toRequester = price + fee;
             if (b.status == ITaskMarket.Status.Validating) {
                 // a silent validator: the provider's collateral back, a missed verdict on the validator's record
@@ -516,6 +580,9 @@ contract MarketHandler is TestBase {
                 && (f == ITaskMarket.Status.Completed || f == ITaskMarket.Status.Failed);
         } else if (op == Op.Cancel) {
             ok = f == ITaskMarket.Status.Pending && t == ITaskMarket.Status.Cancelled && caller == b.requester;
+        } else if (op == Op.Decline) {
+            ok = f == ITaskMarket.Status.Executing && caller == b.provider && beforeDeadline
+                && t == ITaskMarket.Status.Declined;
         } else {
             ok = f.holdsEscrow() && !beforeDeadline && t == ITaskMarket.Status.Expired;
         }

@@ -11,7 +11,7 @@ import {RevertingPayee} from "../../contracts/test/RevertingPayee.sol";
 import {ForceFeeder} from "../../contracts/test/ForceFeeder.sol";
 
 /// @notice The on-chain paths of the fair-exchange attack table (1a, 1b, 1d, 1e, 2a, 2c, 2d, M5), the money of
-///         every settlement, and every guard of both contracts (the campaign's random walk reaches most of them;
+///         every settlement (decline included), the published offers, and every guard of both contracts (the campaign's random walk reaches most of them;
 ///         these make sure each one is hit and answers with the right custom error).
 contract TaskMarketAttacks is TestBase {
     TaskMarket internal market;
@@ -531,6 +531,10 @@ contract TaskMarketAttacks is TestBase {
         market.submitResult(id, keccak256("x"), "");
         vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__NotProvider.selector, id, outsider));
         market.reportFailure(id, REPORT);
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__NotProvider.selector, id, outsider));
+        market.decline(id, "x");
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__NotAWorker.selector, outsider));
+        market.publishOffer("{}");
         vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__NotValidator.selector, id, outsider));
         market.submitVerdict(id, keccak256("x"), true, "");
         vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__NotRequester.selector, id, outsider));
@@ -600,6 +604,191 @@ contract TaskMarketAttacks is TestBase {
         vm.warp(block.timestamp + TIMEOUT + 1);
         market.expire(id);
         assertEq(market.creditOf(requester), PRICE + FEE, "full refund");
+    }
+
+    // ------------------------------------------------------------------ decline: a provider gives up a task
+
+    /// The honest decline: the whole escrow back to the requester at once, nobody paid, nothing burned, the task
+    /// out of the open set, the provider still available (naming it never took it out of the pool).
+    function test_decline__executing__requesterRefundedFullEscrowNothingBurned() public {
+        uint256 id = _post(provider, validator);
+        uint256 available = market.availableWorkerCount();
+        bytes memory reason = "needs runtime ichain-torch; this provider has ichain-runtime";
+        vm.prank(provider);
+        vm.expectEmit(true, true, true, true, address(market));
+        emit ITaskMarket.TaskDeclined(id, provider, reason);
+        market.decline(id, reason);
+        assertTrue(_status(id) == ITaskMarket.Status.Declined, "declined");
+        assertEq(uint8(ITaskMarket.Status.Declined), 10, "appended after Expired");
+        assertEq(market.creditOf(requester), PRICE + FEE, "price + fee refunded");
+        assertEq(market.creditOf(provider), 0, "the provider earns nothing");
+        assertEq(market.creditOf(validator), 0, "the validator earns nothing");
+        assertEq(market.burned(), 0, "nothing burned");
+        assertEq(market.openTaskCount(), 0, "out of the open set");
+        assertEq(market.availableWorkerCount(), available, "availability unchanged");
+        assertTrue(market.getWorker(provider).available, "the provider stays available");
+        _assertBooks(_parties(), 0);
+        vm.prank(requester);
+        market.withdraw();
+        assertEq(address(market).balance, 0, "every wei paid out");
+    }
+
+    /// A decline in the middle of the open set moves the last task into its place (swap-and-pop).
+    function test_decline__middleOfOpenSet__lastTaskMovedAndIndexed() public {
+        uint256 a = _post(provider, validator);
+        uint256 b = _post(provider, validator);
+        uint256 c = _post(address(0), validator);
+        vm.prank(provider);
+        market.decline(a, "no GPU");
+        uint256[] memory open = market.openTasks(0, 10);
+        assertEq(open.length, 2, "two open");
+        assertEq(open[0], c, "the last task moved into the gap");
+        assertEq(market.getTask(c).poolIndex, 0, "and knows its position");
+        assertEq(open[1], b, "the other task stays");
+        _assertBooks(_parties(), 0);
+    }
+
+    /// Every cheating decline is refused and moves no wei: by the requester, the validator, another worker or
+    /// a stranger; on a pending task (no provider), after the result is committed (the provider cannot take its
+    /// collateral back), after the deadline (expire settles it), twice, with no reason or an oversized one.
+    function test_decline__guards__eachRefusedWithItsError() public {
+        uint256 id = _post(provider, validator);
+        address[4] memory cheats = [requester, validator, other, outsider];
+        for (uint256 i = 0; i < cheats.length; i++) {
+            vm.prank(cheats[i]);
+            vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__NotProvider.selector, id, cheats[i]));
+            market.decline(id, "x");
+        }
+        vm.prank(provider);
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__TaskNotFound.selector, 99));
+        market.decline(99, "x");
+        vm.prank(provider);
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__InvalidReport.selector, 0));
+        market.decline(id, "");
+        vm.prank(provider);
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__InvalidReport.selector, 1025));
+        market.decline(id, new bytes(1025));
+        vm.prank(provider);
+        market.decline(id, new bytes(1024)); // the longest reason is taken
+        vm.prank(provider);
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__WrongState.selector, id, ITaskMarket.Status.Declined));
+        market.decline(id, "again");
+
+        uint256 pending = _post(address(0), validator);
+        vm.prank(provider); // a registered worker that was never named
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__NotProvider.selector, pending, provider));
+        market.decline(pending, "x");
+
+        uint256 committed = _post(provider, validator);
+        _result(committed, keccak256("r"));
+        vm.prank(provider);
+        vm.expectRevert(
+            abi.encodeWithSelector(ITaskMarket.TaskMarket__WrongState.selector, committed, ITaskMarket.Status.Validating)
+        );
+        market.decline(committed, "changed my mind");
+
+        uint256 late = _post(provider, validator);
+        uint256 deadline = market.getTask(late).deadline;
+        vm.warp(deadline + 1);
+        vm.prank(provider);
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__DeadlinePassed.selector, late, deadline));
+        market.decline(late, "too late");
+        // only the one honest decline moved money: price + fee to the requester
+        assertEq(market.creditOf(requester), PRICE + FEE, "one refund");
+        assertEq(market.creditOf(provider), 0, "the provider got nothing");
+        _assertBooks(_parties(), 0);
+    }
+
+    /// Decline then expire (or cancel, rate, a result, a failure report): a declined task is settled for good,
+    /// so the requester is refunded exactly once and the provider cannot turn it into a paid path.
+    function test_decline__thenEveryOtherExit__refusedRefundedOnce() public {
+        uint256 id = _post(provider, validator);
+        vm.prank(provider);
+        market.decline(id, "no GPU");
+        ITaskMarket.Status declined = ITaskMarket.Status.Declined;
+        vm.warp(block.timestamp + TIMEOUT + WINDOW + 1);
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__WrongState.selector, id, declined));
+        market.expire(id);
+        vm.startPrank(requester);
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__WrongState.selector, id, declined));
+        market.cancel(id);
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__WrongState.selector, id, declined));
+        market.rate(id, 1, 0);
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__WrongState.selector, id, declined));
+        market.assignProvider(id, provider, "");
+        vm.stopPrank();
+        vm.startPrank(provider);
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__WrongState.selector, id, declined));
+        market.submitResult{value: COLLATERAL}(id, keccak256("r"), "");
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__WrongState.selector, id, declined));
+        market.reportFailure(id, REPORT);
+        vm.stopPrank();
+        vm.prank(validator);
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__WrongState.selector, id, declined));
+        market.submitVerdict(id, keccak256("r"), true, "");
+        assertEq(market.creditOf(requester), PRICE + FEE, "refunded once");
+        vm.prank(requester);
+        market.withdraw();
+        vm.prank(requester);
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__NothingToWithdraw.selector, requester));
+        market.withdraw();
+        assertEq(address(market).balance, 0, "nothing stranded, nothing paid twice");
+    }
+
+    // ------------------------------------------------------------------ offers: the document lives in the log
+
+    function test_publishOffer__worker__hashAndBlockStoredDocumentOnlyInTheLog() public {
+        bytes memory offer = bytes('{"gpu":"H200","memory_gib":139,"runtimes":["ichain-torch"]}');
+        vm.roll(4242);
+        vm.recordLogs();
+        vm.prank(provider);
+        market.publishOffer(offer);
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        assertEq(logs.length, 1, "one event");
+        assertTrue(logs[0].topics[0] == ITaskMarket.WorkerOffered.selector, "WorkerOffered");
+        assertTrue(logs[0].topics[1] == bytes32(uint256(uint160(provider))), "indexed worker");
+        assertTrue(logs[0].topics[2] == keccak256(offer), "indexed hash of the document");
+        assertTrue(keccak256(abi.decode(logs[0].data, (bytes))) == keccak256(offer), "the document in the log");
+        ITaskMarket.Worker memory w = market.getWorker(provider);
+        assertTrue(w.offerHash == keccak256(offer), "hash stored");
+        assertEq(w.offerBlock, 4242, "block stored");
+        assertTrue(w.registered && w.available && w.price == ASKING, "the rest of the record untouched");
+
+        // a new offer replaces the old one; the longest document is taken
+        vm.roll(4300);
+        bytes memory longest = new bytes(2048);
+        vm.prank(provider);
+        market.publishOffer(longest);
+        w = market.getWorker(provider);
+        assertTrue(w.offerHash == keccak256(longest) && w.offerBlock == 4300, "replaced");
+
+        // leave clears both; a comeback starts without an offer
+        vm.prank(provider);
+        market.leave();
+        w = market.getWorker(provider);
+        assertTrue(w.offerHash == bytes32(0) && w.offerBlock == 0, "cleared on leave");
+        vm.prank(provider);
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__NotAWorker.selector, provider));
+        market.publishOffer(offer);
+        vm.prank(provider);
+        market.register(keccak256("back"), ASKING, true);
+        w = market.getWorker(provider);
+        assertTrue(w.offerHash == bytes32(0) && w.offerBlock == 0, "no offer after a comeback");
+        assertEq(address(market).balance, 0, "an offer moves no ether");
+    }
+
+    function test_publishOffer__guards__eachRefusedWithItsError() public {
+        vm.prank(outsider);
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__NotAWorker.selector, outsider));
+        market.publishOffer("{}");
+        vm.prank(provider);
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__InvalidOffer.selector, 0));
+        market.publishOffer("");
+        vm.prank(provider);
+        vm.expectRevert(abi.encodeWithSelector(ITaskMarket.TaskMarket__InvalidOffer.selector, 2049));
+        market.publishOffer(new bytes(2049));
+        ITaskMarket.Worker memory w = market.getWorker(provider);
+        assertTrue(w.offerHash == bytes32(0) && w.offerBlock == 0, "nothing recorded");
     }
 
     // ------------------------------------------------------------------ guards of the lifecycle

@@ -72,6 +72,13 @@ contract TaskMarketInvariants is TestBase {
             if (market.getWorker(actors[i]).available) available++;
         }
         assertEq(market.availableWorkerCount(), available, "available-worker count");
+        // every worker's offer is the last one it published since it last left (hash and block), or none
+        for (uint256 i = 0; i < actors.length; i++) {
+            ITaskMarket.Worker memory w = market.getWorker(actors[i]);
+            assertTrue(w.offerHash == handler.ghostOfferHash(actors[i]), "offer hash != ledger");
+            assertEq(w.offerBlock, handler.ghostOfferBlock(actors[i]), "offer block != ledger");
+            assertTrue(w.registered || w.offerHash == bytes32(0), "a worker that left kept its offer");
+        }
         assertEq(reentrant.successes(), 0, "a re-entrant withdraw succeeded");
     }
 
@@ -122,9 +129,10 @@ contract TaskMarketInvariants is TestBase {
         );
         assertEq(handler.ghostCollateral(), 0, "collateral left after the sweep");
         // what the run reached (forge test -vv): successful calls per operation, refused calls
-        string[8] memory ops =
-            ["post", "assignProvider", "submitResult", "reportFailure", "verdict", "rate", "cancel", "expire"];
-        for (uint8 i = 0; i < 8; i++) {
+        string[9] memory ops = [
+            "post", "assignProvider", "submitResult", "reportFailure", "verdict", "rate", "cancel", "expire", "decline"
+        ];
+        for (uint8 i = 0; i < 9; i++) {
             console.log(ops[i], handler.successes(i));
         }
         console.log("refused calls", handler.expectedReverts());
@@ -135,6 +143,9 @@ contract TaskMarketInvariants is TestBase {
         console.log("  refused expiries", handler.refusedIn(MarketHandler.expire.selector));
         console.log("  refused withdrawals", handler.refusedIn(MarketHandler.withdraw.selector));
         console.log("  refused worker ops", handler.refusedIn(MarketHandler.workerOp.selector));
+        console.log("  refused declines", handler.refusedIn(MarketHandler.decline.selector));
+        console.log("  refused offers", handler.refusedIn(MarketHandler.publishOffer.selector));
+        console.log("offers published", handler.offersPublished());
         console.log("copier replays (own task only)", handler.copierReplays());
         console.log("untrusted pairings refused", handler.untrustedRefusals());
         console.log("burned", market.burned());

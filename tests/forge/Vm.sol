@@ -4,6 +4,7 @@ pragma solidity 0.8.28;
 /// @notice The few forge cheatcodes these tests use (forge-std is not needed offline).
 interface Vm {
     function warp(uint256 timestamp) external;
+    function roll(uint256 blockNumber) external;
     function prank(address sender) external;
     function startPrank(address sender) external;
     function stopPrank() external;

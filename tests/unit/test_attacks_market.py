@@ -6,6 +6,9 @@ docstring says what the landed v1 contract did on the same path: there the attac
 that shows the new outcome fails on it (v1 also lacks setTrust, collateral and rate, so these calls revert there
 before reaching it).
 
+The abuses of decline (a provider gives back a task it cannot run: the requester is refunded in full) and of
+published offers (a document the contract cannot verify), each shown to pay nobody.
+
 Then the generic attacks that still apply:
 * a reentrant payee (re-enters withdraw / withdrawTo from its receive hook),
 * an always-reverting payee (its failed withdraw must not block anyone else),
@@ -32,7 +35,8 @@ REPORT = b"\x01sealed failure report"
 ZERO = "0x" + "00" * 20
 BPS = 10_000
 PRIOR_WEIGHT_GWEI = 10_000_000
-COMPLETED, FAILED, REJECTED, RATED, EXPIRED = 4, 5, 6, 7, 9
+COMPLETED, FAILED, REJECTED, RATED, EXPIRED, DECLINED = 4, 5, 6, 7, 9, 10
+VALIDATING = 3
 
 
 def selector(signature: str) -> bytes:
@@ -369,6 +373,111 @@ def test_attack_m5__validator_drafted_without_consent__refused(market, post, req
         post(provider, validator)
 
 
+# ====================================================================== decline and offers
+def test_attack_decline__commit_garbage_then_decline__collateral_stays_bound(
+        market, post, requester, provider, validator, accounts):
+    """A provider commits a garbage result, sees it will be rejected, and declines to take its collateral back.
+
+    Decline is open only while Executing: once the result is committed the collateral is bound to the verdict,
+    so the reject still pays the validator out of it and burns the rest.
+    """
+    task = post(provider, validator)
+    h = submit(market, task, provider, result=b"garbage")
+    with ape.reverts(market.TaskMarket__WrongState, taskId=task, status=VALIDATING):
+        market.decline(task, b"changed my mind", sender=provider)
+    market.submitVerdict(task, h, False, b"", sender=validator)
+    assert market.getTask(task).status == REJECTED
+    assert market.creditOf(provider) == 0  # the collateral went to the judge and the burn
+    assert market.creditOf(validator) == FEE - burn(FEE)
+    assert solvent(market, accounts)
+
+
+def test_attack_decline__requester_and_provider_one_party__refund_only_no_rating_nothing_gained(
+        market, ratings, post, requester, accomplice, validator, accounts):
+    """The requester's own second address is the provider and declines: a free way to move its escrow around,
+    to dodge the burn, or to earn a rating?
+
+    A decline credits exactly price + fee to the requester and nothing to anybody else; it burns nothing because
+    nothing was paid; a Declined task cannot be rated, so no record moves; only gas was spent.
+    """
+    market.setTrust(validator, True, sender=accomplice)
+    burned, credit = market.burned(), market.creditOf(requester)
+    record = ratings.recordOf(accomplice, 0)
+    task = post(accomplice, validator)
+    market.decline(task, b"sybil", sender=accomplice)
+    assert market.getTask(task).status == DECLINED
+    assert market.creditOf(requester) - credit == PRICE + FEE
+    assert market.creditOf(accomplice) == 0 and market.creditOf(validator) == 0
+    assert market.burned() == burned
+    with ape.reverts(market.TaskMarket__WrongState, taskId=task, status=DECLINED):
+        market.rate(task, 5, 0, sender=requester)
+    assert ratings.recordOf(accomplice, 0) == record
+    assert solvent(market, accounts)
+
+
+def test_attack_decline__decline_then_expire_or_cancel__refunded_once(
+        market, post, requester, provider, validator, outsider, accounts):
+    """The requester (or anyone) tries a second refund of a declined task through expire or cancel."""
+    task = post(provider, validator)
+    credit = market.creditOf(requester)
+    market.decline(task, b"no GPU", sender=provider)
+    ape.chain.pending_timestamp = ape.chain.pending_timestamp + 10 * MAX_TIMEOUT
+    with ape.reverts(market.TaskMarket__WrongState, taskId=task, status=DECLINED):
+        market.expire(task, sender=outsider)
+    with ape.reverts(market.TaskMarket__WrongState, taskId=task, status=DECLINED):
+        market.cancel(task, sender=requester)
+    with ape.reverts(market.TaskMarket__WrongState, taskId=task, status=DECLINED):
+        market.decline(task, b"again", sender=provider)
+    assert market.creditOf(requester) - credit == PRICE + FEE
+    assert solvent(market, accounts)
+
+
+def test_attack_decline__late_provider__cannot_decline_after_the_deadline(
+        market, post, requester, provider, validator, outsider):
+    """A provider that let the deadline pass declines anyway (to look like it declined rather than stayed silent).
+
+    After the deadline only expire settles the task: the same refund, but the chain shows a silence.
+    """
+    task = post(provider, validator)
+    deadline = market.getTask(task).deadline
+    ape.chain.pending_timestamp = deadline + 1
+    with ape.reverts(market.TaskMarket__DeadlinePassed, taskId=task, deadline=deadline):
+        market.decline(task, b"late", sender=provider)
+    market.expire(task, sender=outsider)
+    assert market.getTask(task).status == EXPIRED
+
+
+def test_attack_offer__accomplice_publishes_an_offer_naming_another_worker__only_its_own_record(
+        market, provider, accomplice):
+    """A worker publishes a flattering document that claims to be another worker's offer.
+
+    An offer is bound to its sender: the event's indexed worker and the record written are the caller's own, so
+    a reader of the other worker (its record: no offer) finds nothing; the contract checks no hardware claim,
+    it only binds the document to the worker that signed it.
+    """
+    from ichain.market import Market
+
+    forged = b'{"worker": "' + provider.address.encode() + b'", "gpus": ["8x NVIDIA H200"]}'
+    receipt = market.publishOffer(forged, sender=accomplice)
+    assert market.getWorker(provider).offerHash == bytes(32)
+    assert market.getWorker(accomplice).offerHash == keccak(forged)
+    [event] = receipt.decode_logs(market.WorkerOffered)
+    assert event.worker == accomplice.address
+    sdk = Market(market.address)
+    assert sdk.offer_documents(sdk.workers([provider, accomplice])) == {accomplice.address: forged}
+
+
+def test_attack_offer__stranger_or_departed_worker__refused(market, provider, outsider):
+    """An address that is not a registered worker (never was, or left) cannot leave an offer in the registry."""
+    with ape.reverts(market.TaskMarket__NotAWorker, account=outsider.address):
+        market.publishOffer(b"{}", sender=outsider)
+    market.publishOffer(b'{"gpu": "H200"}', sender=provider)
+    market.leave(sender=provider)
+    assert (market.getWorker(provider).offerHash, market.getWorker(provider).offerBlock) == (bytes(32), 0)
+    with ape.reverts(market.TaskMarket__NotAWorker, account=provider.address):
+        market.publishOffer(b'{"gpu": "H200"}', sender=provider)
+
+
 # ====================================================================== generic attacks
 def test_withdraw__reentrant_payee__reentry_refused_and_paid_once(market, post, contract_actor, validator, owner):
     attacker = contract_actor("ReentrantPayee")
@@ -491,6 +600,8 @@ OUTSIDER_CALLS = {
     "submitResult": (lambda m, t, o: m.submitResult(t, keccak(b"x"), b"", value=COLLATERAL, sender=o),
                      "TaskMarket__NotProvider"),
     "reportFailure": (lambda m, t, o: m.reportFailure(t, REPORT, sender=o), "TaskMarket__NotProvider"),
+    "decline": (lambda m, t, o: m.decline(t, b"not mine", sender=o), "TaskMarket__NotProvider"),
+    "publishOffer": (lambda m, t, o: m.publishOffer(b"{}", sender=o), "TaskMarket__NotAWorker"),
     "submitVerdict": (lambda m, t, o: m.submitVerdict(t, keccak(b"x"), True, b"", sender=o),
                       "TaskMarket__NotValidator"),
     "rate": (lambda m, t, o: m.rate(t, 5, 5, sender=o), "TaskMarket__NotRequester"),

@@ -265,6 +265,50 @@ def test_submit__script_raises_at_the_provider__prints_the_error_line_neutralise
     assert required <= set(result) <= required | optional
 
 
+def test_submit__provider_declines__one_line_refund_and_exit_non_zero(node, cli_market, accounts, tmp_path):
+    """The provider (played here) declines the task it cannot run, with a stranger's escape sequence in its
+    reason: `submit` ends with one line naming the reason and the refunded deposit, lets no control character
+    reach the terminal, rates nothing and exits non-zero; with --json stdout is still one document."""
+    from cli_helpers import readme_json_keys
+
+    import time
+
+    from ichain._cli._common import get_market
+
+    market = get_market(cli_market.market)
+    _workers(market, accounts)
+    provider, validator = accounts[3], accounts[4]
+    before = int(market.last_task_id())
+    proc = subprocess.Popen(
+        [APE, "ichain", "submit", str(DIGITS), "--network", node, "--market", cli_market.market, "--account",
+         "TEST::0", "--state-dir", str(tmp_path / "state"), "--provider", provider.address, "--validator",
+         validator.address, "--timeout", "600", "--wait-timeout", "120", "--rating", "5", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    try:
+        end = time.time() + 90
+        while int(market.last_task_id()) == before:
+            assert proc.poll() is None and time.time() < end, proc.communicate()
+            time.sleep(0.2)
+        tid = before + 1
+        market.decline(tid, "needs runtime ichain-torch\x1b[2J; this provider has ichain-runtime", sender=provider)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    task = market.task(tid)
+    assert proc.returncode == 1, out[-2000:] + err[-2000:]
+    assert (f"the provider declined: needs runtime ichain-torch\\x1b[2J; this provider has ichain-runtime; your "
+            f"deposit of {task.deposit} wei is refunded") in err, err
+    assert "\x1b" not in out + err and "Traceback" not in err
+    assert task.status == Status.Declined  # not rated, though --rating was given
+    result = json.loads(out)
+    assert (result["task_id"], result["status"], result["refund"], result["rating"]) == (tid, "Declined",
+                                                                                        task.deposit, None)
+    required, optional = readme_json_keys()["submit"]
+    assert required <= set(result) <= required | optional
+
+
 def chain_id(node: str) -> int:
     from ape import chain
 

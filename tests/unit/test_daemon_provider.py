@@ -337,6 +337,28 @@ def test_validator__fee_below_its_policy__no_fetch_no_compute_no_verdict(
     assert daemon_market.task(tid).status == Status.Validating
 
 
+def test_validator__provider_declines_before_any_result__done_as_declined_and_nothing_sent(
+    daemon_market, chain, accounts, started, host, tmp_path
+):
+    """The task's provider (played here) gives it back: the TaskDeclined event settles the validator's record at
+    once (no result will come, no verdict is due), and the validator sends nothing."""
+    provider, validator, requester = accounts[3], accounts[4], accounts[0]
+    _register(daemon_market, provider)
+    daemon_market.set_trust(validator.address, True, sender=provider)
+    daemon = started(validator)
+    tid, _ = _post(daemon_market, chain, requester, _task_folder(tmp_path, "t"), host, provider=provider.address,
+                   validator=validator.address)
+    _pump(daemon, lambda: daemon.state.task(tid, "validator") is not None, what="the validator's record")
+    nonce = validator.nonce
+    daemon_market.decline(tid, "needs runtime ichain-torch; this provider has ichain-runtime", sender=provider)
+
+    _pump(daemon, lambda: True)  # one pass: the event wakes the job at once (its own re-check is 2 s away)
+    assert daemon.state.task(tid, "validator").stage == "done"
+    assert daemon.state.task(tid, "validator").data["final_status"] == "Declined"
+    assert daemon.state.journal(f"verdict:{tid}") is None and validator.nonce == nonce
+    assert daemon_market.credit(validator) == 0
+
+
 def _validating(market, chain, accounts, host, tmp_path) -> int:
     tid, _, _ = _cheating_provider_result(market, chain, accounts, host, tmp_path, serve=True)
     return tid

@@ -920,7 +920,8 @@ def test_validators__unavailable_trusted_validator__left_out(market, workers, ne
 
 
 @pytest.mark.parametrize("status", [
-    "Pending", "Executing", "Validating", "Completed", "Failed", "Rejected", "Rated", "Cancelled", "Expired"])
+    "Pending", "Executing", "Validating", "Completed", "Failed", "Rejected", "Rated", "Cancelled", "Expired",
+    "Declined"])
 def test_task_in__every_v2_state__reached(market, task_in, status):
     task, rh = task_in(status)
     assert market.task(task.task_id).status == m.Status[status] == task.status
@@ -951,3 +952,210 @@ def test_task_events__pending_then_assigned__provider_assigned_with_its_locator(
     posted, assigned = market.task_events(task.task_id)
     assert isinstance(assigned, m.ProviderAssigned)
     assert (posted.locator, assigned.locator, assigned.provider) == (b"", b"sealed-to-p", workers[0].address)
+
+
+# ====================================================================== decline
+def test_decline__executing__declined_requester_credited_full_escrow(market, requester, workers, task_in, consts):
+    task, _ = task_in("Executing")
+    credit, burned = market.credit(requester), market.burned()
+    declined = market.decline(task.task_id, consts.DECLINE_REASON, sender=workers[0])
+    assert declined.status == m.Status.Declined and not declined.is_open
+    assert market.credit(requester) == credit + consts.PRICE + consts.FEE
+    assert (market.credit(workers[0]), market.credit(workers[1]), market.burned()) == (0, 0, burned)
+
+
+def test_decline__not_provider__typed_error_before_sending(market, requester, task_in, no_tx):
+    task, _ = task_in("Executing")
+    with no_tx(), pytest.raises(m.NotProvider, match="decline"):
+        market.decline(task.task_id, "not mine", sender=requester)
+
+
+@pytest.mark.parametrize("status", ["Pending", "Validating", "Failed", "Expired", "Declined"])
+def test_decline__not_executing__typed_error_before_sending(market, workers, task_in, no_tx, status):
+    task, _ = task_in(status)
+    expected = m.NotProvider if status == "Pending" else m.WrongState  # a pending task has no provider
+    with no_tx(), pytest.raises(expected):
+        market.decline(task.task_id, "x", sender=workers[0])
+
+
+def test_decline__after_deadline__deadline_passed_before_sending(market, workers, task_in, past_deadline, no_tx):
+    task, _ = task_in("Executing")
+    past_deadline(task.task_id)
+    with no_tx(), pytest.raises(m.DeadlinePassed, match="too late to decline"):
+        market.decline(task.task_id, "late", sender=workers[0])
+
+
+@pytest.mark.parametrize("reason", ["", "é" * 513, b"bytes are not text", None])
+def test_decline__bad_reason__invalid_report_before_sending(market, workers, task_in, no_tx, reason):
+    # 513 two-byte characters: 1026 bytes once encoded, over the contract's 1024 even though 513 characters
+    task, _ = task_in("Executing")
+    with no_tx(), pytest.raises(m.InvalidReport):
+        market.decline(task.task_id, reason, sender=workers[0])
+
+
+def test_decline__longest_reason_in_utf8__declined_and_in_the_event(market, workers, task_in):
+    task, _ = task_in("Executing")
+    reason = "é" * 512  # 1024 bytes
+    market.decline(task.task_id, reason, sender=workers[0])
+    [_, declined] = market.task_events(task.task_id)
+    assert isinstance(declined, m.TaskDeclined)
+    assert (declined.provider, declined.reason.decode()) == (workers[0].address, reason)
+
+
+def test_send__empty_reason_bypassing_precheck__invalid_report(market, workers, task_in):
+    task, _ = task_in("Executing")
+    with pytest.raises(m.InvalidReport, match="length=0"):
+        market._send("decline", task.task_id, b"", sender=workers[0])
+
+
+def test_task_events__declined__posted_then_declined(market, task_in, consts):
+    task, _ = task_in("Declined")
+    events = market.task_events(task.task_id)
+    assert [e.name for e in events] == ["TaskPosted", "TaskDeclined"]
+    assert events[1].reason == consts.DECLINE_REASON.encode()
+
+
+def test_task_transactions__declined__post_then_the_providers_decline(market, task_in, requester, workers, chain):
+    start = chain.blocks.head.number + 1
+    task, _ = task_in("Declined")
+    txs = market.task_transactions(task.task_id, start_block=start)
+    assert [(tx.sender, tx.events) for tx in txs] == [
+        (requester.address, ("TaskPosted",)), (workers[0].address, ("TaskDeclined",))]
+
+
+def test_events__task_declined_and_worker_offered__typed_like_ape_decodes_them(market, market_contract, workers,
+                                                                                task_in, chain):
+    start = chain.blocks.head.number + 1
+    task, _ = task_in("Declined")
+    market.publish_offer(b'{"gpu": "H200"}', sender=workers[1])
+    ours = [e for e in market.events(start) if isinstance(e, (m.TaskDeclined, m.WorkerOffered))]
+    assert [type(e) for e in ours] == [m.TaskDeclined, m.WorkerOffered]
+    declined, offered = ours
+    [ape_declined] = list(market_contract.TaskDeclined.range(start, chain.blocks.head.number + 1))
+    [ape_offered] = list(market_contract.WorkerOffered.range(start, chain.blocks.head.number + 1))
+    assert (declined.task_id, declined.provider, declined.reason) == (
+        ape_declined.taskId, ape_declined.event_arguments["provider"], ape_declined.reason)
+    assert (offered.worker, offered.offer_hash, offered.offer) == (
+        ape_offered.worker, ape_offered.offerHash, ape_offered.offer)
+    assert offered.matches and offered.block_number == ape_offered.block_number
+
+
+# ====================================================================== published offers
+OFFER = b'{"gpus": [{"name": "NVIDIA H200", "memory_gib": 139}], "runtimes": ["ichain-torch"]}'
+
+
+def test_publish_offer__worker__hash_and_block_in_its_record(market, workers, chain):
+    from eth_utils import keccak
+
+    w = market.publish_offer(OFFER, sender=workers[0])
+    assert (w.offer_hash, w.offer_block) == (keccak(OFFER), chain.blocks.head.number)
+    assert market.worker(workers[0]) == w
+
+
+def test_worker__never_published__offer_hash_none_block_zero(market, workers, outsider):
+    for who in (workers[0], outsider):
+        w = market.worker(who)
+        assert (w.offer_hash, w.offer_block) == (None, 0)
+
+
+def test_worker__left__offer_cleared(market, workers):
+    market.publish_offer(OFFER, sender=workers[0])
+    market.leave(sender=workers[0])
+    w = market.worker(workers[0])
+    assert (w.offer_hash, w.offer_block) == (None, 0)
+    assert market.offer_document(w) is None
+
+
+@pytest.mark.parametrize("document", [b"", b"o" * 2049, "text is not bytes", None])
+def test_publish_offer__empty_too_long_or_not_bytes__invalid_offer_before_sending(market, workers, no_tx, document):
+    with no_tx(), pytest.raises(m.InvalidOffer):
+        market.publish_offer(document, sender=workers[0])
+
+
+def test_publish_offer__not_registered__not_a_worker_before_sending(market, outsider, no_tx):
+    with no_tx(), pytest.raises(m.NotAWorker, match="register"):
+        market.publish_offer(OFFER, sender=outsider)
+
+
+def test_send__too_long_offer_bypassing_precheck__invalid_offer(market, workers):
+    with pytest.raises(m.InvalidOffer, match="length=2049"):
+        market._send("publishOffer", b"o" * 2049, sender=workers[0])
+
+
+def _count_log_calls(market, monkeypatch) -> list[tuple[int, int]]:
+    """Record the block range of every eth_getLogs offer_documents sends (the calls still go to the node)."""
+    ranges: list[tuple[int, int]] = []
+    real = market._offer_logs
+    monkeypatch.setattr(market, "_offer_logs", lambda g, a, b: ranges.append((a, b)) or real(g, a, b))
+    return ranges
+
+
+def test_offer_documents__several_workers_in_several_blocks__all_found_in_one_get_logs(market, workers, outsider,
+                                                                                      chain, monkeypatch):
+    docs = {w.address: b'{"worker": %d}' % i for i, w in enumerate(workers[:3])}
+    for w in workers[:3]:
+        market.publish_offer(docs[w.address], sender=w)
+        chain.mine(2)  # offers in blocks apart, with other blocks between
+    ranges = _count_log_calls(market, monkeypatch)
+    records = market.workers([*workers, outsider])  # workers[3] never published, outsider is not registered
+    assert market.offer_documents(records) == docs
+    assert len(ranges) == 1
+
+
+def test_offer_documents__replaced_offer__only_the_current_document(market, workers, chain):
+    market.publish_offer(b'{"v": 1}', sender=workers[0])
+    market.publish_offer(b'{"v": 2}', sender=workers[0])
+    assert market.offer_document(market.worker(workers[0])) == b'{"v": 2}'
+
+
+def test_offer_documents__record_not_matching_the_log__absent_never_an_error(market, workers, chain):
+    from eth_utils import keccak
+
+    market.publish_offer(OFFER, sender=workers[0])
+    market.publish_offer(b'{"other": 1}', sender=workers[1])
+    honest, other = market.workers(workers[:2])
+    forged_hash = dataclasses.replace(honest, offer_hash=keccak(b'{"gpus": ["8x H200"]}'))
+    wrong_block = dataclasses.replace(honest, offer_block=honest.offer_block - 1)
+    future_block = dataclasses.replace(honest, offer_block=chain.blocks.head.number + 1000)
+    assert market.offer_documents([forged_hash, wrong_block, future_block, other]) == {other.address: b'{"other": 1}'}
+    for stale in (forged_hash, wrong_block, future_block):
+        assert market.offer_document(stale) is None
+
+
+def test_offer_documents__blocks_further_apart_than_a_span__one_call_per_span(market, workers, chain, monkeypatch):
+    for i, w in enumerate(workers[:3]):
+        market.publish_offer(b'{"i": %d}' % i, sender=w)
+        if i == 1:
+            chain.mine(5)
+    monkeypatch.setattr(sdk, "OFFER_LOG_SPAN", 1)  # the first two are 1 block apart, the third 6 blocks on
+    ranges = _count_log_calls(market, monkeypatch)
+    found = market.offer_documents(market.workers(workers[:3]))
+    assert found == {w.address: b'{"i": %d}' % i for i, w in enumerate(workers[:3])}
+    assert len(ranges) == 2
+
+
+def test_offer_documents__node_refuses_block_ranges__one_call_per_block_same_documents(market, workers, chain,
+                                                                                      monkeypatch):
+    from ape.exceptions import ProviderError
+
+    for i, w in enumerate(workers[:3]):
+        market.publish_offer(b'{"i": %d}' % i, sender=w)
+    records = market.workers(workers[:3])
+    expected = market.offer_documents(records)
+    real = market._offer_logs
+    ranges: list[tuple[int, int]] = []
+
+    def single_blocks_only(group, start, stop):
+        ranges.append((start, stop))
+        if start != stop:
+            raise ProviderError("query exceeds max block range 1")
+        return real(group, start, stop)
+
+    monkeypatch.setattr(market, "_offer_logs", single_blocks_only)
+    assert market.offer_documents(records) == expected and len(expected) == 3
+    assert ranges[0][0] != ranges[0][1] and all(a == b for a, b in ranges[1:]) and len(ranges) == 4
+
+
+def test_offer_documents__no_worker_with_an_offer__empty_without_any_call(market, workers, monkeypatch):
+    ranges = _count_log_calls(market, monkeypatch)
+    assert market.offer_documents(market.workers(workers)) == {} and ranges == []

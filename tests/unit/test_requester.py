@@ -245,6 +245,45 @@ def test_reject__dispute__no_result_and_price_plus_fee_refunded(sessions, req_ma
         s.fetch_result()
 
 
+# ---- the provider declines ----------------------------------------------------------------------------
+def test_decline__provider_gives_the_task_back__settled_refund_and_reason_neutralised(sessions, req_market,
+                                                                                       accounts):
+    s = sessions()
+    tid = s.post(provider=accounts[3].address, validator=accounts[5].address, timeout=60)
+    credit = req_market.credit(accounts[0])
+    req_market.decline(tid, "needs runtime ichain-torch\x1b[2J\u202e; this provider has ichain-runtime",
+                       sender=accounts[3])
+    assert s.wait_for("Completed", timeout=30) == "Declined"  # a settled status ends any wait
+    assert s.data["settled"] == {"event": "TaskDeclined", "refund": PRICE + 2 * 10**15, "payout": 0}
+    assert "\x1b" not in s.data["declined"] and "\u202e" not in s.data["declined"]
+    assert s.data["declined"].startswith("needs runtime ichain-torch\\x1b[2J")
+    assert req_market.credit(accounts[0]) == credit + PRICE + 2 * 10**15
+    with pytest.raises(RequestError, match="has no result yet"):
+        s.fetch_result()
+
+
+def test_run_round__provider_declines__one_line_with_the_reason_and_the_refund(sessions, req_market, accounts):
+    from ichain.requester import run_round
+
+    s = sessions()
+    lines: list[str] = []
+
+    def echo(line: str) -> None:
+        lines.append(line)
+        if line.startswith("posted task "):  # the provider, played here, declines as soon as it is named
+            req_market.decline(int(s.task_id), "needs runtime ichain-torch; this provider has ichain-runtime",
+                               sender=accounts[3])
+
+    outcome = run_round(s, provider=accounts[3].address, validator=accounts[5].address, timeout=60, rating=5,
+                        wait_timeout=60, echo=echo)
+    refund = PRICE + 2 * 10**15
+    assert (outcome.status, outcome.refund, outcome.rating, outcome.result_dir) == (Status.Declined, refund, None,
+                                                                                    None)
+    assert lines[-1] == (f"the provider declined: needs runtime ichain-torch; this provider has ichain-runtime; "
+                         f"your deposit of {refund} wei is refunded (ape ichain withdraw pays it out)")
+    assert req_market.task(outcome.task_id).status == Status.Declined  # nothing rated, nothing else sent
+
+
 # ---- the failure report ----------------------------------------------------------------------------
 HOSTILE = ("Traceback (most recent call last):\n  File \"task.py\", line 3\n"
            "\x1b]52;c;cm0gLXJmIH4=\x07\x1b[2J\x9b31m\u202eevil\nValueError: boom \x1b[31mred\x1b[0m\n")

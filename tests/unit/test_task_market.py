@@ -4,6 +4,9 @@ Set-up goes through the SDK fixtures (tests/conftest.py: ``workers``, ``post_tas
 test go to the raw contract, so the contract's own checks are what is exercised (the SDK's pre-checks would
 refuse most of these calls before a transaction; they are tested in test_market_sdk.py).
 
+Decline (the provider gives back a task it cannot run) refunds price + fee and pays nobody; publishOffer keeps
+only the offer's hash and block on chain, the document itself is in the event.
+
 Amounts with the fixtures' PRICE = 1e16 and FEE = 1e15 (BURN 1%, COLLATERAL fee + 10% of the price, FAILURE 10%):
 collateral 2e15; accept: provider price - 1% + collateral, validator fee - 1%, burned 1% of both; reject: requester
 price + fee, validator fee - 1% out of the collateral, the rest of the collateral burned; failure: provider
@@ -17,6 +20,8 @@ from typing import Any
 import ape
 import pytest
 from ape.api.address import BaseAddress
+
+from eth_utils import keccak
 
 from ichain.market import Status, commitment_of
 
@@ -606,6 +611,213 @@ def test_report_failure__zero_price__nothing_paid_fee_refunded(mc, requester, wo
     assert mc.creditOf(requester) - r0 == consts.FEE
 
 
+# ====================================================================== decline
+def test_decline__executing__declined_full_escrow_refunded_nothing_burned_and_event(mc, requester, workers, task_in,
+                                                                                  consts, accounts):
+    provider, validator, *_ = workers
+    task, _ = task_in("Executing")
+    burned, (r0, p0, v0) = mc.burned(), credits(mc, requester, provider, validator)
+    reason = consts.DECLINE_REASON.encode()
+    receipt = mc.decline(task.task_id, reason, sender=provider)
+    assert status(mc, task.task_id) == Status.Declined
+    assert credits(mc, requester, provider, validator) == [r0 + consts.PRICE + consts.FEE, p0, v0]
+    assert mc.burned() == burned
+    assert task.task_id not in mc.openTasks(0, 1000)
+    [event] = receipt.decode_logs(mc.TaskDeclined)
+    assert (event.taskId, event.event_arguments["provider"], event.reason) == (task.task_id, provider.address, reason)
+    assert_solvent(mc, accounts)
+
+
+def test_decline__refunds_full_escrow__withdrawn_by_the_requester(mc, requester, workers, task_in, consts):
+    task, _ = task_in("Executing")
+    owed = mc.creditOf(requester)
+    mc.decline(task.task_id, b"no GPU here", sender=workers[0])
+    assert mc.creditOf(requester) == owed + consts.PRICE + consts.FEE
+    receipt = mc.withdraw(sender=requester)
+    assert receipt.decode_logs(mc.Withdrawn)[0].amount == owed + consts.PRICE + consts.FEE
+
+
+def test_decline__named_provider__availability_and_pool_unchanged(mc, workers, task_in):
+    """Naming a provider never takes it out of the available pool, so a decline puts nothing back there."""
+    provider = workers[0]
+    task, _ = task_in("Executing")
+    pool, before = list(mc.availableWorkers(0, 100)), mc.getWorker(provider)
+    mc.decline(task.task_id, b"busy", sender=provider)
+    after = mc.getWorker(provider)
+    assert list(mc.availableWorkers(0, 100)) == pool
+    assert (after.available, after.poolIndex, after.missed) == (before.available, before.poolIndex, before.missed)
+
+
+@pytest.mark.parametrize("length", [1, 1024])
+def test_decline__reason_at_length_bounds__accepted(mc, workers, task_in, length):
+    task, _ = task_in("Executing")
+    mc.decline(task.task_id, b"r" * length, sender=workers[0])
+    assert status(mc, task.task_id) == Status.Declined
+
+
+@pytest.mark.parametrize("length", [0, 1025])
+def test_decline__reason_length_out_of_bounds__reverts(mc, workers, task_in, length):
+    task, _ = task_in("Executing")
+    with ape.reverts(mc.TaskMarket__InvalidReport, length=length):
+        mc.decline(task.task_id, b"r" * length, sender=workers[0])
+
+
+def test_decline__unknown_task__reverts(mc, workers):
+    with ape.reverts(mc.TaskMarket__TaskNotFound, taskId=999):
+        mc.decline(999, b"x", sender=workers[0])
+
+
+@pytest.mark.parametrize("who", ["outsider", "requester", "validator", "other_worker"])
+def test_decline__not_provider__reverts(mc, requester, outsider, workers, task_in, who):
+    """Only the named provider may give a task back: nobody else can end it early (or take its refund path)."""
+    task, _ = task_in("Executing")
+    caller = {"outsider": outsider, "requester": requester, "validator": workers[1], "other_worker": workers[2]}[who]
+    with ape.reverts(mc.TaskMarket__NotProvider, taskId=task.task_id, caller=caller.address):
+        mc.decline(task.task_id, b"x", sender=caller)
+    assert status(mc, task.task_id) == Status.Executing
+
+
+def test_decline__pending__not_provider(mc, workers, task_in):
+    """A pending task has no provider yet: no worker can decline it (the requester cancels it)."""
+    task, _ = task_in("Pending")
+    with ape.reverts(mc.TaskMarket__NotProvider, taskId=task.task_id, caller=workers[0].address):
+        mc.decline(task.task_id, b"x", sender=workers[0])
+
+
+@pytest.mark.parametrize("state", ["Validating", "Failed", "Completed", "Rejected", "Expired", "Declined"])
+def test_decline__not_executing__reverts(mc, workers, task_in, state):
+    """Once the result is committed (Validating) the provider cannot back out and take its collateral back;
+    a settled task (a second decline included) cannot be refunded again."""
+    task, _ = task_in(state)
+    with ape.reverts(mc.TaskMarket__WrongState, taskId=task.task_id, status=int(Status[state])):
+        mc.decline(task.task_id, b"x", sender=workers[0])
+
+
+def test_decline__after_deadline__reverts(mc, workers, task_in, past_deadline):
+    task, _ = task_in("Executing")
+    past_deadline(task.task_id)
+    with ape.reverts(mc.TaskMarket__DeadlinePassed, taskId=task.task_id, deadline=task.deadline):
+        mc.decline(task.task_id, b"x", sender=workers[0])
+
+
+def test_decline__at_deadline__accepted(mc, workers, task_in, chain):
+    task, _ = task_in("Executing")
+    chain.pending_timestamp = mc.getTask(task.task_id).deadline
+    mc.decline(task.task_id, b"x", sender=workers[0])
+    assert status(mc, task.task_id) == Status.Declined
+
+
+def test_decline__then_expire__refused_and_refunded_once(mc, requester, outsider, workers, task_in, past_deadline,
+                                                         consts, accounts):
+    task, _ = task_in("Executing")
+    r0 = mc.creditOf(requester)
+    mc.decline(task.task_id, b"x", sender=workers[0])
+    past_deadline(task.task_id)
+    with ape.reverts(mc.TaskMarket__WrongState, taskId=task.task_id, status=int(Status.Declined)):
+        mc.expire(task.task_id, sender=outsider)
+    with ape.reverts(mc.TaskMarket__WrongState, taskId=task.task_id, status=int(Status.Declined)):
+        mc.cancel(task.task_id, sender=requester)
+    assert mc.creditOf(requester) == r0 + consts.PRICE + consts.FEE
+    assert_solvent(mc, accounts)
+
+
+def test_decline__zero_price__fee_refunded(mc, requester, workers, post_task, consts):
+    provider = workers[0]
+    mc.update(mc.getWorker(provider).encKey, 0, True, sender=provider)
+    task = post_task(price=0)
+    r0 = mc.creditOf(requester)
+    mc.decline(task.task_id, b"x", sender=provider)
+    assert mc.creditOf(requester) - r0 == consts.FEE
+
+
+# ====================================================================== publishOffer
+OFFER = b'{"gpus": [{"name": "NVIDIA H200", "memory_gib": 139}], "runtimes": ["ichain-torch"]}'
+
+
+def test_publish_offer__worker__hash_and_block_stored_document_in_the_event(mc, workers, chain):
+    provider = workers[0]
+    before = mc.getWorker(provider)
+    receipt = mc.publishOffer(OFFER, sender=provider)
+    w = mc.getWorker(provider)
+    assert (w.offerHash, w.offerBlock) == (keccak(OFFER), receipt.block_number)
+    # the rest of the record (the packed slot the block shares) is untouched
+    assert (w.encKey, w.price, w.poolIndex, w.id, w.registered, w.available, w.missed) == (
+        before.encKey, before.price, before.poolIndex, before.id, before.registered, before.available, before.missed)
+    [event] = receipt.decode_logs(mc.WorkerOffered)
+    assert (event.worker, event.offerHash, event.offer) == (provider.address, keccak(OFFER), OFFER)
+
+
+def test_publish_offer__twice__latest_replaces_the_first(mc, workers):
+    provider = workers[0]
+    mc.publishOffer(OFFER, sender=provider)
+    receipt = mc.publishOffer(b'{"gpus": []}', sender=provider)
+    w = mc.getWorker(provider)
+    assert (w.offerHash, w.offerBlock) == (keccak(b'{"gpus": []}'), receipt.block_number)
+
+
+def test_publish_offer__longest__accepted(mc, workers):
+    mc.publishOffer(b"o" * 2048, sender=workers[0])
+    assert mc.getWorker(workers[0]).offerHash == keccak(b"o" * 2048)
+
+
+def test_publish_offer__too_long__reverts(mc, workers):
+    with ape.reverts(mc.TaskMarket__InvalidOffer, length=2049):
+        mc.publishOffer(b"o" * 2049, sender=workers[0])
+
+
+def test_publish_offer__empty__reverts(mc, workers):
+    with ape.reverts(mc.TaskMarket__InvalidOffer, length=0):
+        mc.publishOffer(b"", sender=workers[0])
+
+
+def test_publish_offer__not_a_worker__reverts(mc, outsider):
+    with ape.reverts(mc.TaskMarket__NotAWorker, account=outsider.address):
+        mc.publishOffer(OFFER, sender=outsider)
+
+
+def test_publish_offer__worker_that_left__reverts(mc, workers):
+    mc.leave(sender=workers[0])
+    with ape.reverts(mc.TaskMarket__NotAWorker, account=workers[0].address):
+        mc.publishOffer(OFFER, sender=workers[0])
+
+
+def test_get_worker__never_published__no_offer(mc, workers):
+    w = mc.getWorker(workers[0])
+    assert (w.offerHash, w.offerBlock) == (bytes(32), 0)
+
+
+def test_leave__offer_cleared__comeback_starts_without_one(mc, workers, new_hash):
+    provider = workers[0]
+    mc.publishOffer(OFFER, sender=provider)
+    mc.leave(sender=provider)
+    assert (mc.getWorker(provider).offerHash, mc.getWorker(provider).offerBlock) == (bytes(32), 0)
+    mc.register(new_hash(), 1, True, sender=provider)
+    assert (mc.getWorker(provider).offerHash, mc.getWorker(provider).offerBlock) == (bytes(32), 0)
+    receipt = mc.publishOffer(OFFER, sender=provider)
+    assert mc.getWorker(provider).offerBlock == receipt.block_number
+
+
+def test_publish_offer__then_update__offer_kept(mc, workers, new_hash):
+    """The block shares the packed slot update rewrites: a key, price or availability change keeps the offer."""
+    receipt = mc.publishOffer(OFFER, sender=workers[0])
+    mc.update(new_hash(), 2, False, sender=workers[0])
+    w = mc.getWorker(workers[0])
+    assert (w.offerHash, w.offerBlock, w.price, w.available) == (keccak(OFFER), receipt.block_number, 2, False)
+
+
+def test_publish_offer__silent_validator_expired__missed_counted_offer_kept(mc, outsider, workers, task_in,
+                                                                          past_deadline):
+    """expire() writes the missed count into the slot the offer block shares: both survive."""
+    validator = workers[1]
+    receipt = mc.publishOffer(OFFER, sender=validator)
+    missed = mc.getWorker(validator).missed
+    task, _ = task_in("Validating")
+    past_deadline(task.task_id)
+    mc.expire(task.task_id, sender=outsider)
+    w = mc.getWorker(validator)
+    assert (w.missed, w.offerHash, w.offerBlock) == (missed + 1, keccak(OFFER), receipt.block_number)
+
+
 # ====================================================================== submitVerdict
 def test_submit_verdict__accept__completed_paid_burned_and_locator_released(mc, requester, workers, task_in, consts,
                                                                           accounts):
@@ -772,7 +984,8 @@ def test_rate__not_requester__reverts(mc, outsider, workers, task_in, who):
         mc.rate(task.task_id, 5, 0, sender=caller)
 
 
-@pytest.mark.parametrize("state", ["Pending", "Executing", "Validating", "Rejected", "Cancelled", "Expired"])
+@pytest.mark.parametrize("state", ["Pending", "Executing", "Validating", "Rejected", "Cancelled", "Expired",
+                                   "Declined"])
 def test_rate__unpaid_or_open_task__reverts(mc, requester, task_in, state):
     """Only a task whose price was paid (Completed, or Failed with its failure fee) takes a rating."""
     task, _ = task_in(state)
@@ -854,7 +1067,7 @@ def test_expire__at_deadline__reverts(mc, outsider, task_in, chain, state):
         mc.expire(task.task_id, sender=outsider)
 
 
-@pytest.mark.parametrize("state", ["Completed", "Failed", "Rejected", "Rated", "Cancelled", "Expired"])
+@pytest.mark.parametrize("state", ["Completed", "Failed", "Rejected", "Rated", "Cancelled", "Expired", "Declined"])
 def test_expire__settled_task__reverts(mc, outsider, task_in, advance, state):
     task, _ = task_in(state)
     advance(100_000)
@@ -940,7 +1153,7 @@ def test_withdraw__every_party_after_every_path__only_burned_wei_left(mc, reques
     """Money of each path, end to end: after every party withdraws, the market holds exactly the burned wei."""
     start = ape.chain.provider.get_balance(mc.address)
     assert start == escrow_held(mc) + sum(mc.creditOf(a) for a in accounts) + mc.burned()
-    for state in ("Completed", "Rejected", "Failed", "Rated", "Cancelled"):
+    for state in ("Completed", "Rejected", "Failed", "Rated", "Cancelled", "Declined"):
         task_in(state)
     for origin in ("Pending", "Executing", "Validating"):
         task_in("Expired", expire_from=origin)
