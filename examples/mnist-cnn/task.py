@@ -20,6 +20,10 @@ import warnings
 
 # Read by CUDA's BLAS when it starts: without it deterministic mode refuses some matrix products on a GPU.
 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+# Read by OpenMP when torch loads: idle worker threads sleep instead of spinning. This network's
+# operations are small, so threads wait often; spinning threads take the cores from each other and
+# from everything else on the machine (a run on a busy 2-core machine took 5x longer).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
