@@ -8,7 +8,9 @@ Two ways to run, chosen by ``--mode`` (default ``auto``: sandbox where it can us
 
 - ``sandbox``: the whole provider path, ``ichain.sandbox.Sandbox`` on the ``ichain-torch`` image, the
   GPU run with ``"gpus": 1`` in the task's manifest. Needs ichain, Docker, the image and, for the GPU
-  half, an engine that passes GPUs (the NVIDIA container toolkit).
+  half, an engine that passes GPUs (the NVIDIA container toolkit). The image's PyTorch is Debian's
+  CPU-only build, so this path shows the GPU reaching the container but the task still trains on the
+  CPU (the report says so); the GPU's speed is measured in direct mode.
 - ``direct``: no Docker and no ichain (for a rented GPU machine with just python3 and a CUDA PyTorch):
   ``python3 task.py 0`` then ``python3 task.py 1`` in copies of the task folder, once as it is and once
   with the GPU hidden (``CUDA_VISIBLE_DEVICES=""``). The GPU's weights are also validated on the CPU, as
@@ -38,7 +40,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 TASK = ROOT / "examples" / "mnist-cnn"
 RESULTS = ROOT / "bench" / "results" / "gpu.json"
-IMAGE = "ichain-torch"
+IMAGE = json.loads((TASK / "ichain.json").read_text())["image"]
 RUN_TIMEOUT_S = 300
 # What the task prints first: "device: cuda NVIDIA H200 torch 2.3.0" or "device: cpu threads 2 torch 1.13.0a0".
 DEVICE_LINE = re.compile(r"^device: (\S+) (.*) torch (\S+)$", re.MULTILINE)
@@ -181,7 +183,7 @@ def _direct(python: str, root: Path, name: str, epochs: int | None, threads: int
 
 
 def _sandbox_box() -> tuple[Any, bool] | None:
-    """A Sandbox offering ichain-torch and whether it can pass GPUs; None where ichain, Docker or the image is missing."""
+    """A Sandbox offering the task's image and whether it passes GPUs (None: no ichain, Docker or image)."""
     sys.path.insert(0, str(ROOT))
     try:
         from ichain.sandbox import Sandbox, docker_client
@@ -193,8 +195,7 @@ def _sandbox_box() -> tuple[Any, bool] | None:
     except Exception:  # engine down or image missing: the direct mode is what remains
         return None
     box = Sandbox(client=client, allowed_images=(IMAGE,), labels={"ichain.bench": "gpu"})
-    gpu_support = getattr(box, "gpu_support", None)
-    return box, bool(gpu_support and gpu_support())
+    return box, box.gpu_support()
 
 
 def _sandboxed(box: Any, root: Path, name: str, epochs: int | None, gpus: int) -> dict[str, Any]:
@@ -275,12 +276,14 @@ def main() -> None:
             if probe["cuda_available"]:
                 gpu_run = _direct(python, root, "gpu", args.epochs, threads, hide_gpu=False)
             elif gpu_info is not None:
-                notes.append(f"a GPU is present but this PyTorch ({probe['version']}) has no CUDA: only the CPU half ran")
+                notes.append(f"a GPU is present but PyTorch {probe['version']} has no CUDA: only the CPU half ran")
             else:
                 notes.append("no GPU on this machine: only the CPU half ran")
             cpu_run = _direct(python, root, "cpu", args.epochs, threads, hide_gpu=True)
     if gpu_run is not None and gpu_run.get("device") != "cuda":
-        notes.append(f"the GPU run trained on {gpu_run.get('device')}: its PyTorch does not see the GPU")
+        notes.append(f"the GPU run trained on {gpu_run.get('device')}: its PyTorch does not see the GPU"
+                     + (f" ({IMAGE} carries Debian's CPU-only build; --mode direct with a CUDA build of PyTorch"
+                        " measures the GPU)" if mode == "sandbox" else ""))
     report.update({"mode": mode, "gpu": gpu_info, "runs": {"gpu": gpu_run, "cpu": cpu_run},
                    "speedup": _speedup(gpu_run, cpu_run), "note": "; ".join(notes) or None})
     args.out.parent.mkdir(parents=True, exist_ok=True)

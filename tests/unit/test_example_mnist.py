@@ -12,19 +12,19 @@ import uuid
 from pathlib import Path
 
 import docker
-import docker.errors
 import pytest
 
-from ichain.sandbox import RunResult, Sandbox
+from ichain.sandbox import RunResult, Sandbox, image_status
 
 pytestmark = [pytest.mark.docker]
 
 TASK = Path(__file__).resolve().parents[2] / "examples" / "mnist-cnn"
-IMAGE = "ichain-torch"
+MANIFEST = json.loads((TASK / "ichain.json").read_text())
+IMAGE = MANIFEST["image"]
+TOLERANCE = MANIFEST["tolerance"]
+FLOOR = json.loads((TASK / "config.json").read_text())["accuracy_floor"]
 MiB = 1024 * 1024
 SESSION = uuid.uuid4().hex  # labels this module's containers: other runs and users share the Docker engine
-FLOOR = json.loads((TASK / "config.json").read_text())["accuracy_floor"]
-TOLERANCE = json.loads((TASK / "ichain.json").read_text())["tolerance"]
 
 # Run in a container of the task's image with the honest model.pt as its input: writes each forged
 # weights file a cheating provider could return, all valid torch files.
@@ -58,7 +58,8 @@ FORGED = {
     "nan": "reject: weights hold NaN or infinite values in conv1.bias",
     "narrow": "reject: weights do not fit the network: dense1.weight is torch.float32 (64, 896), "
     "expected torch.float32 (128, 896)",
-    "double": "reject: weights do not fit the network: dense2.bias is torch.float64 (10,), expected torch.float32 (10,)",
+    "double": "reject: weights do not fit the network: dense2.bias is torch.float64 (10,), "
+    "expected torch.float32 (10,)",
     "missing": "reject: weights do not fit the network: missing ['norm.running_var'], unexpected none",
     "extra": "reject: weights do not fit the network: missing none, unexpected ['extra.weight']",
     "list": "reject: model.pt does not hold a state_dict of tensors",
@@ -69,9 +70,7 @@ FORGED = {
 @pytest.fixture(scope="module")
 def box(engine: docker.DockerClient) -> Sandbox:
     """A provider's sandbox that offers the task's image; containers carry this module's session label."""
-    try:
-        engine.images.get(IMAGE)
-    except docker.errors.ImageNotFound:
+    if not image_status(engine, IMAGE).present:
         pytest.skip(f"image {IMAGE} missing: run 'ape ichain sandbox build {IMAGE}'")
     return Sandbox(client=engine, allowed_images=(IMAGE,), labels={"ichain.test": SESSION})
 
@@ -154,7 +153,7 @@ def test_execute__figure8_network__weights_and_claimed_accuracy(honest):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test_samples"] == 1000 and metrics["epochs"] == 3 and metrics["device"] == "cpu"
     assert FLOOR + 0.05 <= metrics["accuracy"] < 1
-    assert result.peak_memory is not None and 64 * MiB < result.peak_memory < 384 * MiB  # 3/4 of the manifest
+    assert result.peak_memory is not None and 64 * MiB < result.peak_memory < 384 * MiB  # 3/4 of the manifest's
     assert 500_000 < result.output_bytes < 600_000  # ~128k float32 parameters, no pickled objects
 
 
