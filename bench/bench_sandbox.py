@@ -212,8 +212,71 @@ def bench_images(bench: Bench) -> dict:
     }
 
 
+def bench_mnist(bench: Bench, runs: int = 5, goal_ratio: float = 1.05) -> dict:
+    """``mnist_task``: examples/mnist-cnn's execute in the sandbox (its image, its manifest's CPUs) against bare.
+
+    The bare run is the host's python3 with the same Debian PyTorch, in a copy of the task folder, with
+    the environment the sandbox gives the script (thread counts included) and no other variable: a host's
+    ``OPENBLAS_*`` settings would select other kernels and make it a different computation. The weights of
+    both runs are compared: the same bytes show the container changed nothing but the time.
+    """
+    import hashlib
+
+    from ichain.sandbox import Sandbox, image_status, load_task
+
+    task = ROOT / "examples" / "mnist-cnn"
+    spec = load_task(task)
+    probe = subprocess.run([bench.python, "-c", "import torch"], capture_output=True)
+    if not image_status(bench.client, spec.image).present or probe.returncode != 0:
+        print(f"mnist: skipped (needs the {spec.image} image and PyTorch in {bench.python})")
+        return {"mnist_task": {"skipped": f"needs the {spec.image} image and PyTorch in {bench.python}"}}
+    box = Sandbox(client=bench.client, allowed_images=(spec.image,), labels=bench.box.labels)
+    threads = str(max(1, int(box.limits_for(spec)["cpus"])))
+    env = {"HOME": str(bench.root), "ICHAIN_MODE": "0", "ICHAIN_TOLERANCE": repr(spec.tolerance),
+           "ICHAIN_TASK_DIR": str(task), "OPENBLAS_NUM_THREADS": threads, "OMP_NUM_THREADS": threads,
+           "MPLCONFIGDIR": str(bench.root), "PATH": "/usr/bin:/bin"}
+    runs = 2 if bench.quick else runs
+    bare: list[float] = []
+    boxed: list[float] = []
+    digests: set[str] = set()
+    peaks: list[int] = []
+    for i in range(runs + 1):  # the first pair warms the page cache (torch's libraries): not counted
+        scratch = bench.root / f"bare-{i}"
+        shutil.copytree(task, scratch)
+        start = time.perf_counter()
+        subprocess.run([bench.python, "task.py", "0"], cwd=scratch, env=env, check=True, stdout=subprocess.DEVNULL)
+        bare_s = time.perf_counter() - start
+        digests.add(hashlib.sha256((scratch / "model.pt").read_bytes()).hexdigest())
+        out = bench.root / f"out-{i}"
+        start = time.perf_counter()
+        result = box.execute(task, out)
+        sandbox_s = time.perf_counter() - start
+        if not result.ok:
+            raise SystemExit(f"bench: mnist sandbox run failed: {result.error or result.stderr_tail[-200:]}")
+        digests.add(hashlib.sha256((out / "model.pt").read_bytes()).hexdigest())
+        if i:
+            bare.append(bare_s)
+            boxed.append(sandbox_s)
+            peaks.append(result.peak_memory or 0)
+        shutil.rmtree(scratch)
+        shutil.rmtree(out)
+    ratio = statistics.median(boxed) / statistics.median(bare)
+    cmp = {
+        "cpus": float(threads), "image": spec.image, "runs": runs,
+        "bare_median_s": round(statistics.median(bare), 4), "sandbox_median_s": round(statistics.median(boxed), 4),
+        "ratio": round(ratio, 4), "goal_ratio": goal_ratio, "meets_goal": ratio <= goal_ratio,
+        "same_weights": len(digests) == 1, "sandbox_peak_memory_mib": round(max(peaks) / 2**20, 1),
+        "bare_s": [round(x, 4) for x in bare], "sandbox_s": [round(x, 4) for x in boxed],
+    }
+    print(f"mnist: bare {cmp['bare_median_s']:.2f} s, sandbox {cmp['sandbox_median_s']:.2f} s, x{ratio:.3f} "
+          f"(goal <= {goal_ratio}), same weights: {cmp['same_weights']}")
+    return {"mnist_task": cmp}
+
+
 # Name -> function returning the report keys it owns, run in this order.
-SECTIONS: dict[str, Callable[[Bench], dict]] = {"trivial": bench_trivial, "cpu": bench_cpu, "image": bench_images}
+SECTIONS: dict[str, Callable[[Bench], dict]] = {
+    "trivial": bench_trivial, "cpu": bench_cpu, "image": bench_images, "mnist": bench_mnist,
+}
 
 
 def main() -> None:
