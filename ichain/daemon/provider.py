@@ -37,20 +37,22 @@ from typing import TYPE_CHECKING, Any
 from ichain.config import IChainConfig
 from ichain.daemon import faults
 from ichain.daemon.handlers import register_handlers
+from ichain.daemon.offer import REMEASURE_S, measure_offer, offer_hash, why_not
 from ichain.daemon.pidfile import pid_file, remove_pid, write_pid
 from ichain.daemon.runner import Runner
 from ichain.daemon.state import DaemonState, TaskRecord, state_file
 from ichain.daemon.txs import TxSender
 from ichain.errors import IChainError
 from ichain.files import sha256_file
-from ichain.market import Market, Status, Task
+from ichain.hardware import Offer, OfferError
+from ichain.market import MAX_REPORT, Market, Status, Task
 from ichain.net import free_port
 from ichain.tor import TorTransport, transport_for
 from ichain.transfer import ChunkHost, KeyPair, TransferContext, TransportError
 from ichain.transfer.envelope import Envelope, EnvelopeError
 
 if TYPE_CHECKING:
-    from ichain.sandbox import Sandbox
+    from ichain.sandbox import Sandbox, TaskSpec
 
 log = logging.getLogger("ichain.daemon")
 
@@ -122,6 +124,7 @@ class ProviderDaemon:
         self.next_check: dict[tuple[int, str], float] = {}
         self._trust_pending = False
         self._trust_checked = 0.0
+        self._offer_measured = 0.0
 
     # --- set-up ---------------------------------------------------------------------------
     def _guess_ws_uri(self) -> str | None:
@@ -152,6 +155,7 @@ class ProviderDaemon:
         self.host = ChunkHost(self.home / "host", transport=transport_for(self.config, int(port), self.home))
         self.host.start()
         self._register()
+        self._publish_offer()
         runner = Runner(
             self.market,
             self.state,
@@ -229,6 +233,25 @@ class ProviderDaemon:
         )
         log.info("updated worker %s: price %d wei, available %s", self.address, price, available)
 
+    def _publish_offer(self) -> Offer:
+        """Measure what this provider offers and publish it when the chain holds another document (or none).
+
+        The measured offer is kept in the state (``offer``), where ``ape ichain provider status`` reads it.
+        """
+        offer = measure_offer(self.sandbox)
+        self._offer_measured = time.time()
+        self.state.set_meta("offer", offer.to_json())
+        document = offer.encode()
+        digest = offer_hash(offer)
+
+        def needed() -> bool:
+            return self.market.worker(self.address).offer_hash != digest
+
+        if self.txs.send(f"offer:{digest.hex()}", needed,
+                         lambda tx: self.market.publish_offer(document, sender=self.account, **tx)) == "sent":
+            log.info("published offer: %s", offer.describe())
+        return offer
+
     # --- the loop ---------------------------------------------------------------------------
     def run(self, install_signals: bool = True) -> None:
         """Run until SIGTERM/SIGINT (or :meth:`stop`), then shut down gracefully."""
@@ -267,6 +290,12 @@ class ProviderDaemon:
     def schedule(self) -> None:
         """Start a job for every active task that is due and not already running."""
         now = time.time()
+        if now - self._offer_measured > REMEASURE_S:
+            try:
+                self._publish_offer()
+            except Exception as trouble:  # the node or the engine is down: measured again on a later pass
+                log.warning("offer: %s; will retry", " ".join(str(trouble).split()))
+                self._offer_measured = now
         if self._trust_pending and now - self._trust_checked > TRUST_RETRY:
             try:
                 self._ensure_trust()
@@ -366,9 +395,51 @@ class ProviderDaemon:
         log.info("withdrew %d wei", credit)
 
     def _refuse(self, record: TaskRecord, reason: str) -> None:
-        """Give a task up before (or instead of) any compute; the task settles on chain without us."""
+        """Give a task up before (or instead of) any compute.
+
+        As its provider we decline it on chain, so the requester is refunded now instead of at the deadline; as
+        its validator the task settles without us (its deadline refunds the requester).
+        """
         log.warning("task %d (%s): refused: %s", record.task_id, record.role, reason)
+        if record.role == "provider":
+            self._decline(record.task_id, reason)
         self.state.set_stage(record.task_id, record.role, "refused", reason=reason)
+
+    def _decline(self, task_id: int, reason: str) -> None:
+        """Hand an executing task of ours back with ``reason`` while its deadline allows (full refund)."""
+        text = reason.encode()[:MAX_REPORT].decode(errors="ignore")
+
+        def needed() -> bool:
+            task = self.market.task(task_id)
+            return (task.status == Status.Executing and task.provider == self.address
+                    and self.market.now() < task.deadline)
+
+        if self.txs.send(f"decline:{task_id}", needed,
+                         lambda tx: self.market.decline(task_id, text, sender=self.account, **tx)) == "sent":
+            log.info("task %d: declined: %s", task_id, text)
+
+    def _check_fits(self, spec: TaskSpec, task: Task) -> None:
+        """Before any compute: this provider, and the validator that will re-run the task, can run it.
+
+        Raises:
+            Refused: Our runtimes, limits or GPUs do not cover the task's manifest, or the validator's published
+                offer does not (a validator that cannot run the task could only let its window pass).
+        """
+        needs = spec.needs()
+        if (why := why_not(measure_offer(self.sandbox), needs)) is not None:
+            raise Refused(why)
+        assert task.validator is not None  # _precheck_terms refused a task without one
+        document = self.market.offer_document(self.market.worker(task.validator))
+        if document is None:
+            log.warning("task %d: the validator %s published no offer; running anyway", task.task_id, task.validator)
+            return
+        try:
+            theirs = Offer.decode(document)
+        except OfferError as err:
+            log.warning("task %d: the validator's offer is unreadable (%s); running anyway", task.task_id, err)
+            return
+        if (why := why_not(theirs, needs, f"the validator {task.validator}")) is not None:
+            raise Refused(why)
 
     # --- provider side --------------------------------------------------------------------------
     def _provider_job(self, record: TaskRecord) -> None:
@@ -490,7 +561,7 @@ class ProviderDaemon:
         return limit
 
     def _execute_and_submit(self, record: TaskRecord, task: Task) -> None:
-        from ichain.sandbox import PackageError, TaskFormatError, pack_bundle, pack_result
+        from ichain.sandbox import PackageError, TaskFormatError, load_task, pack_bundle, pack_result
 
         if record.data.get("report"):
             self._report_failure(record)  # a failure sealed in an earlier life: send that same report
@@ -508,6 +579,7 @@ class ProviderDaemon:
             record = self._reload(record)  # the requester key the locator opened with is recorded now
             try:
                 self._check_time(folder, task)
+                self._check_fits(load_task(folder), task)
             except TaskFormatError as err:
                 self._fail(record, "execute", None, f"the task is not a valid iChain task: {err}")
                 return

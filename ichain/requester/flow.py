@@ -115,6 +115,9 @@ def run_round(
     echo("providers (count-aware score, then price):")
     for w in session.rank_providers():
         echo(f"  {w.address}  {rating_text(w)}  price {eth(w.price)}")
+    if provider not in (None, "", "none", "best", "auto") and (why := session.why_not(provider)) is not None:
+        # The user's own choice stands: that provider's daemon hands the task back and the deposit returns.
+        echo(f"warning: {why}; it will decline the task and refund the deposit")
     task_id = session.post(provider=provider, validator=validator, price=price, validator_fee=validator_fee,
                            timeout=timeout, confirm=confirm)
     val = session.data["validator"]

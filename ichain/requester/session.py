@@ -25,6 +25,7 @@ on-chain status, deadlines, chosen parties, and per-chunk transfer progress.
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import json
 import logging
 import os
@@ -38,11 +39,13 @@ from typing import TYPE_CHECKING, Any, Callable
 from ichain.config import IChainConfig
 from ichain.errors import IChainError
 from ichain.files import sha256_file, write_json_atomic
+from ichain.hardware import Needs
 from ichain.market import (
     Market, ProviderAssigned, ResultSubmitted, Status, Task, TaskCancelled, TaskDeclined, TaskExpired, TaskFailed,
     TaskRated, VerdictSubmitted, Worker,
 )
 from ichain.net import free_port
+from ichain.requester.matching import assess
 from ichain.tor import TorTransport, transport_for
 from ichain.text import neutralize, one_line
 from ichain.transfer.envelope import Envelope
@@ -128,7 +131,7 @@ class RequesterSession:
         from ichain.sandbox import load_task, pack_task
 
         task_dir = Path(task_dir)
-        load_task(task_dir)  # raises TaskFormatError before anything else happens
+        spec = load_task(task_dir)  # raises TaskFormatError before anything else happens
         sid = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
         root = cls.sessions_dir(config, account.address) / sid
         root.mkdir(parents=True)
@@ -141,6 +144,7 @@ class RequesterSession:
             "task_name": task_dir.name,
             "task_hash": digest.hex(),
             "task_size": (root / "task.tar").stat().st_size,
+            "needs": dataclasses.asdict(spec.needs()),
             "stage": "prepared",
             "created": time.time(),
             "requester": str(account.address),
@@ -276,11 +280,29 @@ class RequesterSession:
         return sealed
 
     # --- choosing parties ---------------------------------------------------------------------
+    @property
+    def needs(self) -> Needs | None:
+        """What the task asks of its provider and validator (None for a session saved before manifests said)."""
+        raw = self.data.get("needs")
+        return Needs(**raw) if raw else None
+
+    def _fitting(self, workers: builtins.list[Worker]) -> builtins.list[Worker]:
+        """``workers`` (order kept) whose published offers cover the task's needs."""
+        needs = self.needs
+        if needs is None or not workers:
+            return workers
+        return [c.worker for c in assess(self.market, workers, needs) if c.fits]
+
+    def why_not(self, address: str) -> str | None:
+        """One line saying why the worker at ``address`` cannot run this task (None when it can)."""
+        [found] = assess(self.market, [self.market.worker(address)], self.needs)
+        return None if found.fits else f"{found.worker.address} cannot run this task: {'; '.join(found.shortfalls)}"
+
     def rank_providers(self, exclude: tuple[str | None, ...] = ()) -> builtins.list[Worker]:
-        """Available workers ranked by provider score (count-aware, the SDK's ranking), without the requester
-        and ``exclude``."""
+        """Available workers that can run the task (their published hardware covers its manifest), ranked by
+        provider score (count-aware, the SDK's ranking), without the requester and ``exclude``."""
         skip = {a.lower() for a in (str(self.account.address), *exclude) if a}
-        return [w for w in self.market.providers() if w.address.lower() not in skip]
+        return self._fitting([w for w in self.market.providers() if w.address.lower() not in skip])
 
     def rank_validators(self, provider: str, fee: int | None = None) -> builtins.list[Worker]:
         """The validators ``provider`` trusts that could judge a task now, best first.
@@ -293,7 +315,8 @@ class RequesterSession:
         trusted = [a for a in self.market.trusted_validators(provider) if a.lower() not in skip]
         workers = self.market.workers(trusted) if trusted else []
         ok = [w for w in workers if w.registered and w.available and (fee is None or w.price <= fee)]
-        return sorted(ok, key=validator_rank_key)
+        # The validator re-runs the task: it needs the same runtime and hardware as the provider.
+        return sorted(self._fitting(ok), key=validator_rank_key)
 
     def choose_parties(self, provider: str | None = "best", validator: str | None = "auto", *,
                        price: int | None = None, validator_fee: int | None = None) -> tuple[str | None, str]:
@@ -337,8 +360,26 @@ class RequesterSession:
             ranked = self.rank_validators(w.address, validator_fee)
             if ranked:
                 return (w.address if provider else None), ranked[0].address
+        self._none_can_run()
         what = f"trusting {explicit}" if explicit else "with a trusted validator available"
         raise RequestError(f"no available provider {what} (asking at most {_wei(price)})")
+
+    def _none_can_run(self) -> None:
+        """Raise with what the best-ranked provider lacks when no available provider can run the task at all.
+
+        Raises:
+            RequestError: No available provider's offer covers the task's needs.
+        """
+        skip = str(self.account.address).lower()
+        workers = [w for w in self.market.providers() if w.address.lower() != skip]
+        if self.needs is None or not workers:
+            return
+        found = assess(self.market, workers, self.needs)
+        if any(c.fits for c in found):
+            return
+        closest = min(found, key=lambda c: len(c.shortfalls))  # what even the nearest miss lacks
+        raise RequestError(f"no available provider can run this task: {'; '.join(closest.shortfalls)} "
+                           f"({len(found)} checked; 'ape ichain providers TASK_DIR' lists those that can)")
 
     # --- posting ------------------------------------------------------------------------------
     def post(

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from ichain.hardware import Needs
 from ichain.sandbox.errors import TaskFormatError
 from ichain.sandbox.runtimes import RUNTIME_IMAGE, runtime_names
 
@@ -84,6 +85,11 @@ class TaskSpec:
     gpu_memory: int = 0
     files: tuple[str, ...] = field(default_factory=tuple)
     size: int = 0
+
+    def needs(self) -> Needs:
+        """What this task asks of the machine that runs it (matched against providers' offers)."""
+        return Needs(image=self.image, cpus=self.cpus, memory=self.memory, gpus=self.gpus,
+                     gpu_memory=self.gpu_memory, time_limit=self.time_limit)
 
 
 _KEYS = {"entry", "image", "time_limit", "memory", "cpus", "output_limit", "tolerance", "gpus", "gpu_memory"}

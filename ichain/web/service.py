@@ -22,6 +22,7 @@ from typing import IO, TYPE_CHECKING, Any, Callable
 from eth_utils import is_address, to_checksum_address
 
 from ichain.errors import IChainError
+from ichain.hardware import shortfalls
 from ichain.market import Status, Task, Worker
 from ichain.requester.format import eth
 from ichain.sandbox import PackageError, unpack_upload
@@ -36,6 +37,9 @@ if TYPE_CHECKING:
 #: Largest upload accepted (the task archive), and its unpacked size.
 MAX_UPLOAD = 256 * 1024 * 1024
 MAX_UNPACKED = 1024 * 1024 * 1024
+
+#: Why a worker without a readable offer is greyed out for every task.
+NO_OFFER_LINE = "it has published no hardware offer"
 
 #: Items listed per pool (the count shows the total).
 POOL_SHOWN = 25
@@ -203,7 +207,33 @@ class WebService:
             market = self.market()
         except IChainError:
             return []
-        return self.at_head("providers", lambda: [self.worker_row(w) for w in market.providers()])
+        return self.at_head("providers", lambda: self._provider_rows(market))
+
+    def _provider_rows(self, market: Market) -> list[dict]:
+        """Each available worker's row with its published hardware (``hardware``: one line, ``offer``: the
+        offer's JSON or None) and ``unfit``: folder path -> why it cannot run the task in that folder."""
+        from ichain.requester.matching import assess
+        from ichain.sandbox import TaskFormatError, load_task
+
+        workers = market.providers()
+        found = assess(market, workers, None)
+        needs = {}
+        for folder in self.task_folders():
+            try:
+                needs[folder["path"]] = load_task(folder["path"]).needs()
+            except TaskFormatError:
+                continue  # an invalid folder is refused with its own line when posted
+        rows = []
+        for c in found:
+            unfit = {}
+            for path, need in needs.items():
+                missing = NO_OFFER_LINE if c.offer is None else "; ".join(shortfalls(c.offer, need))
+                if missing:
+                    unfit[path] = missing
+            rows.append({**self.worker_row(c.worker), "offer": c.offer.to_json() if c.offer else None,
+                         "hardware": c.offer.describe() if c.offer else "no hardware offer published",
+                         "unfit": unfit})
+        return rows
 
     def validators(self) -> list[dict]:
         """Available workers ranked by their own validator record (score, fewer missed verdicts, price), each

@@ -231,7 +231,6 @@ def test_provider__time_limit_beyond_the_deadline__ended_failed_before_any_run(
     assert record.data["failed_stage"] == "refused" and "does not fit before its deadline" in record.data["error"]
     work = daemon.files / f"{tid}-provider"
     assert (work / "task.ok").exists() and not (work / "output").exists()  # read, never run
-    assert daemon._sandbox is not None and daemon._sandbox._client is None  # the engine was never even contacted
     # The requester pays the failure fee: an impossible task is not a free way to block a provider's slot.
     assert daemon_market.credit(requester) == PRICE + FEE - PRICE // 10
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from ichain.config import load_config
+from ichain.hardware import GiB, Offer
 from ichain.market import InvalidRating, InvalidValidator, Status, Task
 from ichain.requester import Recovery, RequestError, RequesterSession, advise, recover
 from ichain.sandbox import TaskFormatError, pack_result
@@ -28,19 +29,29 @@ PRICE = 3 * 10**15
 @pytest.fixture(scope="module")
 def keys():
     """The X25519 key pairs of the workers the test plays, by account index."""
-    return {i: KeyPair.generate() for i in (3, 4, 5, 6)}
+    return {i: KeyPair.generate() for i in (3, 4, 5, 6, 7)}
+
+
+def _offer(*runtimes: str) -> bytes:
+    return Offer(runtimes=runtimes, cpus=2.0, memory=8 * GiB, max_cpus=2.0, max_memory=4 * GiB,
+                 max_time_limit=3600).encode()
 
 
 @pytest.fixture(scope="module")
 def req_market(accounts, keys):
-    """A market where 4 (cheapest) trusts 3, 3 trusts 5 and 4, and 6 (cheaper still) trusts nobody."""
+    """A market where 4 (cheapest) trusts 3, 3 trusts 5 and 4, and 6 (cheaper still) trusts nobody; all of them
+    offer ichain-runtime, 3 ichain-torch too. 7, the cheapest of all, trusts 3 but offers only ichain-torch."""
     from ichain._cli._common import get_market
     from ichain.deployments import deploy
 
     d = deploy(accounts[9], validation_window=60, min_timeout=30, max_timeout=3600, save=False)
     market = get_market(d.market)
-    for idx, price in ((3, PRICE), (4, 10**15), (5, 2 * 10**15), (6, 5 * 10**14)):
+    for idx, price in ((3, PRICE), (4, 10**15), (5, 2 * 10**15), (6, 5 * 10**14), (7, 10**14)):
         market.register(keys[idx].public_bytes, price, sender=accounts[idx])
+    for idx, runtimes in ((3, ("ichain-runtime", "ichain-torch")), (4, ("ichain-runtime",)),
+                          (5, ("ichain-runtime",)), (6, ("ichain-runtime",)), (7, ("ichain-torch",))):
+        market.publish_offer(_offer(*runtimes), sender=accounts[idx])
+    market.set_trust(accounts[3].address, True, sender=accounts[7])
     market.set_trust(accounts[3].address, True, sender=accounts[4])
     market.set_trust(accounts[5].address, True, sender=accounts[3])
     market.set_trust(accounts[4].address, True, sender=accounts[3])
@@ -117,6 +128,51 @@ def test_choose_parties__fee_below_the_top_validator__next_trusted_validator_tha
 def test_choose_parties__named_validator__best_provider_that_trusts_it(sessions, accounts):
     s = sessions()
     assert s.choose_parties("best", accounts[5].address) == (accounts[3].address, accounts[5].address)
+
+
+def _task_folder(root: Path, manifest: dict) -> Path:
+    folder = root / "task"
+    folder.mkdir()
+    (folder / "task.py").write_text("import sys\n")
+    (folder / "ichain.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def test_choose_parties__torch_task__only_providers_and_validators_offering_its_runtime(
+    tmp_path, req_market, accounts, config
+):
+    s = RequesterSession.prepare(_task_folder(tmp_path, {"image": "ichain-torch"}), market=req_market,
+                                 account=accounts[0], config=config)
+    try:
+        # 7 is the cheapest and the only ichain-torch provider besides 3; the validator (3) offers it too.
+        assert [w.address for w in s.rank_providers()] == [accounts[7].address, accounts[3].address]
+        assert s.choose_parties("best", "auto") == (accounts[7].address, accounts[3].address)
+        assert s.why_not(accounts[4].address) == (
+            f"{accounts[4].address} cannot run this task: needs runtime ichain-torch (has ichain-runtime)")
+        assert s.why_not(accounts[3].address) is None
+    finally:
+        s.close()
+
+
+def test_choose_parties__digits__a_provider_without_its_runtime_is_never_chosen(sessions, accounts):
+    s = sessions()
+    assert accounts[7].address not in [w.address for w in s.rank_providers()]
+    assert s.choose_parties("best", "auto") == (accounts[4].address, accounts[3].address)
+
+
+def test_post__task_no_provider_can_run__one_line_error_before_any_transaction(tmp_path, req_market, accounts,
+                                                                                 config):
+    s = RequesterSession.prepare(_task_folder(tmp_path, {"memory": "64g"}), market=req_market, account=accounts[0],
+                                 config=config)
+    nonce = accounts[0].nonce
+    try:
+        with pytest.raises(RequestError, match=r"no available provider can run this task: needs 64 GiB memory "
+                                               r"\(gives at most 4 GiB\) \(\d+ checked") as info:
+            s.post(provider="best", validator="auto", timeout=60)
+        assert "\n" not in str(info.value)
+        assert accounts[0].nonce == nonce and s.task_id is None
+    finally:
+        s.close()
 
 
 def test_post__no_validator__request_error_before_any_transaction(sessions, accounts):

@@ -130,4 +130,27 @@
     const b = ev.target.closest("button[data-post]");
     if (b) { ev.preventDefault(); send(b.dataset.post, null, b); }
   });
+
+  // Grey out the providers that cannot run the chosen task folder (their published hardware against its
+  // manifest; the server computes it for every offered folder), with the reason on hover.
+  function markProviders() {
+    const folder = document.getElementById("folder");
+    const select = document.getElementById("provider");
+    if (!folder || !select) return;
+    for (const opt of select.options) {
+      if (!opt.dataset.unfit) continue;
+      let unfit = {};
+      try { unfit = JSON.parse(opt.dataset.unfit); } catch (e) { unfit = {}; }
+      const why = folder.value ? unfit[folder.value] : undefined;
+      opt.disabled = !!why;
+      opt.classList.toggle("unfit", !!why);
+      if (!opt.dataset.label) opt.dataset.label = opt.textContent;
+      opt.textContent = why ? opt.dataset.label + " — cannot run it: " + why : opt.dataset.label;
+      if (why && opt.selected) select.value = "best";
+    }
+  }
+  document.addEventListener("change", function (ev) {
+    if (ev.target && ev.target.id === "folder") markProviders();
+  });
+  markProviders();
 })();
