@@ -8,6 +8,7 @@ and ``running`` tells the two apart (by the daemon's pid file).
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from typing import Any
@@ -124,11 +125,27 @@ def provider_report(market: Market, address: str, report: dict[str, Any]) -> dic
             "score": round(float(worker.score), 3), "validator_score": round(float(worker.validator_score), 3),
             "missed": worker.missed,
         },
+        "offer": report.get("offer"),
+        "offer_published": _published(report.get("offer"), worker.offer_hash),
         "credit": int(market.credit(address)),
         "earnings": {**earnings, "total": sum(earnings.values())},
         "tasks_by_stage": by_stage,
         "tasks": tasks,
     }
+
+
+def _published(offer: dict | None, on_chain: bytes | None) -> bool:
+    """Whether the offer the daemon measured last is the one the chain holds."""
+    if offer is None or on_chain is None:
+        return False
+    from eth_utils import keccak
+
+    from ichain.hardware import Offer, OfferError
+
+    try:
+        return keccak(Offer.decode(json.dumps(offer).encode()).encode()) == on_chain
+    except OfferError:
+        return False
 
 
 def _text(data: dict[str, Any]) -> None:
@@ -147,6 +164,11 @@ def _text(data: dict[str, Any]) -> None:
     click.echo(f"  registered: {'yes' if w['registered'] else 'no'}, price {eth(w['price'])}, "
                f"{'available' if w['available'] else 'unavailable'}, rating {rating}")
     e = data["earnings"]
+    if data["offer"] is not None:
+        from ichain.hardware import Offer
+
+        offer = Offer.decode(json.dumps(data["offer"]).encode())
+        click.echo(f"  hardware: {offer.describe()} ({'published' if data['offer_published'] else 'not yet published'})")
     click.echo(f"  earned: {eth(e['total'])} (provider {eth(e['provider'])}, validator {eth(e['validator'])}); "
                f"withdrawable {eth(data['credit'])}")
     for role, stages in data["tasks_by_stage"].items():
@@ -171,7 +193,9 @@ def status(network, account, state_dir, market_address, as_json):
     state), ``checkpoint`` (last block fully processed), ``checkpoint_time`` (that block's timestamp), ``head``
     (the chain's head block), ``worker`` (``registered``, ``price``, ``available``, ``rating`` (mean, null when
     unrated), ``ratings``, ``score``, ``validator_score``, ``missed``), ``credit`` (withdrawable now),
-    ``earnings`` (``provider``, ``validator``, ``total``: what the tasks paid beyond the collateral returned),
+    ``offer`` (the hardware the daemon measured last, the keys of ``providers``' ``offer``, or null),
+    ``offer_published`` (the chain holds that offer), ``earnings`` (``provider``, ``validator``, ``total``: what
+    the tasks paid beyond the collateral returned),
     ``tasks_by_stage`` (role → stage → count) and ``tasks`` (each: ``task_id``, ``role``, ``stage``, ``updated``,
     ``status`` on chain, ``credited`` (wei the task credited to the account), ``earned``, and what the state
     recorded of ``result_hash``, ``accepted``, ``error``, ``exit_code``, ``wall_time``, ``reason``,

@@ -272,6 +272,7 @@ class DaemonState:
             "checkpoint": self.checkpoint,
             "port": self.get_meta("port"),
             "binding": self.get_meta("binding"),
+            "offer": self.get_meta("offer"),
             "tasks": [
                 {"task_id": r.task_id, "role": r.role, "stage": r.stage, "updated": r.updated,
                  **{k: v for k, v in r.data.items() if k in ("result_hash", "accepted", "error", "exit_code",

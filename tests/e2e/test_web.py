@@ -145,6 +145,18 @@ def test_requester_page__digits_task_end_to_end__result_released_downloaded_and_
     assert_accessible_basics(page)
     shot(page, "01-requester-start")
 
+    # Each provider's published hardware is in the choice; with a folder chosen, one that cannot run it (the
+    # judge published no offer) is greyed out with the reason, and comes back when no folder is chosen.
+    page.select_option("#folder", label="digits")
+    judge = page.locator(f'#provider option[value="{accounts.test_accounts[JUDGE].address}"]')
+    expect(judge).to_be_disabled()
+    expect(judge).to_contain_text("cannot run it: it has published no hardware offer")
+    fit = page.locator(f'#provider option[value="{provider}"]')
+    expect(fit).to_be_enabled()
+    expect(fit).to_contain_text("runtimes ichain-runtime, ichain-torch")
+    page.select_option("#folder", value="")
+    expect(judge).to_be_enabled()
+
     # A second tab on the pool viewer records every pool the task appears in.
     pools = open_page(server.page_url("/pools"))
     pools.wait_for_selector("body[data-live=on]")
@@ -290,6 +302,8 @@ def _zip_folder(folder) -> bytes:
 def test_requester_page__stop_and_refund__deposit_back_then_withdrawn(open_page, web, web_market):
     """Stop a pending task; claim back an executing one whose provider stays silent (refused before the
     deadline with the SDK's own one-line reason, accepted after it); then withdraw the credit."""
+    from offer_helpers import publish
+
     from ichain.requester.format import eth
     from ichain.transfer import KeyPair
 
@@ -297,6 +311,7 @@ def test_requester_page__stop_and_refund__deposit_back_then_withdrawn(open_page,
     for who in (silent, judge):  # no daemon behind them
         if not web_market.worker(who.address).registered:
             web_market.register(KeyPair.generate().public_bytes, 10**16 if who is silent else 10**15, sender=who)
+        publish(web_market, who)  # they claim hardware that runs digits: the page offers them
     if not web_market.trusts(silent.address, judge.address):
         web_market.set_trust(judge.address, True, sender=silent)
     credit_before = web_market.credit(requester.address)

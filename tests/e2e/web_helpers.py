@@ -146,11 +146,15 @@ def web(tmp_path):
 
 
 def trusting_pair(market, provider, validator, price: int = 10**15) -> None:
-    """Register ``provider`` and ``validator`` (no daemons) and make the provider trust the validator, once."""
+    """Register ``provider`` and ``validator`` (no daemons) with an offer covering the example tasks, and make the
+    provider trust the validator, once."""
     from ichain.transfer import KeyPair
+
+    from offer_helpers import publish
 
     for who in (provider, validator):
         if not market.worker(who.address).registered:
             market.register(KeyPair.generate().public_bytes, price, sender=who)
+        publish(market, who)  # what their daemons would have published: they can run the examples
     if not market.trusts(provider.address, validator.address):
         market.set_trust(validator.address, True, sender=provider)

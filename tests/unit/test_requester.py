@@ -12,9 +12,9 @@ import json
 from pathlib import Path
 
 import pytest
+from offer_helpers import publish
 
 from ichain.config import load_config
-from ichain.hardware import GiB, Offer
 from ichain.market import InvalidRating, InvalidValidator, Status, Task
 from ichain.requester import Recovery, RequestError, RequesterSession, advise, recover
 from ichain.sandbox import TaskFormatError, pack_result
@@ -32,11 +32,6 @@ def keys():
     return {i: KeyPair.generate() for i in (3, 4, 5, 6, 7)}
 
 
-def _offer(*runtimes: str) -> bytes:
-    return Offer(runtimes=runtimes, cpus=2.0, memory=8 * GiB, max_cpus=2.0, max_memory=4 * GiB,
-                 max_time_limit=3600).encode()
-
-
 @pytest.fixture(scope="module")
 def req_market(accounts, keys):
     """A market where 4 (cheapest) trusts 3, 3 trusts 5 and 4, and 6 (cheaper still) trusts nobody; all of them
@@ -50,7 +45,7 @@ def req_market(accounts, keys):
         market.register(keys[idx].public_bytes, price, sender=accounts[idx])
     for idx, runtimes in ((3, ("ichain-runtime", "ichain-torch")), (4, ("ichain-runtime",)),
                           (5, ("ichain-runtime",)), (6, ("ichain-runtime",)), (7, ("ichain-torch",))):
-        market.publish_offer(_offer(*runtimes), sender=accounts[idx])
+        publish(market, accounts[idx], *runtimes)
     market.set_trust(accounts[3].address, True, sender=accounts[7])
     market.set_trust(accounts[3].address, True, sender=accounts[4])
     market.set_trust(accounts[5].address, True, sender=accounts[3])
