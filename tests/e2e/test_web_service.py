@@ -9,7 +9,7 @@ import re
 import pytest
 from ape import accounts, chain
 
-from web_helpers import get, web, web_market  # noqa: F401  (fixtures)
+from web_helpers import get, trusting_pair, web, web_market  # noqa: F401  (fixtures)
 from ichain.transfer import KeyPair
 
 pytestmark = [pytest.mark.e2e]
@@ -31,11 +31,7 @@ def test_providers__never_rated_worker__the_prior_score_and_no_mean_rather_than_
 
 def test_task__provider_silent_past_its_deadline__page_offers_the_refund_then_refunds(web, web_market, tmp_path):
     requester, silent, judge = accounts.test_accounts[6], accounts.test_accounts[7], accounts.test_accounts[5]
-    for who in (silent, judge):  # no daemon behind them
-        if not web_market.worker(who.address).registered:
-            web_market.register(KeyPair.generate().public_bytes, 10**15, sender=who)
-    if not web_market.trusts(silent.address, judge.address):
-        web_market.set_trust(judge.address, True, sender=silent)
+    trusting_pair(web_market, silent, judge)  # no daemon behind them
     server = web(requester, lambda: web_market)
     service = server.app.state.service
     tid = service.submit(folder=str(service.tasks_root / "digits"), price="0.001", validator_fee="0.001",
