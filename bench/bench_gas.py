@@ -7,6 +7,9 @@ grows with the number of tasks/workers. Locators are the marketplace's real enve
 (a file offered by a direct-transport ChunkHost, sealed, wrapped the way the requester and the daemon wrap
 it), so the totals are what a real task pays.
 
+A provider's decline and a worker's published offer (first, replaced, the longest document) are measured
+too.
+
 Writes bench/results/gas.json (NAME.part then os.replace). Goals: the honest happy path of protocol v2 (post
 with provider and validator, submitResult with its collateral, submitVerdict(accept) with the requester's
 locator, rate) <= 300,000 gas in every slot case (fresh open-set slot, reused slot, settled from the middle of
@@ -29,6 +32,14 @@ PRICE, FEE, ASKING, TIMEOUT = 10**16, 10**15, 10**15, 600
 VALIDATION, MIN_TIMEOUT, MAX_TIMEOUT = 3600, 60, 86_400
 COLLATERAL = FEE + PRICE // 10  # TaskMarket.collateralFor(PRICE, FEE)
 REPORT_BYTES = 512  # a sealed failure report: exit code, stage, a stderr tail (the contract allows 1..1024)
+DECLINE_REASON = b"needs runtime ichain-torch; this provider has ichain-runtime"  # plain text, 1..1024 bytes
+# An offer as a daemon describes its machine (the contract allows 1..2048 bytes and never reads it).
+OFFER = json.dumps({
+    "v": 1, "runtimes": ["ichain-runtime"], "cpu": {"model": "AMD EPYC 9654 96-Core Processor", "cores": 16},
+    "memory_gib": 128, "disk_gib": 64,
+    "gpus": [{"name": "NVIDIA H200", "memory_gib": 139, "driver": "550.54.15", "cuda": "12.4"}],
+}, separators=(",", ":")).encode()
+MAX_OFFER_BYTES = 2048
 SIZES = (1, 1000)
 GAS_BUDGET = 300_000
 GROWTH_LIMIT = 1.05
@@ -232,6 +243,15 @@ def scenario(contract_type, existing: int, envelopes: dict[str, bytes]) -> tuple
         gas["reportFailure"] = b.send(provider, "reportFailure", tid_g, report)
         gas["rate_failed"] = b.send(requester, "rate", tid_g, 3, 0)
 
+        # a task the provider cannot run, given back at once
+        b.send(requester, "post", _h("task-i"), terms(provider, validator), task_env, value=PRICE + FEE)
+        gas["decline"] = b.send(provider, "decline", b.last_task(), DECLINE_REASON)
+
+        # offers: the first (the hash's slot created), a replacement (rewritten), the longest document
+        gas["publishOffer"] = b.send(provider, "publishOffer", OFFER)
+        gas["publishOffer_replace"] = b.send(provider, "publishOffer", OFFER.replace(b'"v":1', b'"v":2'))
+        gas["publishOffer_max"] = b.send(provider, "publishOffer", (OFFER * 16)[:MAX_OFFER_BYTES])
+
         b.send(requester, "post", _h("task-d"), terms(None, validator), b"", value=PRICE + FEE)
         gas["cancel"] = b.send(requester, "cancel", b.last_task())
 
@@ -285,6 +305,7 @@ def main() -> None:
     lifecycle_reused = {n: sum(runs[n][k] for k in reused) for n in SIZES}
     result = {
         "envelope_bytes": {name: len(data) for name, data in envelopes.items()},
+        "offer_bytes": len(OFFER),
         "gas_per_function": {str(n): runs[n] for n in SIZES},
         "lifecycle_total": {str(n): lifecycle[n] for n in SIZES},
         "lifecycle_total_settled_from_middle_of_pool": {str(n): lifecycle_swap[n] for n in SIZES},

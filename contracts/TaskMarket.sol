@@ -280,8 +280,8 @@ contract TaskMarket is ITaskMarket {
         StoredTask storage t = _tasks[taskId];
         Status status = t.status;
         if (status == Status.None) revert TaskMarket__TaskNotFound(taskId);
-        uint32 callerId = _workers[msg.sender].id;
-        if (callerId == 0 || callerId != t.validatorId) revert TaskMarket__NotValidator(taskId, msg.sender);
+        // ids are permanent and id 0 is nobody's (_workerAt[0] is zero): the caller holds the validator's id
+        if (_workerAt[t.validatorId] != msg.sender) revert TaskMarket__NotValidator(taskId, msg.sender);
         if (status != Status.Validating) revert TaskMarket__WrongState(taskId, status);
         if (block.timestamp > t.deadline) revert TaskMarket__DeadlinePassed(taskId, t.deadline);
         if (_openTaskAt[t.poolIndex] >> 64 != _commitment(resultHash)) revert TaskMarket__WrongResult(taskId, resultHash);
@@ -563,8 +563,9 @@ contract TaskMarket is ITaskMarket {
         t = _tasks[taskId];
         Status status = t.status;
         if (status == Status.None) revert TaskMarket__TaskNotFound(taskId);
-        uint32 callerId = _workers[msg.sender].id;
-        if (callerId == 0 || callerId != t.providerId) revert TaskMarket__NotProvider(taskId, msg.sender);
+        // ids are permanent and id 0 is nobody's (_workerAt[0] is zero), so a Pending task (no provider yet)
+        // refuses everyone here
+        if (_workerAt[t.providerId] != msg.sender) revert TaskMarket__NotProvider(taskId, msg.sender);
         if (status != Status.Executing) revert TaskMarket__WrongState(taskId, status);
         if (block.timestamp > t.deadline) revert TaskMarket__DeadlinePassed(taskId, t.deadline);
     }

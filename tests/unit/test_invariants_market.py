@@ -9,12 +9,16 @@ every step it checks, against the chain:
   Validating task + every unwithdrawn credit + the burned total (+ ether forced in by selfdestruct, which is
   nobody's);
 * only allowed state transitions: each successful call moves its task along the protocol's table (who may move
-  it, from which state, to which, before or after the deadline), and no other task changes;
+  it, from which state, to which, before or after the deadline; a provider's decline included), and no other
+  task changes;
 * money goes by rule: the credits and the burn a transition creates are exactly the escrow it releases (plus
-  the collateral it takes in), to the parties the rules name (accept, reject, failure, each expiry), no party is
-  paid twice for a task, a silent validator's missed count grows by one, and a rating weighs the wei it paid;
+  the collateral it takes in), to the parties the rules name (accept, reject, failure, decline, each expiry), no
+  party is paid twice for a task, a silent validator's missed count grows by one, and a rating weighs the wei it
+  paid;
 * every revert is one of the market's own custom errors (never a panic or a bare revert), and calls the rules
-  say must work (expire after a deadline, a due withdraw, the right party's due action) do work.
+  say must work (expire after a deadline, a due withdraw, the right party's due action) do work;
+* a published offer lands in the worker's record (its keccak256 and the block of its event), and only a
+  registered worker's 1..2048-byte document is taken.
 
 At the end of every example all deadlines pass, an outsider settles every task with permissionless calls and
 everyone withdraws: each account must receive exactly what the rules gave it and only the burned and the
@@ -41,13 +45,13 @@ from web3 import Web3
 from ichain.market import commitment_of
 
 VALIDATION, MIN_TIMEOUT, MAX_TIMEOUT = 100, 10, 300
-BPS, BURN_BPS, COLLATERAL_BPS, FAILURE_BPS, MAX_REPORT = 10_000, 100, 1000, 1000, 1024
+BPS, BURN_BPS, COLLATERAL_BPS, FAILURE_BPS, MAX_REPORT, MAX_OFFER = 10_000, 100, 1000, 1000, 1024, 2048
 # The issue's floor; ICHAIN_SM_EXAMPLES lowers it for a quick local look (the figures printed say so).
 EXAMPLES, STEPS = int(os.environ.get("ICHAIN_SM_EXAMPLES", 200)), 30
 GAS = 1_000_000
 
 # Status values (ITaskMarket.Status)
-NONE, PENDING, EXECUTING, VALIDATING, COMPLETED, FAILED, REJECTED, RATED, CANCELLED, EXPIRED = range(10)
+NONE, PENDING, EXECUTING, VALIDATING, COMPLETED, FAILED, REJECTED, RATED, CANCELLED, EXPIRED, DECLINED = range(11)
 OPEN = {PENDING, EXECUTING, VALIDATING}
 ZERO = "0x" + "00" * 20
 
@@ -278,6 +282,7 @@ class MarketMachine(RuleBasedStateMachine):
             "submit_result": f == EXECUTING and t == VALIDATING and caller == before["provider"]
             and not deadline_passed,
             "report_failure": f == EXECUTING and t == FAILED and caller == before["provider"] and not deadline_passed,
+            "decline": f == EXECUTING and t == DECLINED and caller == before["provider"] and not deadline_passed,
             "submit_verdict": f == VALIDATING and caller == before["validator"] and not deadline_passed
             and t == (COMPLETED if (extra or {}).get("accept") else REJECTED),
             "rate": caller == before["requester"] and f in (COMPLETED, FAILED) and t == RATED,
@@ -295,7 +300,7 @@ class MarketMachine(RuleBasedStateMachine):
         failure_fee = price * FAILURE_BPS // BPS
         pay = {"requester": 0, "provider": 0, "validator": 0}
         burn = 0
-        if t == CANCELLED:
+        if t in (CANCELLED, DECLINED):
             pay["requester"] = price + fee
         elif (f, t) == (VALIDATING, COMPLETED):
             pay["provider"] = price - burn_of(price) + coll
@@ -461,6 +466,28 @@ class MarketMachine(RuleBasedStateMachine):
         ok = self.act("report_failure", tid, caller, self.m.functions.reportFailure(tid, b"\x01" * length), must)
         assert not ok or 1 <= length <= MAX_REPORT, f"a report of {length} bytes was accepted"
 
+    @rule(task=seed, who=st.integers(0, 11), length=st.sampled_from([0, 1, 60, MAX_REPORT, MAX_REPORT + 1]))
+    def decline(self, task, who, length):
+        if (tid := self.pick_task(task)) is None:
+            return
+        t = self.cached(tid)
+        # (a Pending task has no provider: the zero address cannot send, an outsider stands in)
+        caller = t["provider"] if who > 5 and t["provider"] != ZERO else self.env.actors[who % 6]
+        must = (caller == t["provider"] and t["status"] == EXECUTING and self.time < t["deadline"]
+                and 1 <= length <= MAX_REPORT)
+        ok = self.act("decline", tid, caller, self.m.functions.decline(tid, b"n" * length), must)
+        assert not ok or 1 <= length <= MAX_REPORT, f"a decline reason of {length} bytes was accepted"
+
+    def publish_offer(self, sender: str, length: int, salt: int) -> None:
+        """An offer (worker_op's fifth kind, so the task rules keep their share of the draws)."""
+        document = ((salt % 2**24).to_bytes(3, "big") * length)[:length]
+        registered = self.m.functions.getWorker(sender).call()[4]
+        ok, error, receipt = self.send(self.m.functions.publishOffer(document), sender)
+        assert ok == (registered and 1 <= length <= MAX_OFFER), f"publishOffer of {length} bytes: {error}"
+        if ok:
+            record = self.m.functions.getWorker(sender).call()
+            assert (record[7], bytes(record[8])) == (receipt["blockNumber"], keccak(document)), "offer not recorded"
+
     @rule(task=seed, who=st.integers(0, 11), accept=st.booleans(), wrong=st.booleans())
     def submit_verdict(self, task, who, accept, wrong):
         if (tid := self.pick_task(task)) is None:
@@ -508,7 +535,8 @@ class MarketMachine(RuleBasedStateMachine):
     @rule(task=seed, choice=st.integers(0, 3))
     def progress(self, task, choice):
         """The due action of the right party on a task (random callers rarely are the right one): assign a
-        provider, commit or report a failure, accept or reject, rate. The other rules try everyone else."""
+        provider, commit or report a failure, accept or reject, rate. The other rules try everyone else (and
+        the decline rule's own provider declines)."""
         if (tid := self.pick_task(task)) is None:
             return
         t = self.cached(tid)
@@ -529,9 +557,13 @@ class MarketMachine(RuleBasedStateMachine):
     def withdraw(self, who):
         self.withdraw_all(self.env.actors[who], must=False)
 
-    @rule(who=actor, kind=st.integers(0, 3), price=st.integers(0, 2 * 10**16))
+    @rule(who=actor, kind=st.integers(0, 4), price=st.integers(0, 2 * 10**16))
     def worker_op(self, who, kind, price):
         a = self.env.actors[who]
+        if kind == 4:  # an offer, from a worker or (one time in seven) an outsider, of a length around the bounds
+            sender = self.env.outsider if price % 7 == 0 else a
+            self.publish_offer(sender, [0, 1, 300, MAX_OFFER, MAX_OFFER + 1][price % 5], price)
+            return
         key = keccak(text=f"k{who}.{price}")
         fn = {0: self.m.functions.leave(), 1: self.m.functions.register(key, price, True),
               2: self.m.functions.update(key, price, True), 3: self.m.functions.update(key, price, False)}[kind]
