@@ -20,7 +20,7 @@ import pytest
 from ichain.config import load_config
 from ichain.daemon.provider import ProviderDaemon
 from ichain.daemon.state import DaemonState
-from ichain.market import Status
+from ichain.market import Status, TaskDeclined
 from ichain.sandbox import pack_task
 from ichain.transfer import ChunkHost, DirectTransport, KeyPair, TransferContext
 from ichain.transfer.envelope import Envelope
@@ -262,10 +262,17 @@ def test_provider__validator_no_longer_trusted__refused_without_fetching(
     tid, _ = _post(daemon_market, chain, requester, _task_folder(tmp_path, "t"), host, provider=provider.address,
                    validator=validator.address)
     daemon_market.set_trust(validator.address, False, sender=provider)  # trust withdrawn after the post
+    credit_before = daemon_market.credit(requester)
 
     _pump(daemon, lambda: daemon.state.task(tid, "provider").stage == "refused", what="the task to be refused")
     assert "not in our trusted set" in daemon.state.task(tid, "provider").data["reason"]
     assert host.progress(host.transfers()[0])["manifest_requests"] == 0
+    # Declined on chain at once, with the reason: the requester has the whole deposit back before the deadline.
+    task = daemon_market.task(tid)
+    assert task.status == Status.Declined and daemon_market.now() < task.deadline
+    assert daemon_market.credit(requester) == credit_before + PRICE + FEE
+    [declined] = [e for e in daemon_market.task_events(tid) if isinstance(e, TaskDeclined)]
+    assert "not in our trusted set" in bytes(declined.reason).decode()
 
 
 # ------------------------------------------------------------------------------------------ validator paths
