@@ -60,6 +60,9 @@ log = logging.getLogger("ichain.daemon")
 SETTLED = (Status.Completed, Status.Failed, Status.Rejected, Status.Rated, Status.Expired, Status.Cancelled,
            Status.Declined)
 
+#: Seconds before measuring and publishing the offer again after a failed attempt (engine or node down).
+OFFER_RETRY = 30.0
+
 #: Seconds between attempts to put the configured validators in our trusted set (one may not be registered yet).
 TRUST_RETRY = 5.0
 
@@ -155,7 +158,7 @@ class ProviderDaemon:
         self.host = ChunkHost(self.home / "host", transport=transport_for(self.config, int(port), self.home))
         self.host.start()
         self._register()
-        self._publish_offer()
+        self._refresh_offer()
         runner = Runner(
             self.market,
             self.state,
@@ -233,6 +236,14 @@ class ProviderDaemon:
         )
         log.info("updated worker %s: price %d wei, available %s", self.address, price, available)
 
+    def _refresh_offer(self) -> None:
+        """Measure and publish the offer; when the engine or the node is down, try again in OFFER_RETRY s."""
+        try:
+            self._publish_offer()
+        except Exception as trouble:  # a provider without its engine still serves its validator jobs' retries
+            log.warning("offer: %s; will retry", " ".join(str(trouble).split()))
+            self._offer_measured = time.time() - REMEASURE_S + OFFER_RETRY
+
     def _publish_offer(self) -> Offer:
         """Measure what this provider offers and publish it when the chain holds another document (or none).
 
@@ -291,11 +302,7 @@ class ProviderDaemon:
         """Start a job for every active task that is due and not already running."""
         now = time.time()
         if now - self._offer_measured > REMEASURE_S:
-            try:
-                self._publish_offer()
-            except Exception as trouble:  # the node or the engine is down: measured again on a later pass
-                log.warning("offer: %s; will retry", " ".join(str(trouble).split()))
-                self._offer_measured = now
+            self._refresh_offer()
         if self._trust_pending and now - self._trust_checked > TRUST_RETRY:
             try:
                 self._ensure_trust()

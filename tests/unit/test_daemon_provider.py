@@ -411,3 +411,40 @@ def test_validator_job__verdict_reached_on_the_commitment__sent_naming_the_oncha
         assert (verdict.result_hash, verdict.accepted, verdict.requester_locator) == (committed, True, locator)
     finally:
         daemon.shutdown()
+
+
+# ------------------------------------------------------------------------------------------ the offer
+def test_provider__start__publishes_the_measured_offer_once(daemon_market, accounts, started):
+    provider = accounts[6]
+    daemon = started(provider)
+    measured = daemon.state.get_meta("offer")
+    document = daemon_market.offer_document(daemon_market.worker(provider.address))
+    assert document is not None and json.loads(document) == measured
+    assert set(measured["runtimes"]) == {"ichain-runtime", "ichain-torch"}
+    nonce = provider.nonce
+    daemon._publish_offer()  # an unchanged machine sends nothing
+    assert provider.nonce == nonce
+
+
+def test_provider__engine_down_at_start__starts_and_publishes_once_the_engine_answers(
+    daemon_market, accounts, config, tmp_path
+):
+    import docker
+
+    from ichain.daemon.provider import OFFER_RETRY
+    from ichain.sandbox import Sandbox
+
+    provider = accounts[7]
+    cfg = config.replace(state_dir=tmp_path / "state-down")
+    dead = Sandbox(client=docker.DockerClient(base_url=f"unix://{tmp_path}/no-docker.sock", version="1.43"))
+    daemon = ProviderDaemon(daemon_market, provider, cfg, price=ASKING, ws_uri="", sandbox=dead)
+    try:
+        daemon.start()  # registered; the offer waits for the engine
+        assert daemon_market.worker(provider.address).registered
+        assert daemon_market.worker(provider.address).offer_hash is None
+        daemon._sandbox = Sandbox()  # the engine is back
+        daemon._offer_measured -= OFFER_RETRY
+        daemon.schedule()
+        assert daemon_market.worker(provider.address).offer_hash is not None
+    finally:
+        daemon.shutdown()
