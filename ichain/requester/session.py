@@ -377,7 +377,8 @@ class RequesterSession:
         found = assess(self.market, workers, self.needs)
         if any(c.fits for c in found):
             return
-        closest = min(found, key=lambda c: len(c.shortfalls))  # what even the nearest miss lacks
+        # What even the nearest miss lacks: a worker with an offer says more than one without any.
+        closest = min(found, key=lambda c: (c.offer is None, len(c.shortfalls)))
         raise RequestError(f"no available provider can run this task: {'; '.join(closest.shortfalls)} "
                            f"({len(found)} checked; 'ape ichain providers TASK_DIR' lists those that can)")
 

@@ -18,6 +18,7 @@ from ichain.daemon.state import DaemonState, state_file
 from ichain.hardware import Offer, detect_machine
 from ichain.market import Status
 from ichain.sandbox import load_task, pack_result
+from ichain.transfer import KeyPair
 
 from marketplace_helpers import ROOT, task_status, wait_until
 
@@ -149,6 +150,8 @@ def test_unrunnable_task__not_offered_and_a_named_daemon_declines_before_the_dea
 ):
     prov, val = accounts[5], accounts[6]
     _pair(daemons, e2e_market, prov, val)
+    if not e2e_market.worker(accounts[9].address).registered:  # the cheapest worker, with no offer at all
+        e2e_market.register(KeyPair.generate().public_bytes, 1, sender=accounts[9])
     task = _heavy_task(tmp_path, "heavy", manifest)
     # Not offered: no provider's published hardware covers it.
     listed = _ape("providers", str(task), "--network", node_uri, "--market", market_address, "--json")
