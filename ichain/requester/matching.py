@@ -53,20 +53,19 @@ def offers(market: Market, workers: Iterable[Worker]) -> dict[str, Offer]:
     return parsed
 
 
+def lacks(offer: Offer | None, needs: Needs) -> tuple[str, ...]:
+    """What a worker with ``offer`` (None: it published none) lacks to run a task with ``needs``."""
+    return (NO_OFFER,) if offer is None else tuple(shortfalls(offer, needs))
+
+
 def assess(market: Market, workers: Sequence[Worker], needs: Needs | None) -> list[Candidate]:
     """Each worker (in the given order) with its offer and, when ``needs`` is given, what it lacks."""
     known = offers(market, workers)
     out = []
     for w in workers:
         offer = known.get(w.address)
-        if needs is None:
-            missing: tuple[str, ...] = ()
-        elif offer is None:
-            missing = (NO_OFFER,)
-        else:
-            missing = tuple(shortfalls(offer, needs))
-        out.append(Candidate(w, offer, missing))
+        out.append(Candidate(w, offer, () if needs is None else lacks(offer, needs)))
     return out
 
 
-__all__ = ["Candidate", "NO_OFFER", "assess", "offers"]
+__all__ = ["Candidate", "NO_OFFER", "assess", "lacks", "offers"]

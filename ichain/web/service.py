@@ -22,7 +22,6 @@ from typing import IO, TYPE_CHECKING, Any, Callable
 from eth_utils import is_address, to_checksum_address
 
 from ichain.errors import IChainError
-from ichain.hardware import shortfalls
 from ichain.market import Status, Task, Worker
 from ichain.requester.format import eth
 from ichain.sandbox import PackageError, unpack_upload
@@ -37,9 +36,6 @@ if TYPE_CHECKING:
 #: Largest upload accepted (the task archive), and its unpacked size.
 MAX_UPLOAD = 256 * 1024 * 1024
 MAX_UNPACKED = 1024 * 1024 * 1024
-
-#: Why a worker without a readable offer is greyed out for every task.
-NO_OFFER_LINE = "it has published no hardware offer"
 
 #: Items listed per pool (the count shows the total).
 POOL_SHOWN = 25
@@ -212,7 +208,7 @@ class WebService:
     def _provider_rows(self, market: Market) -> list[dict]:
         """Each available worker's row with its published hardware (``hardware``: one line, ``offer``: the
         offer's JSON or None) and ``unfit``: folder path -> why it cannot run the task in that folder."""
-        from ichain.requester.matching import assess
+        from ichain.requester.matching import NO_OFFER, assess, lacks
         from ichain.sandbox import TaskFormatError, load_task
 
         workers = market.providers()
@@ -227,9 +223,9 @@ class WebService:
         for c in found:
             unfit = {}
             for path, need in needs.items():
-                missing = NO_OFFER_LINE if c.offer is None else "; ".join(shortfalls(c.offer, need))
+                missing = "; ".join(lacks(c.offer, need))
                 if missing:
-                    unfit[path] = missing
+                    unfit[path] = f"it {missing}" if missing == NO_OFFER else missing
             rows.append({**self.worker_row(c.worker), "offer": c.offer.to_json() if c.offer else None,
                          "hardware": c.offer.describe() if c.offer else "no hardware offer published",
                          "unfit": unfit})
